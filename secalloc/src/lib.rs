@@ -1,0 +1,1 @@
+//! secalloc (being built)

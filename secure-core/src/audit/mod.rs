@@ -1,0 +1,1 @@
+//! The `audit` service (being built; see the workspace issues).

@@ -1,0 +1,5 @@
+//! The `secure` command-line tool (being built).
+fn main() {
+    eprintln!("secure: no commands yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! The `integrity` service (being built; see the workspace issues).

@@ -1,0 +1,24 @@
+//! Run-time services of the secalloc toolkit.
+//!
+//! An application depends on `secure-core` alone and gets:
+//!
+//! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file,
+//!   asynchronous bounded writes, verification with distinct verdicts);
+//! - [`sanitize`]: the `Sanitize` trait and its policy (redaction of sensitive keys,
+//!   neutralised control characters, clipped floats);
+//! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the
+//!   integrity lock that halts before anything runs on tampered input;
+//! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on
+//!   the [`secalloc`] global allocator's statistics;
+//! - the `secure` command-line tool (`src/bin/secure.rs`).
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+pub mod audit;
+pub mod integrity;
+pub mod manifest;
+pub mod monitor;
+pub mod sanitize;
+pub mod status;
+
+pub use secalloc;

@@ -1,0 +1,1 @@
+//! The `manifest` service (being built; see the workspace issues).

@@ -1,0 +1,1 @@
+//! The `monitor` service (being built; see the workspace issues).

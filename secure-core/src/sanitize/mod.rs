@@ -1,0 +1,1 @@
+//! The `sanitize` service (being built; see the workspace issues).

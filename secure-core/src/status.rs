@@ -1,0 +1,1 @@
+//! The `status` service (being built; see the workspace issues).

@@ -1,0 +1,1 @@
+//! Support code shared by the workspace's top-level examples, tests and benchmarks.
