@@ -1,0 +1,656 @@
+//! `SecAlloc`: the `GlobalAlloc` implementation.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+use core::sync::atomic::Ordering;
+use std::alloc::System;
+
+use crate::block::{self, Meta};
+use crate::config::{
+    Config, OnCorruption, ReportDest, ReportFormat, Wipe, INITIALISING, MAX_STACK_DEPTH, READY,
+    RUNTIME, UNINIT,
+};
+use crate::corruption::{self, Corruption};
+use crate::live::{self, Cleared};
+use crate::stack::{self, INTERNAL, NO_STACK};
+use crate::thread::{self, bump, ThreadState, ORPHAN};
+use crate::{scope, wipe};
+
+/// The tracking, wiping global allocator.
+///
+/// Wraps [`System`] (or any [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)).
+/// Every block it hands out is zeroed, recorded with its callsite stack, scope and thread,
+/// and guarded by a canary; every block it takes back is checked and wiped before the inner
+/// allocator sees it.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new();
+/// ```
+///
+/// Configuration uses const builder methods, and can be overridden at run time by
+/// `SECALLOC_*` environment variables (read once, at the first allocation):
+///
+/// ```no_run
+/// use secalloc::{SecAlloc, Wipe};
+/// #[global_allocator]
+/// static GLOBAL: SecAlloc = SecAlloc::new().wipe(Wipe::Zero).stack_depth(8);
+/// ```
+///
+/// The tracker is process-wide: there is one per process, whichever `SecAlloc` value feeds
+/// it. The configuration of the first `SecAlloc` used wins.
+pub struct SecAlloc<A: GlobalAlloc = System> {
+    inner: A,
+    config: Config,
+}
+
+impl SecAlloc<System> {
+    /// A `SecAlloc` over the system allocator with the default configuration: four-pass
+    /// wipe, zero on alloc, 16-frame stacks, canaries, abort on corruption, report to stderr.
+    pub const fn new() -> Self {
+        let mut config = Config::DEFAULT;
+        // glibc's realloc shrinks in place (or moves whole pages with mremap), never leaving
+        // a copy of the kept bytes behind.
+        config.inner_shrinks_in_place = cfg!(all(target_os = "linux", target_env = "gnu"));
+        SecAlloc {
+            inner: System,
+            config,
+        }
+    }
+}
+
+impl Default for SecAlloc<System> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: GlobalAlloc> SecAlloc<A> {
+    /// A `SecAlloc` over `inner`, with the default configuration. Every `realloc` moves the
+    /// block (alloc, copy, wipe, free), since `inner`'s own `realloc` might free the old block
+    /// without wiping it.
+    pub const fn with_inner(inner: A) -> Self {
+        SecAlloc {
+            inner,
+            config: Config::DEFAULT,
+        }
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// How freed memory is wiped (default [`Wipe::FourPass`]; `SECALLOC_WIPE=4|1|0`).
+    pub const fn wipe(mut self, wipe: Wipe) -> Self {
+        self.config.wipe = wipe;
+        self
+    }
+
+    /// Whether memory handed out by `alloc` is zeroed (default on; `SECALLOC_ZERO_ON_ALLOC`).
+    pub const fn zero_on_alloc(mut self, on: bool) -> Self {
+        self.config.zero_on_alloc = on;
+        self
+    }
+
+    /// Return addresses recorded per allocation (default 16, at most 64; 0 turns callsite
+    /// tracking off; `SECALLOC_STACK_DEPTH`).
+    pub const fn stack_depth(mut self, depth: usize) -> Self {
+        self.config.stack_depth = if depth > MAX_STACK_DEPTH {
+            MAX_STACK_DEPTH as u8
+        } else {
+            depth as u8
+        };
+        self
+    }
+
+    /// Whether an 8-byte canary follows every block (default on; `SECALLOC_CANARY=0|1`).
+    pub const fn canaries(mut self, on: bool) -> Self {
+        self.config.canaries = on;
+        self
+    }
+
+    /// What happens on heap corruption (default [`OnCorruption::Abort`];
+    /// `SECALLOC_ON_CORRUPTION=abort|continue`).
+    pub const fn on_corruption(mut self, action: OnCorruption) -> Self {
+        self.config.on_corruption = action;
+        self
+    }
+
+    /// Where the exit report goes (default [`ReportDest::Stderr`];
+    /// `SECALLOC_REPORT=off|stderr|<path>`).
+    pub const fn report(mut self, dest: ReportDest) -> Self {
+        self.config.report = dest;
+        self
+    }
+
+    /// The exit report's format (default [`ReportFormat::Text`];
+    /// `SECALLOC_REPORT_FORMAT=text|json|dhat|folded`).
+    pub const fn report_format(mut self, format: ReportFormat) -> Self {
+        self.config.report_format = format;
+        self
+    }
+
+    /// The exit report is printed only when at least this many bytes are live at exit
+    /// (default 1; `SECALLOC_REPORT_MIN_BYTES`).
+    pub const fn report_min_bytes(mut self, bytes: u64) -> Self {
+        self.config.report_min_bytes = bytes;
+        self
+    }
+
+    /// How many callsites the text report lists (default 20; `SECALLOC_REPORT_TOP`).
+    pub const fn report_top(mut self, n: usize) -> Self {
+        self.config.report_top = n;
+        self
+    }
+
+    /// Whether the exit report lists still-reachable blocks in full rather than as a summary
+    /// line (default off; `SECALLOC_REPORT_REACHABLE=1`).
+    pub const fn report_reachable(mut self, on: bool) -> Self {
+        self.config.report_reachable = on;
+        self
+    }
+
+    /// Exit with this code when anything is definitely lost at exit (default none;
+    /// `SECALLOC_LEAK_EXITCODE=N`), as LeakSanitizer's `exitcode` does.
+    pub const fn leak_exitcode(mut self, code: u8) -> Self {
+        self.config.leak_exitcode = Some(code);
+        self
+    }
+
+    /// Wipe every block still live at exit, after the report (default off;
+    /// `SECALLOC_WIPE_AT_EXIT=1`). See the crate docs for the risk with running threads.
+    pub const fn wipe_at_exit(mut self, on: bool) -> Self {
+        self.config.wipe_at_exit = on;
+        self
+    }
+
+    #[inline(always)]
+    fn ready(&self) {
+        if RUNTIME.state.load(Ordering::Acquire) != READY {
+            self.init_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init_slow(&self) {
+        let me = thread::token();
+        loop {
+            match RUNTIME.state.compare_exchange(
+                UNINIT,
+                INITIALISING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    RUNTIME.init_thread.store(me, Ordering::Relaxed);
+                    let entered = thread::enter();
+                    crate::init::initialise(&self.config);
+                    RUNTIME.state.store(READY, Ordering::Release);
+                    if entered {
+                        thread::leave();
+                    }
+                    return;
+                }
+                Err(READY) => return,
+                Err(_) => {
+                    // Initialisation in progress: on this thread (a re-entrant allocation
+                    // made while initialising) go on; elsewhere wait for it.
+                    if RUNTIME.init_thread.load(Ordering::Relaxed) == me {
+                        return;
+                    }
+                    core::hint::spin_loop();
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn capture(&self, ts: &mut ThreadState) -> u32 {
+        let depth = RUNTIME.stack_depth();
+        if depth == 0 {
+            return NO_STACK;
+        }
+        let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
+        if w.bad_frame {
+            bump(&ts.counters.bad_frames, 1);
+        }
+        if w.len == 0 {
+            return NO_STACK;
+        }
+        stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
+    }
+
+    /// Allocates a block. `zero`: zero the user bytes (otherwise left as the inner allocator
+    /// returned them).
+    #[inline(always)]
+    unsafe fn alloc_block(&self, layout: Layout, zero: bool) -> *mut u8 {
+        self.ready();
+        let canary = RUNTIME.canaries();
+        let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
+            return ptr::null_mut();
+        };
+        let tracked = thread::enter();
+        let mut meta = Meta {
+            size: layout.size(),
+            align_log2: layout.align().trailing_zeros(),
+            stack: INTERNAL,
+            scope: 0,
+            thread: 0,
+        };
+        let mut ts: *mut ThreadState = ptr::null_mut();
+        if tracked {
+            ts = thread::current();
+            meta.scope = scope::current();
+            meta.stack = NO_STACK;
+            // SAFETY: `ts` is null or this thread's own state, used only by this thread.
+            if let Some(ts) = unsafe { ts.as_mut() } {
+                meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
+                meta.stack = self.capture(ts);
+            }
+        }
+        // SAFETY: `il` has non-zero size (it includes the header) and a valid alignment.
+        let base = unsafe {
+            if zero {
+                self.inner.alloc_zeroed(il)
+            } else {
+                self.inner.alloc(il)
+            }
+        };
+        if base.is_null() {
+            if tracked {
+                thread::leave();
+            }
+            return base;
+        }
+        // SAFETY: `base` holds `il.size()` bytes; the user pointer, header and canary lie
+        // inside it by construction of `inner_layout`.
+        let user = unsafe { base.add(block::offset(layout.align())) };
+        // SAFETY: as above.
+        unsafe {
+            block::write_header(user, &meta);
+            if canary {
+                block::write_canary(user, layout.size());
+            }
+        }
+        live::set_live(user as usize);
+        if tracked {
+            // SAFETY: `ts` is null or this thread's own state.
+            account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
+            thread::leave();
+        }
+        user
+    }
+
+    /// Reports a free of an address that is not live, then aborts or (configured) returns.
+    #[cold]
+    #[inline(never)]
+    fn bad_free(&self, user: *mut u8, layout: Layout) {
+        let kind = match thread::find_recent_free(user as usize) {
+            Some((stack, size)) => Corruption::DoubleFree {
+                alloc_stack: stack,
+                size,
+            },
+            None => Corruption::InvalidFree {
+                size: layout.size(),
+            },
+        };
+        corruption::report(kind, user as usize);
+    }
+
+    /// Validates a block being freed (already out of the live set). Returns its header, or
+    /// `None` after reporting corruption (the block is then leaked).
+    #[inline(always)]
+    unsafe fn validate(&self, user: *mut u8, layout: Layout) -> Option<Meta> {
+        // SAFETY: the block was live until our clear_live, so its header is readable.
+        let Some(meta) = (unsafe { block::read_header(user) }) else {
+            corruption::report(
+                Corruption::HeaderOverwritten {
+                    size: layout.size(),
+                },
+                user as usize,
+            );
+            return None;
+        };
+        if meta.size != layout.size() || meta.align() != layout.align() {
+            corruption::report(
+                Corruption::LayoutMismatch {
+                    alloc_stack: meta.stack,
+                    size: meta.size,
+                    align: meta.align(),
+                    freed_size: layout.size(),
+                    freed_align: layout.align(),
+                },
+                user as usize,
+            );
+            return None;
+        }
+        if RUNTIME.canaries() {
+            // SAFETY: the canary lies inside the block's inner allocation.
+            let found = unsafe { block::read_canary(user, meta.size) };
+            if found != block::canary_value() {
+                corruption::report(
+                    Corruption::Overflow {
+                        alloc_stack: meta.stack,
+                        size: meta.size,
+                        expected: block::canary_value(),
+                        found,
+                    },
+                    user as usize,
+                );
+                return None;
+            }
+        }
+        Some(meta)
+    }
+
+    /// Wipes a validated block and hands it to the inner allocator.
+    #[inline(always)]
+    unsafe fn release(&self, user: *mut u8, meta: Meta, tracked: bool) {
+        let canary = RUNTIME.canaries();
+        let off = block::offset(meta.align());
+        // SAFETY: the block was allocated with this offset.
+        let base = unsafe { user.sub(off) };
+        let Some(il) = block::inner_layout(meta.size, meta.align(), canary) else {
+            return;
+        };
+        let ts = if tracked {
+            thread::current()
+        } else {
+            thread::current_if_any()
+        };
+        let mode = RUNTIME.wipe();
+        // SAFETY: the whole inner allocation is ours until inner.dealloc below, and no other
+        // thread can reach it (it left the live set, and no reader holds a pin on it).
+        unsafe {
+            match ts.as_mut() {
+                Some(ts) => wipe::wipe(base, il.size(), mode, &mut ts.pool),
+                None => wipe::wipe(base, il.size(), mode, &mut wipe::FALLBACK_POOL.lock()),
+            }
+        }
+        if meta.stack != INTERNAL {
+            // SAFETY: `ts` is null or this thread's own state.
+            account_free(
+                unsafe { ts.as_mut() },
+                user as usize,
+                &meta,
+                mode != Wipe::Off,
+                il.size(),
+            );
+        }
+        // Keep the wipe: read the block back through a volatile load and let the pointer
+        // escape, so no optimiser can treat the stores above as dead before the free.
+        // SAFETY: base is valid for reads (still allocated).
+        unsafe { ptr::read_volatile(base) };
+        wipe::barrier(base);
+        // SAFETY: base/il are exactly what inner.alloc returned/was given.
+        unsafe { self.inner.dealloc(base, il) };
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_in_place(&self, user: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let tracked = thread::enter();
+        let done = |p: *mut u8| {
+            if tracked {
+                thread::leave();
+            }
+            p
+        };
+        match live::clear_live(user as usize) {
+            Cleared::WasLive | Cleared::Unindexed => {}
+            Cleared::NotLive => {
+                self.bad_free(user, layout);
+                return done(ptr::null_mut());
+            }
+        }
+        // SAFETY: the block was live; validate reads its header and canary.
+        let Some(mut meta) = (unsafe { self.validate(user, layout) }) else {
+            return done(ptr::null_mut());
+        };
+        let canary = RUNTIME.canaries();
+        let canary_len = if canary { block::CANARY } else { 0 };
+        let off = block::offset(meta.align());
+        let old_il = block::inner_layout(meta.size, meta.align(), canary).expect("valid before");
+        let tail = meta.size - new_size + canary_len;
+        let ts = if tracked {
+            thread::current()
+        } else {
+            thread::current_if_any()
+        };
+        let mode = RUNTIME.wipe();
+        // SAFETY: the tail (old bytes past new_size, and the old canary) is inside the block.
+        unsafe {
+            let t = user.add(new_size);
+            match ts.as_mut() {
+                Some(ts) => wipe::wipe(t, tail, mode, &mut ts.pool),
+                None => wipe::wipe(t, tail, mode, &mut wipe::FALLBACK_POOL.lock()),
+            }
+            wipe::barrier(t);
+        }
+        let old_size = meta.size;
+        // SAFETY: base is the inner allocation; the new size is smaller, so inner realloc
+        // shrinks in place (glibc) or moves whole pages (mremap) — no copy is left behind.
+        let base = unsafe { user.sub(off) };
+        let new_total = off + new_size + canary_len;
+        // SAFETY: base/old_il came from inner.alloc; new_total > 0.
+        let nb = unsafe { self.inner.realloc(base, old_il, new_total) };
+        let (nb, size) = if nb.is_null() {
+            (base, old_size)
+        } else {
+            (nb, new_size)
+        };
+        meta.size = size;
+        // SAFETY: nb holds off + size + canary bytes.
+        let nu = unsafe { nb.add(off) };
+        // SAFETY: as above.
+        unsafe {
+            block::write_header(nu, &meta);
+            if canary {
+                block::write_canary(nu, size);
+            }
+        }
+        live::set_live(nu as usize);
+        if meta.stack != INTERNAL && size != old_size {
+            // SAFETY: ts is null or this thread's own state.
+            let ts = unsafe { ts.as_mut() };
+            account_realloc_in_place(ts, &meta, old_size, size, mode != Wipe::Off, tail);
+        }
+        if nb == base && size == old_size {
+            return done(ptr::null_mut());
+        }
+        done(nu)
+    }
+}
+
+#[inline(always)]
+fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
+    match ts {
+        Some(ts) => {
+            bump(&ts.counters.alloc_bytes, size as u64);
+            bump(&ts.counters.allocs, 1);
+            thread::note_live(ts, size as i64);
+        }
+        None => {
+            ORPHAN.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            ORPHAN.allocs.fetch_add(1, Ordering::Relaxed);
+            thread::note_live_orphan(size as i64);
+        }
+    }
+    if scope_id != 0 {
+        scope::on_alloc(scope_id, size);
+    }
+}
+
+#[inline(always)]
+fn account_free(
+    ts: Option<&mut ThreadState>,
+    user: usize,
+    meta: &Meta,
+    wiped: bool,
+    wiped_len: usize,
+) {
+    let size = meta.size;
+    match ts {
+        Some(ts) => {
+            bump(&ts.counters.freed_bytes, size as u64);
+            bump(&ts.counters.frees, 1);
+            if wiped {
+                bump(&ts.counters.wiped_bytes, wiped_len as u64);
+            }
+            thread::remember_free(ts, user, meta.stack, size);
+            thread::note_live(ts, -(size as i64));
+        }
+        None => {
+            ORPHAN.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            ORPHAN.frees.fetch_add(1, Ordering::Relaxed);
+            if wiped {
+                ORPHAN
+                    .wiped_bytes
+                    .fetch_add(wiped_len as u64, Ordering::Relaxed);
+            }
+            thread::note_live_orphan(-(size as i64));
+        }
+    }
+    if meta.scope != 0 {
+        scope::on_free(meta.scope, size);
+    }
+}
+
+fn account_realloc_in_place(
+    ts: Option<&mut ThreadState>,
+    meta: &Meta,
+    old: usize,
+    new: usize,
+    wiped: bool,
+    tail: usize,
+) {
+    let delta = new as i64 - old as i64;
+    match ts {
+        Some(ts) => {
+            bump(&ts.counters.alloc_bytes, new as u64);
+            bump(&ts.counters.allocs, 1);
+            bump(&ts.counters.freed_bytes, old as u64);
+            bump(&ts.counters.frees, 1);
+            bump(&ts.counters.reallocs, 1);
+            if wiped {
+                bump(&ts.counters.wiped_bytes, tail as u64);
+            }
+            thread::note_live(ts, delta);
+        }
+        None => {
+            ORPHAN.alloc_bytes.fetch_add(new as u64, Ordering::Relaxed);
+            ORPHAN.allocs.fetch_add(1, Ordering::Relaxed);
+            ORPHAN.freed_bytes.fetch_add(old as u64, Ordering::Relaxed);
+            ORPHAN.frees.fetch_add(1, Ordering::Relaxed);
+            ORPHAN.reallocs.fetch_add(1, Ordering::Relaxed);
+            if wiped {
+                ORPHAN.wiped_bytes.fetch_add(tail as u64, Ordering::Relaxed);
+            }
+            thread::note_live_orphan(delta);
+        }
+    }
+    if meta.scope != 0 {
+        scope::on_free(meta.scope, old);
+        scope::on_alloc(meta.scope, new);
+    }
+}
+
+// SAFETY: alloc/alloc_zeroed return blocks of at least `layout.size()` bytes aligned to
+// `layout.align()` (the user pointer is offset by a multiple of the alignment inside an
+// inner block aligned to max(16, align)); dealloc/realloc accept exactly the pointers we
+// returned; realloc preserves the first min(old, new) bytes.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_block(layout, RUNTIME.zero_on_alloc()) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_block(layout, true) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ptr.is_null() {
+            return;
+        }
+        self.ready();
+        let tracked = thread::enter();
+        match live::clear_live(ptr as usize) {
+            Cleared::WasLive | Cleared::Unindexed => {
+                // SAFETY: the block was live: its header and canary are readable, and it is
+                // ours to wipe and free now that it left the live set.
+                unsafe {
+                    if let Some(meta) = self.validate(ptr, layout) {
+                        self.release(ptr, meta, tracked);
+                    }
+                }
+            }
+            Cleared::NotLive => self.bad_free(ptr, layout),
+        }
+        if tracked {
+            thread::leave();
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        self.ready();
+        if new_size == layout.size() && live::is_live(ptr as usize) {
+            return ptr;
+        }
+        if new_size < layout.size()
+            && layout.align() <= block::HEADER
+            && RUNTIME.inner_shrinks_in_place()
+        {
+            // SAFETY: forwarded contract: ptr was returned by us with `layout`.
+            let p = unsafe { self.realloc_in_place(ptr, layout, new_size) };
+            if !p.is_null() {
+                return p;
+            }
+            if !live::is_live(ptr as usize) {
+                // Invalid pointer (reported), or the inner allocator refused: nothing moved.
+                return ptr::null_mut();
+            }
+            // Shrink refused by the inner allocator: fall through to a move.
+        }
+        if live::indexable(ptr as usize) && !live::is_live(ptr as usize) {
+            self.bad_free(ptr, layout);
+            return ptr::null_mut();
+        }
+        // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
+        let new = unsafe { self.alloc_block(new_layout, false) };
+        if new.is_null() {
+            return new;
+        }
+        let keep = layout.size().min(new_size);
+        // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
+        unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
+        if new_size > keep && RUNTIME.zero_on_alloc() {
+            // SAFETY: new holds new_size bytes.
+            unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
+        }
+        // SAFETY: ptr was returned by us with `layout` and is still live.
+        unsafe { self.dealloc(ptr, layout) };
+        count_moved_realloc();
+        new
+    }
+}
+
+#[inline(always)]
+fn count_moved_realloc() {
+    if !thread::guarded() {
+        let ts = thread::current_if_any();
+        // SAFETY: ts is null or this thread's own state.
+        if let Some(ts) = unsafe { ts.as_mut() } {
+            bump(&ts.counters.reallocs, 1);
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Symbolisation of interned stacks, only when a report asks for it.
+
+use std::collections::HashMap;
+
+/// One frame of a symbolised stack. An address inside inlined code gives several frames with
+/// the same `ip`: the inlined ones first (`inlined: true`), then the function they were
+/// inlined into.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Frame {
+    /// The return address (the instruction after the call).
+    pub ip: usize,
+    /// The demangled function name, without the hash suffix.
+    pub function: Option<String>,
+    /// The source file, relative to the working directory when it lies below it.
+    pub file: Option<String>,
+    /// The source line.
+    pub line: Option<u32>,
+    /// The source column.
+    pub column: Option<u32>,
+    /// Whether this frame was inlined into the next one.
+    #[serde(default)]
+    pub inlined: bool,
+}
+
+impl Frame {
+    /// `function file:line:col` (what the text report prints after the address).
+    pub fn location(&self) -> String {
+        let mut s = self.function.clone().unwrap_or_else(|| "??".to_string());
+        if let Some(f) = &self.file {
+            s.push(' ');
+            s.push_str(f);
+            if let Some(l) = self.line {
+                s.push_str(&format!(":{l}"));
+                if let Some(c) = self.column {
+                    s.push_str(&format!(":{c}"));
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Resolves addresses to frames, caching each address.
+pub(crate) struct Symbolizer {
+    cache: HashMap<usize, Vec<Frame>>,
+    cwd: Option<String>,
+}
+
+impl Symbolizer {
+    pub(crate) fn new() -> Self {
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|p| p.to_str().map(|s| format!("{}/", s.trim_end_matches('/'))));
+        Symbolizer {
+            cache: HashMap::new(),
+            cwd,
+        }
+    }
+
+    fn resolve(&mut self, ip: usize) -> Vec<Frame> {
+        if let Some(f) = self.cache.get(&ip) {
+            return f.clone();
+        }
+        let mut out = Vec::new();
+        // The return address points after the call; look up the call instruction itself.
+        let lookup = ip.saturating_sub(1);
+        backtrace::resolve(lookup as *mut core::ffi::c_void, |sym| {
+            let function = sym.name().map(|n| format!("{n:#}"));
+            let file = sym.filename().map(|p| {
+                let s = p.to_string_lossy().into_owned();
+                match &self.cwd {
+                    Some(cwd) if s.starts_with(cwd.as_str()) => s[cwd.len()..].to_string(),
+                    _ => s,
+                }
+            });
+            out.push(Frame {
+                ip,
+                function,
+                file,
+                line: sym.lineno(),
+                column: sym.colno(),
+                inlined: true,
+            });
+        });
+        if let Some(last) = out.last_mut() {
+            last.inlined = false;
+        }
+        if out.is_empty() {
+            out.push(Frame {
+                ip,
+                function: None,
+                file: None,
+                line: None,
+                column: None,
+                inlined: false,
+            });
+        }
+        self.cache.insert(ip, out.clone());
+        out
+    }
+
+    /// Symbolises `ips` and trims the allocator's own frames (and the standard library's
+    /// allocation plumbing) from the top, and the runtime's start-up frames from the bottom,
+    /// so frame 0 is the user's code.
+    pub(crate) fn stack(&mut self, ips: &[usize]) -> Vec<Frame> {
+        let mut frames: Vec<Frame> = ips.iter().flat_map(|&ip| self.resolve(ip)).collect();
+        trim(&mut frames);
+        frames
+    }
+}
+
+fn name(f: &Frame) -> &str {
+    f.function.as_deref().unwrap_or("")
+}
+
+const STD_PREFIXES: [&str; 5] = ["alloc::", "core::", "std::", "hashbrown::", "secalloc::"];
+
+/// The allocator's own frames and the entry points of the global allocator.
+fn is_allocator_frame(n: &str) -> bool {
+    n.is_empty()
+        || n.starts_with("secalloc::")
+        || n.starts_with("<secalloc::")
+        || n.starts_with("__rust_")
+        || n.starts_with("__rustc::")
+        || n.starts_with("__rg_")
+        || n.starts_with("__rdl_")
+        || n.starts_with("_RNv") // unmangled allocator shim symbols
+}
+
+/// Standard-library code between the user's call and the allocator (`Vec::push`,
+/// `String::from`, `Box::new`, `format!`...).
+fn is_std_frame(n: &str) -> bool {
+    let n2 = n.strip_prefix('<').unwrap_or(n);
+    if STD_PREFIXES.iter().any(|p| n2.starts_with(p)) {
+        return true;
+    }
+    if let Some((self_ty, rest)) = n2.split_once(" as ") {
+        // `<T as alloc::...>`, `<str as alloc::...>`, `<[T] as ...>`: a std trait on a
+        // primitive or generic type.
+        let self_is_plain = !self_ty.contains("::");
+        return self_is_plain && STD_PREFIXES.iter().any(|p| rest.starts_with(p));
+    }
+    false
+}
+
+/// The generic allocation path every std allocation goes through.
+fn is_plumbing(n: &str) -> bool {
+    let n = n.strip_prefix('<').unwrap_or(n);
+    n.starts_with("alloc::alloc::")
+        || n.starts_with("alloc::raw_vec::")
+        || n.starts_with("alloc::boxed::")
+        || n.starts_with("alloc::vec::Vec<")
+        || n.starts_with("alloc::string::String>::with_capacity")
+}
+
+fn is_runtime_start(n: &str) -> bool {
+    n.starts_with("std::rt::lang_start")
+        || n.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+        || n.starts_with("std::sys_common::backtrace::__rust_begin_short_backtrace")
+        || n == "main"
+        || n.starts_with("__libc_start")
+        || n == "_start"
+}
+
+pub(crate) fn trim(frames: &mut Vec<Frame>) {
+    // Bottom: cut at the runtime's entry points (and the call_once shims just above them).
+    if let Some(i) = frames.iter().position(|f| is_runtime_start(name(f))) {
+        frames.truncate(i);
+        while frames
+            .last()
+            .is_some_and(|f| name(f).starts_with("core::ops::function::FnOnce::call_once"))
+        {
+            frames.pop();
+        }
+    }
+    // Top: the allocator itself always goes; std plumbing goes too, unless nothing else is left
+    // (an allocation made by the standard library on its own behalf).
+    let alloc_end = frames
+        .iter()
+        .position(|f| !is_allocator_frame(name(f)))
+        .unwrap_or(frames.len());
+    let user = frames[alloc_end..]
+        .iter()
+        .position(|f| !is_std_frame(name(f)) && !is_allocator_frame(name(f)));
+    let cut = match user {
+        Some(u) => alloc_end + u,
+        // All standard library: drop just the generic allocation plumbing.
+        None => {
+            alloc_end
+                + frames[alloc_end..]
+                    .iter()
+                    .position(|f| !is_plumbing(name(f)))
+                    .unwrap_or(0)
+        }
+    };
+    frames.drain(..cut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(n: &str) -> Frame {
+        Frame {
+            ip: 1,
+            function: Some(n.to_string()),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+        }
+    }
+
+    #[test]
+    fn trims_allocator_and_std_plumbing() {
+        let mut v = vec![
+            f("secalloc::alloc::SecAlloc<A>::alloc_block"),
+            f("__rust_alloc"),
+            f("alloc::raw_vec::RawVec<T,A>::grow_one"),
+            f("<T as alloc::slice::hack::ConvertVec>::to_vec"),
+            f("myapp::load"),
+            f("myapp::main"),
+            f("core::ops::function::FnOnce::call_once"),
+            f("std::sys::backtrace::__rust_begin_short_backtrace"),
+            f("std::rt::lang_start::{{closure}}"),
+            f("main"),
+        ];
+        trim(&mut v);
+        let names: Vec<_> = v.iter().map(name).collect();
+        assert_eq!(names, ["myapp::load", "myapp::main"]);
+    }
+
+    #[test]
+    fn keeps_std_frames_when_std_allocated_for_itself() {
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("std::io::stdio::stdout"),
+            f("std::io::_print"),
+        ];
+        trim(&mut v);
+        assert_eq!(v.len(), 2);
+        let mut v = vec![
+            f("alloc::alloc::alloc"),
+            f("<alloc::raw_vec::RawVecInner>::with_capacity_in"),
+            f("std::env::args"),
+        ];
+        trim(&mut v);
+        assert_eq!(v.len(), 1);
+        assert_eq!(name(&v[0]), "std::io::stdio::stdout");
+    }
+
+    #[test]
+    fn user_impls_of_std_traits_are_user_code() {
+        assert!(!is_std_frame(
+            "<myapp::Config as core::clone::Clone>::clone"
+        ));
+        assert!(is_std_frame(
+            "<alloc::vec::Vec<T> as core::clone::Clone>::clone"
+        ));
+        assert!(is_std_frame("<str as alloc::borrow::ToOwned>::to_owned"));
+    }
+}

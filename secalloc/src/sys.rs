@@ -1,0 +1,180 @@
+//! Operating-system helpers that never allocate through the global allocator:
+//! anonymous mappings, a spin lock, and a fixed-buffer writer for stderr.
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Maps `len` bytes of zeroed, private, anonymous memory. Returns null on failure.
+///
+/// Pages are reserved lazily by the kernel (`MAP_NORESERVE`): untouched pages cost no memory.
+pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping with a null hint has no preconditions; the result
+    // is checked against MAP_FAILED before use.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        core::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// A test-and-test-and-set spin lock that never allocates. Used only off the hot path
+/// (interning a new stack, creating a scope record, thread start and exit, fork).
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock serialises all access to `value`, so sharing the lock between threads is
+// sound whenever the protected value may be sent between threads.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw_lock();
+        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock without producing a guard (for `pthread_atfork` handlers).
+    pub(crate) fn raw_lock(&self) {
+        let mut spins = 0u32;
+        loop {
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                core::hint::spin_loop();
+            } else {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+
+    /// Releases a lock taken with [`SpinLock::raw_lock`].
+    ///
+    /// # Safety
+    /// The caller must hold the lock (taken with `raw_lock`) and no guard may exist.
+    pub(crate) unsafe fn raw_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the lock is held, so no other reference to the value exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves the lock is held, and `&mut self` makes this the only access.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Formats into a fixed stack buffer and writes whole lines to a file descriptor, so messages
+/// can be printed from inside the allocator without allocating.
+pub(crate) struct FdWriter {
+    fd: i32,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl FdWriter {
+    pub(crate) const fn stderr() -> Self {
+        FdWriter {
+            fd: 2,
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
+        let mut off = 0;
+        while off < self.len {
+            // SAFETY: the slice `buf[off..len]` is initialised and lives for the call.
+            let n =
+                unsafe { libc::write(self.fd, self.buf.as_ptr().add(off).cast(), self.len - off) };
+            if n <= 0 {
+                // SAFETY: reading errno has no preconditions.
+                if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            off += n as usize;
+        }
+        self.len = 0;
+    }
+}
+
+impl fmt::Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FdWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Reads an environment variable without allocating. `name` must end with a NUL byte.
+pub(crate) fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
+    debug_assert_eq!(name.last(), Some(&0));
+    // SAFETY: `name` is NUL-terminated. The environment is read once at start-up, before the
+    // program could have changed it from another thread.
+    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returns a NUL-terminated string that lives as long as the environment
+    // entry, which we treat as static (it is never freed by a well-behaved program).
+    let s = unsafe { core::ffi::CStr::from_ptr(p) };
+    Some(s.to_bytes())
+}

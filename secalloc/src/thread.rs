@@ -1,0 +1,316 @@
+//! Per-thread state: the re-entrancy guard, counters, the stack cache, the random pool and
+//! the ring of recent frees. It lives in mmap'd slots that are recycled when threads exit.
+//!
+//! Counters are written only by the owning thread (a relaxed load and store, no atomic
+//! read-modify-write, no shared cache line) and summed by [`crate::stats`]. Live bytes are
+//! also batched into one global figure, in steps of at most [`FLUSH_BYTES`] a thread, to track
+//! the peak: exact for a single thread, within `FLUSH_BYTES` per other thread otherwise.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+
+use crate::config::MAX_STACK_DEPTH;
+use crate::stack::StackCache;
+use crate::sys::map_zeroed;
+use crate::wipe::RandPool;
+
+/// Net live bytes a thread accumulates before publishing them to the global figure.
+pub(crate) const FLUSH_BYTES: i64 = 64 << 10;
+/// Entries in each thread's ring of recent frees (used to tell a double free from an invalid one).
+pub(crate) const RECENT_FREES: usize = 256;
+
+/// Counters kept per thread (and once for threads that are exiting).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub alloc_bytes: AtomicU64,
+    pub allocs: AtomicU64,
+    pub freed_bytes: AtomicU64,
+    pub frees: AtomicU64,
+    pub reallocs: AtomicU64,
+    pub wiped_bytes: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub corruptions: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Counters {
+            alloc_bytes: AtomicU64::new(0),
+            allocs: AtomicU64::new(0),
+            freed_bytes: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            reallocs: AtomicU64::new(0),
+            wiped_bytes: AtomicU64::new(0),
+            bad_frames: AtomicU64::new(0),
+            corruptions: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Adds to a counter owned by the calling thread: a plain load and store, no RMW.
+#[inline(always)]
+pub(crate) fn bump(c: &AtomicU64, v: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+#[repr(C)]
+pub(crate) struct RecentFree {
+    pub addr: AtomicUsize,
+    /// stack id << 32 | size (saturated to u32)
+    pub meta: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct ThreadState {
+    pub counters: Counters,
+    pub pending_live: i64,
+    pub stack_top: usize,
+    pub index: u32,
+    in_use: AtomicBool,
+    next: AtomicPtr<ThreadState>,
+    pub recent_pos: usize,
+    pub recent: [RecentFree; RECENT_FREES],
+    pub frames: [usize; MAX_STACK_DEPTH],
+    pub cache: StackCache,
+    pub pool: RandPool,
+}
+
+static SLOTS: AtomicPtr<ThreadState> = AtomicPtr::new(ptr::null_mut());
+static SLOT_COUNT: AtomicU32 = AtomicU32::new(0);
+/// Live bytes published by threads (see module docs).
+pub(crate) static LIVE_FLUSHED: AtomicI64 = AtomicI64::new(0);
+/// Highest live-bytes figure seen.
+pub(crate) static PEAK: AtomicU64 = AtomicU64::new(0);
+/// Counters for work done by threads whose state was already released (thread exit).
+pub(crate) static ORPHAN: Counters = Counters::new();
+/// Bytes mapped for thread slots.
+pub(crate) static SLOT_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static GUARD: Cell<bool> = const { Cell::new(false) };
+    static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };
+    static EXITED: Cell<bool> = const { Cell::new(false) };
+    static RELEASE: SlotRelease = const { SlotRelease };
+}
+
+struct SlotRelease;
+
+impl Drop for SlotRelease {
+    fn drop(&mut self) {
+        let p = STATE.with(|s| s.replace(ptr::null_mut()));
+        EXITED.with(|e| e.set(true));
+        if !p.is_null() {
+            // SAFETY: `p` is this thread's slot; after this store another thread may take it.
+            unsafe {
+                flush_pending(&mut *p);
+                (*p).in_use.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Sets the re-entrancy guard; returns false if it was already set (the tracker is running
+/// on this thread, so the caller must not track).
+#[inline(always)]
+pub(crate) fn enter() -> bool {
+    GUARD.with(|g| !g.replace(true))
+}
+
+/// Clears the guard set by a successful [`enter`].
+#[inline(always)]
+pub(crate) fn leave() {
+    GUARD.with(|g| g.set(false));
+}
+
+/// Whether the guard is set on this thread.
+#[inline(always)]
+pub(crate) fn guarded() -> bool {
+    GUARD.with(|g| g.get())
+}
+
+/// Runs `f` with the guard set, so allocations it makes are the allocator's own (not
+/// tracked, not reported). Restores the previous state.
+pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
+    let entered = enter();
+    let r = f();
+    if entered {
+        leave();
+    }
+    r
+}
+
+/// This thread's state, creating it on first use. Null while the thread is exiting (after
+/// its slot was released). Call with the guard set: set-up may allocate.
+#[inline(always)]
+pub(crate) fn current() -> *mut ThreadState {
+    let p = STATE.with(|s| s.get());
+    if !p.is_null() {
+        return p;
+    }
+    current_slow()
+}
+
+/// This thread's state if it already has one (never creates it).
+#[inline(always)]
+pub(crate) fn current_if_any() -> *mut ThreadState {
+    STATE.with(|s| s.get())
+}
+
+#[cold]
+fn current_slow() -> *mut ThreadState {
+    if EXITED.with(|e| e.get()) {
+        return ptr::null_mut();
+    }
+    let p = acquire_slot();
+    if p.is_null() {
+        return p;
+    }
+    STATE.with(|s| s.set(p));
+    // Register the exit hook; this may allocate (glibc's __cxa_thread_atexit_impl), which
+    // the caller's guard keeps untracked.
+    if RELEASE.try_with(|_| ()).is_err() {
+        // The thread is already tearing down its thread-locals.
+        STATE.with(|s| s.set(ptr::null_mut()));
+        EXITED.with(|e| e.set(true));
+        // SAFETY: p was acquired above and not shared.
+        unsafe { (*p).in_use.store(false, Ordering::Release) };
+        return ptr::null_mut();
+    }
+    p
+}
+
+fn acquire_slot() -> *mut ThreadState {
+    // Reuse a released slot: counters are cumulative, so they simply go on accumulating.
+    let mut p = SLOTS.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: slots are never unmapped.
+        let s = unsafe { &*p };
+        if !s.in_use.load(Ordering::Relaxed)
+            && s.in_use
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            // SAFETY: we own the slot now; stack_top and the pool belonged to the previous thread.
+            unsafe {
+                (*p).stack_top = crate::stack::current_stack_top();
+                (*p).pool.init();
+            }
+            return p;
+        }
+        p = s.next.load(Ordering::Acquire);
+    }
+    let bytes = (core::mem::size_of::<ThreadState>() + 4095) & !4095;
+    let p = map_zeroed(bytes).cast::<ThreadState>();
+    if p.is_null() {
+        return p;
+    }
+    SLOT_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    // SAFETY: freshly mapped, zeroed memory: a valid ThreadState (all fields are integers,
+    // atomics and arrays of them, for which zero is valid); we initialise the rest here.
+    unsafe {
+        (*p).in_use.store(true, Ordering::Relaxed);
+        (*p).index = SLOT_COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+        (*p).stack_top = crate::stack::current_stack_top();
+        (*p).pool.init();
+    }
+    let mut head = SLOTS.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: p is not yet published; we are its only user.
+        unsafe { (*p).next.store(head, Ordering::Relaxed) };
+        match SLOTS.compare_exchange_weak(head, p, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return p,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Visits every slot ever created (including released ones).
+pub(crate) fn for_each_slot(mut f: impl FnMut(&ThreadState)) {
+    let mut p = SLOTS.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: slots are never unmapped; other threads' fields are read through atomics.
+        let s = unsafe { &*p };
+        f(s);
+        p = s.next.load(Ordering::Acquire);
+    }
+}
+
+/// Records a net change of live bytes for peak tracking.
+#[inline(always)]
+pub(crate) fn note_live(ts: &mut ThreadState, delta: i64) {
+    ts.pending_live += delta;
+    if delta > 0 {
+        let est = LIVE_FLUSHED.load(Ordering::Relaxed) + ts.pending_live;
+        if est > 0 && est as u64 > PEAK.load(Ordering::Relaxed) {
+            PEAK.fetch_max(est as u64, Ordering::Relaxed);
+        }
+    }
+    if ts.pending_live.abs() >= FLUSH_BYTES {
+        flush_pending(ts);
+    }
+}
+
+pub(crate) fn flush_pending(ts: &mut ThreadState) {
+    if ts.pending_live != 0 {
+        LIVE_FLUSHED.fetch_add(ts.pending_live, Ordering::Relaxed);
+        ts.pending_live = 0;
+    }
+}
+
+/// Peak tracking for work done without a thread state (exiting threads).
+pub(crate) fn note_live_orphan(delta: i64) {
+    let now = LIVE_FLUSHED.fetch_add(delta, Ordering::Relaxed) + delta;
+    if delta > 0 && now > 0 {
+        PEAK.fetch_max(now as u64, Ordering::Relaxed);
+    }
+}
+
+/// Remembers a free so a later free of the same address can be named a double free.
+#[inline(always)]
+pub(crate) fn remember_free(ts: &mut ThreadState, addr: usize, stack: u32, size: usize) {
+    let e = &ts.recent[ts.recent_pos];
+    e.addr.store(addr, Ordering::Relaxed);
+    e.meta.store(
+        (u64::from(stack) << 32) | (size.min(u32::MAX as usize) as u64),
+        Ordering::Relaxed,
+    );
+    ts.recent_pos = (ts.recent_pos + 1) % RECENT_FREES;
+}
+
+/// Looks `addr` up in every thread's ring of recent frees: `(stack id, size)` of the block
+/// that was freed there.
+pub(crate) fn find_recent_free(addr: usize) -> Option<(u32, usize)> {
+    let mut found = None;
+    for_each_slot(|s| {
+        if found.is_none() {
+            for e in &s.recent {
+                if e.addr.load(Ordering::Relaxed) == addr {
+                    let m = e.meta.load(Ordering::Relaxed);
+                    found = Some(((m >> 32) as u32, (m & 0xFFFF_FFFF) as usize));
+                    break;
+                }
+            }
+        }
+    });
+    found
+}
+
+/// In a freshly forked child only the forking thread exists: release every other slot.
+pub(crate) fn after_fork_in_child() {
+    let me = current_if_any();
+    for_each_slot(|s| {
+        if !ptr::eq(s, me) {
+            s.in_use.store(false, Ordering::Release);
+        }
+    });
+}
+
+/// A number unique to the calling thread while it lives (the address of a thread-local).
+#[inline]
+pub(crate) fn token() -> usize {
+    GUARD.with(|g| g as *const Cell<bool> as usize)
+}

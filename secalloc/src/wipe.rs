@@ -1,0 +1,294 @@
+//! The wipe: four passes (`0x00`, `0xFF`, random, `0x00`) that no optimiser may remove.
+//!
+//! Rust and LLVM assume a deallocator never reads freed memory, so stores into a block just
+//! before it is freed are dead by definition and fat LTO deletes them (one zeroing allocator
+//! lost its wipe entirely that way). Every pass is therefore followed by [`barrier`]: an empty
+//! `asm!` block that receives the pointer and, lacking `nomem`/`readonly`, may read and write
+//! any memory reachable from it. The compiler must assume each pass is observed, so none of
+//! them can be merged or dropped. Each pass itself is a plain `write_bytes`/`copy` so it runs
+//! at `memset` speed (volatile byte loops are ~36x slower).
+
+use core::ptr;
+
+/// Bytes in the per-thread random pool that feeds the random pass.
+pub(crate) const POOL_BYTES: usize = 4096;
+
+/// Tells the compiler the memory behind `p` may be read and written by code it cannot see.
+#[inline(always)]
+pub(crate) fn barrier(p: *const u8) {
+    // SAFETY: the asm block is empty: it executes no instructions. It only makes `p` escape
+    // and acts as an opaque read/write of memory for the optimiser.
+    unsafe {
+        core::arch::asm!("/* secalloc wipe barrier {0} */", in(reg) p, options(nostack, preserves_flags))
+    };
+}
+
+/// A per-thread pool of random bytes for the random pass: seeded from the OS with
+/// `getrandom`, refilled with a xoshiro256** generator as it is consumed.
+#[repr(C)]
+pub(crate) struct RandPool {
+    bytes: [u8; POOL_BYTES],
+    pos: usize,
+    s: [u64; 4],
+}
+
+impl RandPool {
+    /// Seeds and fills the pool in place (it lives in mmap'd memory, so no constructor by value).
+    pub(crate) fn init(&mut self) {
+        let mut seed = [0u8; 32];
+        if getrandom::getrandom(&mut seed).is_err() {
+            // No OS randomness: fall back to addresses and time (the random pass then only
+            // has to be unpredictable enough to differ from the data it overwrites).
+            let t = now_ns();
+            let a = self as *const _ as u64;
+            seed[..8].copy_from_slice(&t.to_le_bytes());
+            seed[8..16].copy_from_slice(&a.to_le_bytes());
+            seed[16..24].copy_from_slice(&(t ^ a.rotate_left(29)).to_le_bytes());
+            seed[24] = 1;
+        }
+        for (i, w) in self.s.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&seed[i * 8..i * 8 + 8]);
+            *w = u64::from_le_bytes(b);
+        }
+        if self.s == [0; 4] {
+            self.s[0] = 0x9E37_79B9_7F4A_7C15;
+        }
+        self.refill();
+    }
+
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    fn refill(&mut self) {
+        for i in 0..POOL_BYTES / 8 {
+            let v = self.next();
+            self.bytes[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        self.pos = 0;
+    }
+
+    /// Copies random bytes over `len` bytes at `dst`. Small wipes consume fresh pool bytes;
+    /// a block larger than the pool receives the pool repeated.
+    ///
+    /// # Safety
+    /// `dst..dst+len` must be valid for writes.
+    #[inline]
+    pub(crate) unsafe fn fill(&mut self, dst: *mut u8, len: usize) {
+        if len <= POOL_BYTES {
+            if self.pos + len > POOL_BYTES {
+                self.refill();
+            }
+            // SAFETY: pos + len <= POOL_BYTES, and the caller guarantees dst is writable for len.
+            unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr().add(self.pos), dst, len) };
+            self.pos += len;
+        } else {
+            let mut off = 0;
+            while off < len {
+                let n = (len - off).min(POOL_BYTES);
+                // SAFETY: off + n <= len, so the destination range is inside the caller's block.
+                unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), dst.add(off), n) };
+                off += n;
+            }
+            self.refill();
+        }
+    }
+}
+
+/// One step of the wipe, for tests that observe the passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    Zero1,
+    Ones,
+    Random,
+    Zero2,
+}
+
+/// Wipes `len` bytes at `p` in the configured mode.
+///
+/// # Safety
+/// `p..p+len` must be valid for writes and not be accessed concurrently.
+#[inline]
+pub(crate) unsafe fn wipe(p: *mut u8, len: usize, mode: crate::Wipe, pool: &mut RandPool) {
+    // SAFETY: forwarded contract.
+    unsafe { wipe_observed(p, len, mode, pool, |_, _, _| {}) }
+}
+
+/// [`wipe`] with a hook called after every pass (tests use it to see each pass's bytes).
+///
+/// # Safety
+/// As for [`wipe`].
+#[inline(always)]
+pub(crate) unsafe fn wipe_observed(
+    p: *mut u8,
+    len: usize,
+    mode: crate::Wipe,
+    pool: &mut RandPool,
+    mut after: impl FnMut(Pass, *const u8, usize),
+) {
+    if len == 0 {
+        return;
+    }
+    match mode {
+        crate::Wipe::Off => {}
+        crate::Wipe::Zero => {
+            // SAFETY: the caller guarantees `p..p+len` is writable.
+            unsafe { ptr::write_bytes(p, 0x00, len) };
+            barrier(p);
+            after(Pass::Zero2, p, len);
+        }
+        crate::Wipe::FourPass => {
+            // SAFETY (all four passes): the caller guarantees `p..p+len` is writable and
+            // unshared; each pass writes exactly that range.
+            unsafe { ptr::write_bytes(p, 0x00, len) };
+            barrier(p);
+            after(Pass::Zero1, p, len);
+            unsafe { ptr::write_bytes(p, 0xFF, len) };
+            barrier(p);
+            after(Pass::Ones, p, len);
+            unsafe { pool.fill(p, len) };
+            barrier(p);
+            after(Pass::Random, p, len);
+            unsafe { ptr::write_bytes(p, 0x00, len) };
+            barrier(p);
+            after(Pass::Zero2, p, len);
+        }
+    }
+}
+
+/// Monotonic nanoseconds (for seeding fallbacks and timestamps); never allocates.
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Wipe;
+
+    fn pool() -> Box<RandPool> {
+        // SAFETY: RandPool is plain data (bytes and integers); all-zero is a valid value
+        // that `init` then fills.
+        let mut p: Box<RandPool> = unsafe { Box::new(core::mem::zeroed()) };
+        p.init();
+        p
+    }
+
+    #[test]
+    fn four_passes_in_order() {
+        let mut pool = pool();
+        for len in [1usize, 7, 64, 100, 4096, 4097, 20_000] {
+            let mut buf = vec![0xA5u8; len];
+            let mut seen = Vec::new();
+            // SAFETY: buf is a live, exclusively borrowed Vec of len bytes.
+            unsafe {
+                wipe_observed(
+                    buf.as_mut_ptr(),
+                    len,
+                    Wipe::FourPass,
+                    &mut pool,
+                    |pass, p, n| {
+                        let bytes = core::slice::from_raw_parts(p, n).to_vec();
+                        seen.push((pass, bytes));
+                    },
+                )
+            };
+            let passes: Vec<Pass> = seen.iter().map(|(p, _)| *p).collect();
+            assert_eq!(passes, [Pass::Zero1, Pass::Ones, Pass::Random, Pass::Zero2]);
+            assert!(
+                seen[0].1.iter().all(|&b| b == 0x00),
+                "pass 1 must be all 0x00"
+            );
+            assert!(
+                seen[1].1.iter().all(|&b| b == 0xFF),
+                "pass 2 must be all 0xFF"
+            );
+            let random = &seen[2].1;
+            if len >= 16 {
+                let distinct = {
+                    let mut s = [false; 256];
+                    random.iter().for_each(|&b| s[b as usize] = true);
+                    s.iter().filter(|&&x| x).count()
+                };
+                assert!(
+                    distinct >= 8.min(len / 2),
+                    "random pass looks constant: {distinct} values"
+                );
+                assert!(
+                    random.iter().any(|&b| b != 0xFF),
+                    "random pass equals the 0xFF pass"
+                );
+            }
+            assert!(
+                seen[3].1.iter().all(|&b| b == 0x00),
+                "last pass must be all 0x00"
+            );
+            assert!(buf.iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn consecutive_random_passes_differ() {
+        let mut pool = pool();
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        // SAFETY: both arrays are live and exclusively borrowed.
+        unsafe {
+            pool.fill(a.as_mut_ptr(), 64);
+            pool.fill(b.as_mut_ptr(), 64);
+        }
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn zero_mode_is_one_pass_and_off_writes_nothing() {
+        let mut pool = pool();
+        let mut buf = [0x77u8; 33];
+        let mut passes = 0;
+        // SAFETY: buf is live and exclusively borrowed.
+        unsafe {
+            wipe_observed(buf.as_mut_ptr(), 33, Wipe::Zero, &mut pool, |_, _, _| {
+                passes += 1
+            })
+        };
+        assert_eq!(passes, 1);
+        assert_eq!(buf, [0u8; 33]);
+        let mut buf = [0x77u8; 33];
+        // SAFETY: as above.
+        unsafe { wipe(buf.as_mut_ptr(), 33, Wipe::Off, &mut pool) };
+        assert_eq!(buf, [0x77u8; 33]);
+    }
+}
+
+/// The random pool for wipes done on a thread with no state of its own (while its state is
+/// being created, or after it was released at thread exit). Seeded at initialisation.
+pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
+    crate::sys::SpinLock::new(RandPool {
+        bytes: [0; POOL_BYTES],
+        pos: 0,
+        s: [
+            0x9E37_79B9_7F4A_7C15,
+            0xBF58_476D_1CE4_E5B9,
+            0x94D0_49BB_1331_11EB,
+            0x2545_F491_4F6C_DD1D,
+        ],
+    });
