@@ -61,6 +61,7 @@ mod scope;
 mod stack;
 mod symbolize;
 mod sys;
+pub mod testing;
 mod thread;
 mod wipe;
 

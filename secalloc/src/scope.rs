@@ -235,6 +235,10 @@ impl Scope {
         self.name
     }
 
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
+
     /// Live and total figures of the allocations made in this scope so far. All zero when
     /// `SecAlloc` is not the global allocator, or when 65,535 scopes were open at once and
     /// this one got no record.

@@ -1,0 +1,289 @@
+//! Statistics exactness, scope attribution and realloc accounting, with SecAlloc installed.
+
+use std::hint::black_box;
+use std::sync::Mutex;
+
+#[global_allocator]
+static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new();
+
+/// Tests here read process-wide figures: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn installed() {
+    assert!(secalloc::is_installed());
+}
+
+#[test]
+fn stats_match_a_snapshot_of_live_blocks_after_threaded_churn() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kept: Vec<Vec<Vec<u8>>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8u64)
+            .map(|t| {
+                sc.spawn(move || {
+                    let mut seed = t * 7919 + 1;
+                    let mut live: Vec<Vec<u8>> = Vec::new();
+                    for i in 0..5000u64 {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let size = 1 + (seed >> 40) as usize % 700;
+                        if i % 3 == 2 && !live.is_empty() {
+                            let j = (seed >> 20) as usize % live.len();
+                            live.swap_remove(j);
+                        } else if i % 7 == 0 && !live.is_empty() {
+                            let j = (seed >> 20) as usize % live.len();
+                            live[j].resize(size * 2, 1);
+                        } else {
+                            live.push(vec![7u8; size]);
+                        }
+                    }
+                    live
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Quiescent now: the counters and a scan of the live set must agree exactly.
+    let s = secalloc::stats();
+    let r = secalloc::report();
+    assert_eq!(s.live_bytes, r.total_bytes, "stats {s:?}");
+    assert_eq!(s.live_blocks, r.total_blocks);
+    assert_eq!(s.live_bytes, s.total_allocated_bytes - s.total_freed_bytes);
+    assert!(s.peak_live_bytes >= s.live_bytes);
+    // Dropping what the threads kept frees exactly its bytes: the byte buffers, each
+    // thread's Vec<Vec<u8>>, and the outer Vec.
+    let vec_size = std::mem::size_of::<Vec<u8>>();
+    let kept_bytes: usize = kept.iter().flatten().map(|v| v.capacity()).sum::<usize>()
+        + kept.iter().map(|l| l.capacity() * vec_size).sum::<usize>()
+        + kept.capacity() * vec_size;
+    let kept_blocks = kept.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
+    drop(kept);
+    let after = secalloc::stats();
+    assert_eq!(s.live_bytes - after.live_bytes, kept_bytes as u64);
+    assert_eq!(s.live_blocks - after.live_blocks, kept_blocks as u64);
+}
+
+#[test]
+fn allocations_and_frees_are_counted_exactly_on_one_thread() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = secalloc::stats();
+    let (v, d) = secalloc::testing::measure_with(|| -> Vec<Box<[u8; 100]>> {
+        (0..10).map(|_| Box::new([1u8; 100])).collect()
+    });
+    assert_eq!(d.live_bytes, 1000 + 10 * 8);
+    assert_eq!(d.live_blocks, 11);
+    assert_eq!(d.allocations, 11);
+    assert_eq!(d.frees, 0);
+    let mid = secalloc::stats();
+    assert!(mid.peak_live_bytes >= mid.live_bytes);
+    let d = secalloc::testing::measure(|| drop(black_box(v)));
+    assert_eq!(d.live_bytes, -1080);
+    assert_eq!(d.frees, 11);
+    let after = secalloc::stats();
+    assert!(after.wiped_bytes - before.wiped_bytes >= 1080);
+}
+
+#[test]
+fn scope_attribution_nested() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let outer = secalloc::scope("outer-op");
+    let a = vec![0u8; 100];
+    assert_eq!(outer.live().live_bytes, 100);
+    assert_eq!(outer.live().live_blocks, 1);
+    assert_eq!(secalloc::current_scope(), Some("outer-op"));
+    let b = {
+        let inner = secalloc::scope("inner-op");
+        assert_eq!(secalloc::current_scope(), Some("inner-op"));
+        let b = vec![0u8; 50];
+        let c = vec![0u8; 30];
+        assert_eq!(inner.live().live_bytes, 80);
+        drop(c);
+        assert_eq!(inner.live().live_bytes, 50);
+        assert_eq!(inner.live().allocated_bytes, 80);
+        b
+    };
+    assert_eq!(secalloc::current_scope(), Some("outer-op"));
+    assert_eq!(
+        outer.live().live_bytes,
+        100,
+        "inner allocations are the inner scope's"
+    );
+    // Blocks left by the inner scope still show under its name in a report.
+    let r = secalloc::report();
+    let inner_total = r
+        .scopes
+        .iter()
+        .find(|s| s.name == "inner-op")
+        .expect("inner scope in report");
+    assert_eq!(inner_total.bytes, 50);
+    drop(b);
+    drop(a);
+    assert_eq!(outer.live().live_bytes, 0);
+    drop(outer);
+    assert_eq!(secalloc::current_scope(), None);
+}
+
+#[test]
+fn scope_entered_from_another_thread_and_freed_elsewhere() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let op = secalloc::Scope::new("cross-thread");
+    let v = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _in = op.enter();
+            vec![1u8; 4096]
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(op.live().live_bytes, 4096);
+    std::thread::spawn(move || drop(v)).join().unwrap();
+    assert_eq!(op.live().live_bytes, 0);
+    assert_eq!(op.live().allocated_bytes, 4096);
+}
+
+#[test]
+fn realloc_grow_and_shrink() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let g = secalloc::scope("realloc");
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    v.extend_from_slice(&[9u8; 100]);
+    let before = secalloc::stats();
+    let d = secalloc::testing::measure(|| v.reserve_exact(900)); // grow: moves
+    assert!(v.capacity() >= 1000);
+    assert_eq!(&v[..], &[9u8; 100][..], "contents survive a grow");
+    assert_eq!(d.live_bytes, v.capacity() as i64 - 100);
+    assert_eq!((d.allocations, d.frees), (1, 1));
+    let grown = secalloc::stats();
+    assert!(grown.reallocations > before.reallocations);
+    assert!(
+        grown.wiped_bytes - before.wiped_bytes >= 100,
+        "old block wiped"
+    );
+    let cap = v.capacity() as i64;
+    v.truncate(10);
+    let d = secalloc::testing::measure(|| v.shrink_to_fit()); // shrink: tail wiped
+    let shrunk = secalloc::stats();
+    assert_eq!(v.capacity(), 10);
+    assert_eq!(&v[..], &[9u8; 10][..]);
+    assert_eq!(d.live_bytes, 10 - cap);
+    assert!(
+        shrunk.wiped_bytes - grown.wiped_bytes >= 990,
+        "released tail wiped"
+    );
+    assert_eq!(g.live().live_bytes, 10);
+    drop(v);
+    assert_eq!(g.live().live_bytes, 0);
+}
+
+#[test]
+fn zeroed_on_alloc() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for size in [1usize, 15, 16, 17, 100, 4096, 100_000] {
+        // Fill and free a block, then allocate the same size again: never see old bytes.
+        let mut v = Vec::<u8>::with_capacity(size);
+        v.resize(size, 0xCD);
+        drop(black_box(v));
+        let v = Vec::<u8>::with_capacity(size);
+        // SAFETY: with_capacity allocated `size` bytes; SecAlloc zeroes them, so reading them
+        // as u8 is reading initialised memory.
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr(), size) };
+        assert!(bytes.iter().all(|&b| b == 0), "size {size}");
+    }
+}
+
+#[test]
+fn large_alignment() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    #[repr(align(4096))]
+    struct Page([u8; 4096]);
+    let p = Box::new(Page([3; 4096]));
+    assert_eq!(&*p as *const Page as usize % 4096, 0);
+    drop(p);
+    let layout = std::alloc::Layout::from_size_align(100, 64).unwrap();
+    // SAFETY: non-zero size; freed with the same layout.
+    unsafe {
+        let q = std::alloc::alloc(layout);
+        assert_eq!(q as usize % 64, 0);
+        let q2 = std::alloc::realloc(q, layout, 5000);
+        assert_eq!(q2 as usize % 64, 0);
+        std::alloc::dealloc(q2, std::alloc::Layout::from_size_align(5000, 64).unwrap());
+    }
+}
+
+#[inline(never)]
+fn level3() -> Vec<u8> {
+    black_box(vec![1u8; 7777])
+}
+#[inline(never)]
+fn level2() -> Vec<u8> {
+    black_box(level3())
+}
+#[inline(never)]
+fn level1() -> Vec<u8> {
+    black_box(level2())
+}
+
+#[test]
+fn stack_names_the_allocating_functions() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        secalloc::stats().frame_pointers,
+        "tests build with frame pointers"
+    );
+    let v = level1();
+    let r = secalloc::report();
+    let c = r
+        .callsites
+        .iter()
+        .find(|c| c.largest_block == 7777)
+        .expect("callsite of the 7777-byte block");
+    let names: Vec<&str> = c
+        .frames
+        .iter()
+        .filter_map(|f| f.function.as_deref())
+        .collect();
+    assert!(
+        names[0].ends_with("level3"),
+        "frame 0 is the user's code: {names:?}"
+    );
+    assert!(names[1].ends_with("level2"), "{names:?}");
+    assert!(names[2].ends_with("level1"), "{names:?}");
+    assert!(c.frames[0]
+        .file
+        .as_deref()
+        .unwrap()
+        .ends_with("stats_scopes.rs"));
+    drop(v);
+}
+
+#[test]
+fn fork_child_allocates_without_deadlock() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Another thread keeps allocating while we fork.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let t = std::thread::spawn(move || {
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            black_box(vec![0u8; 64]);
+            black_box(secalloc::stats());
+        }
+    });
+    for _ in 0..20 {
+        // SAFETY: the child only allocates, reads stats and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let v: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+            let ok = secalloc::stats().live_blocks > 0 && v.len() == 100;
+            // SAFETY: _exit never returns and runs no handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: pid is our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.join().unwrap();
+}
