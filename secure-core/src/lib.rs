@@ -19,6 +19,10 @@ pub mod integrity;
 pub mod manifest;
 pub mod monitor;
 pub mod sanitize;
+pub mod secret;
 pub mod status;
+
+pub use sanitize::{Sanitize, SanitizePolicy, REDACTED};
+pub use secret::Secret;
 
 pub use secalloc;

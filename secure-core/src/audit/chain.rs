@@ -1,0 +1,403 @@
+//! The hash chain: record encoding, hashing, anchors.
+//!
+//! A record is one line of JSON:
+//!
+//! ```text
+//! {"seq":0,"timestamp":"…","severity":"info","kind":"alloc","operation":"…","message":"…","fields":{…},"thread":"…","prev":"<64 hex>","hash":"<64 hex>"}
+//! ```
+//!
+//! Its *body* is every byte of the line before `,"prev":` — exactly as written, so a verifier
+//! hashes the same bytes the writer did without re-serializing anything. Then
+//!
+//! ```text
+//! hash = SHA-256( 0x00 || prev (32 bytes) || body )
+//! ```
+//!
+//! where `prev` is the previous record's `hash`, and for the first record of a log the genesis
+//! value `SHA-256( 0x01 || "secure-core audit log v1" )`. The distinct leading byte keeps record
+//! hashes and the genesis value in separate domains (as RFC 6962 does for leaves and nodes).
+//! Hex is lowercase and nothing else is accepted, so every byte of a line is covered.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::AuditError;
+use super::event::{now_rfc3339, Event};
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+const RECORD_DOMAIN: u8 = 0x00;
+const GENESIS_DOMAIN: u8 = 0x01;
+const GENESIS_LABEL: &[u8] = b"secure-core audit log v1";
+
+/// `,"prev":"` + 64 hex + `","hash":"` + 64 hex + `"}`.
+pub(crate) const SUFFIX_LEN: usize = 9 + 64 + 10 + 64 + 2;
+
+/// The `prev` of a log's first record.
+pub fn genesis() -> Hash {
+    let mut h = Sha256::new();
+    h.update([GENESIS_DOMAIN]);
+    h.update(GENESIS_LABEL);
+    h.finalize().into()
+}
+
+/// The hash of a record with body `body` following a record with hash `prev`.
+pub fn record_hash(prev: &Hash, body: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([RECORD_DOMAIN]);
+    h.update(prev);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Lowercase hex of a hash.
+pub fn to_hex(h: &Hash) -> String {
+    let mut s = String::with_capacity(64);
+    push_hex(&mut s, h);
+    s
+}
+
+fn push_hex(out: &mut String, h: &Hash) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in h {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+}
+
+/// Parses 64 lowercase hex digits (nothing else: no uppercase, no whitespace).
+pub fn from_hex(s: &[u8]) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        let d = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        out[i] = (d(pair[0])? << 4) | d(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Appends an event's body (see the module docs) to `out`.
+pub(crate) fn encode_body(ev: &Event, out: &mut Vec<u8>) {
+    // Writing JSON into a Vec cannot fail: strings and maps with string keys always serialize.
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(ev.seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"timestamp\":");
+    let _ = serde_json::to_writer(&mut *out, &ev.timestamp);
+    out.extend_from_slice(b",\"severity\":\"");
+    out.extend_from_slice(ev.severity.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(ev.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"operation\":");
+    let _ = serde_json::to_writer(&mut *out, &ev.operation);
+    out.extend_from_slice(b",\"message\":");
+    let _ = serde_json::to_writer(&mut *out, &ev.message);
+    out.extend_from_slice(b",\"fields\":");
+    let _ = serde_json::to_writer(&mut *out, &ev.fields);
+    out.extend_from_slice(b",\"thread\":");
+    let _ = serde_json::to_writer(&mut *out, &ev.thread);
+}
+
+/// Appends `,"prev":"…","hash":"…"}` and a newline.
+pub(crate) fn finish_line(out: &mut Vec<u8>, prev: &Hash, hash: &Hash) {
+    let mut s = String::with_capacity(SUFFIX_LEN + 1);
+    s.push_str(",\"prev\":\"");
+    push_hex(&mut s, prev);
+    s.push_str("\",\"hash\":\"");
+    push_hex(&mut s, hash);
+    s.push_str("\"}\n");
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A line split into its parts (without checking the hash).
+pub(crate) struct SplitLine<'a> {
+    pub body: &'a [u8],
+    pub prev: Hash,
+    pub hash: Hash,
+}
+
+/// Splits a line (without its newline) into body, prev and hash; `None` when it does not have
+/// the record layout.
+pub(crate) fn split_line(line: &[u8]) -> Option<SplitLine<'_>> {
+    if line.len() < SUFFIX_LEN + 2 || !line.starts_with(b"{\"seq\":") {
+        return None;
+    }
+    let (body, suffix) = line.split_at(line.len() - SUFFIX_LEN);
+    if &suffix[..9] != b",\"prev\":\""
+        || &suffix[73..83] != b"\",\"hash\":\""
+        || &suffix[147..] != b"\"}"
+    {
+        return None;
+    }
+    Some(SplitLine {
+        body,
+        prev: from_hex(&suffix[9..73])?,
+        hash: from_hex(&suffix[83..147])?,
+    })
+}
+
+/// Reads the `seq` at the start of a body (`{"seq":N,`).
+pub(crate) fn body_seq(body: &[u8]) -> Option<u64> {
+    let rest = body.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || rest[end] != b',' || (end > 1 && rest[0] == b'0') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// The anchor: how many records a log had and the hash of its last one, written to a
+/// separate file each time the log is flushed.
+///
+/// The file is one line of JSON:
+/// `{"format":"secure-core-audit-anchor","version":1,"records":N,"head":"<hex>","log":"<file name>","written":"<RFC 3339>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// Always `"secure-core-audit-anchor"`.
+    pub format: String,
+    /// Format version, 1.
+    pub version: u32,
+    /// Records in the log (its last `seq` + 1).
+    pub records: u64,
+    /// Lowercase hex hash of the last record (the genesis value when `records` is 0).
+    pub head: String,
+    /// The log's file name.
+    pub log: String,
+    /// When the anchor was written.
+    pub written: String,
+}
+
+const ANCHOR_FORMAT: &str = "secure-core-audit-anchor";
+
+impl Anchor {
+    /// An anchor for a log with `records` records ending in `head`.
+    pub fn new(records: u64, head: &Hash, log: &Path) -> Anchor {
+        Anchor {
+            format: ANCHOR_FORMAT.to_owned(),
+            version: 1,
+            records,
+            head: to_hex(head),
+            log: log
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            written: now_rfc3339(),
+        }
+    }
+
+    /// The head hash, validated.
+    pub fn head_hash(&self) -> Option<Hash> {
+        from_hex(self.head.as_bytes())
+    }
+
+    /// Parses an anchor from the text of an anchor file.
+    pub fn parse(text: &str) -> Result<Anchor, String> {
+        let a: Anchor = serde_json::from_str(text.trim_end_matches(['\n', '\r']))
+            .map_err(|e| format!("not an anchor: {e}"))?;
+        if a.format != ANCHOR_FORMAT {
+            return Err(format!(
+                "format is {:?}, expected {ANCHOR_FORMAT:?}",
+                a.format
+            ));
+        }
+        if a.version != 1 {
+            return Err(format!("unsupported version {}", a.version));
+        }
+        if a.head_hash().is_none() {
+            return Err("head is not 64 lowercase hex digits".to_owned());
+        }
+        Ok(a)
+    }
+
+    /// Reads and parses an anchor file.
+    pub fn read(path: &Path) -> Result<Anchor, AuditError> {
+        let text = fs::read_to_string(path).map_err(|e| AuditError::io("read", path, e))?;
+        Anchor::parse(&text).map_err(|reason| AuditError::MalformedAnchor {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Writes the anchor to `path` atomically (temporary file, fsync, rename, fsync of the
+    /// directory).
+    pub fn write(&self, path: &Path) -> Result<(), AuditError> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&line)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            sync_dir(path);
+            Ok(())
+        };
+        write().map_err(|e| AuditError::io("write anchor", path, e))
+    }
+}
+
+/// Best-effort fsync of the directory holding `path`, so a rename is durable.
+pub(crate) fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The rotated segments of the log at `path` (`<name>.1`, `<name>.2`, ...), oldest first.
+pub fn segments(path: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AuditError::io("list", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| AuditError::io("list", &dir, e))?;
+        let fname = entry.file_name();
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        if let Some(num) = fname.strip_prefix(&prefix) {
+            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(n) = num.parse::<u64>() {
+                    found.push((n, entry.path()));
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The last complete line of a file (without its newline), or `None` for an empty file.
+/// An error when the file does not end with a newline.
+pub(crate) fn last_line(file: &mut File, path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+    let len = file
+        .seek(SeekFrom::End(0))
+        .map_err(|e| AuditError::io("read", path, e))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut tail: Vec<u8> = Vec::new();
+    let mut pos = len;
+    loop {
+        let step = pos.min(8192);
+        pos -= step;
+        let mut chunk = vec![0u8; step as usize];
+        file.seek(SeekFrom::Start(pos))
+            .and_then(|_| file.read_exact(&mut chunk))
+            .map_err(|e| AuditError::io("read", path, e))?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        if tail.last() != Some(&b'\n') {
+            return Err(AuditError::DamagedLog {
+                path: path.to_owned(),
+                reason: "the last line is incomplete (no newline): the writer was interrupted"
+                    .to_owned(),
+            });
+        }
+        let body = &tail[..tail.len() - 1];
+        if let Some(nl) = body.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(body[nl + 1..].to_vec()));
+        }
+        if pos == 0 {
+            return Ok(Some(body.to_vec()));
+        }
+    }
+}
+
+/// Where a log's chain stands: the next `seq` and the hash of the last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub next_seq: u64,
+    pub prev: Hash,
+}
+
+impl ChainHead {
+    pub fn genesis() -> ChainHead {
+        ChainHead {
+            next_seq: 0,
+            prev: genesis(),
+        }
+    }
+}
+
+/// Reads where an existing record line leaves the chain, checking the record's own hash.
+pub(crate) fn head_after(line: &[u8], path: &Path) -> Result<ChainHead, AuditError> {
+    let damaged = |reason: &str| AuditError::DamagedLog {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let split = split_line(line).ok_or_else(|| damaged("the last line is not an audit record"))?;
+    let seq = body_seq(split.body).ok_or_else(|| damaged("the last record has no valid seq"))?;
+    if record_hash(&split.prev, split.body) != split.hash {
+        return Err(damaged("the last record does not match its hash"));
+    }
+    Ok(ChainHead {
+        next_seq: seq + 1,
+        prev: split.hash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{EventKind, Severity};
+
+    #[test]
+    fn line_round_trip() {
+        let mut ev = Event::new(EventKind::Alloc, Severity::Info, "op", "m\"sg").field("a", 1);
+        ev.seq = 42;
+        let mut out = Vec::new();
+        encode_body(&ev, &mut out);
+        let prev = genesis();
+        let h = record_hash(&prev, &out);
+        let body_len = out.len();
+        finish_line(&mut out, &prev, &h);
+        assert_eq!(out.len(), body_len + SUFFIX_LEN + 1);
+        let line = &out[..out.len() - 1];
+        let parsed: Event = serde_json::from_slice(line).unwrap();
+        assert_eq!(parsed, ev);
+        let s = split_line(line).unwrap();
+        assert_eq!(s.body, &out[..body_len]);
+        assert_eq!((s.prev, s.hash), (prev, h));
+        assert_eq!(body_seq(s.body), Some(42));
+        assert_ne!(genesis(), record_hash(&[0; 32], b""));
+    }
+
+    #[test]
+    fn hex_is_strict() {
+        let h = record_hash(&genesis(), b"x");
+        let hex = to_hex(&h);
+        assert_eq!(from_hex(hex.as_bytes()), Some(h));
+        assert_eq!(from_hex(hex.to_uppercase().as_bytes()), None);
+        assert_eq!(from_hex(&hex.as_bytes()[1..]), None);
+        assert_eq!(body_seq(b"{\"seq\":01,"), None);
+        assert_eq!(body_seq(b"{\"seq\":0,"), Some(0));
+        assert_eq!(body_seq(b"{\"seq\":99999999999999999999999,"), None);
+    }
+}

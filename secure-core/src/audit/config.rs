@@ -1,0 +1,210 @@
+//! [`AuditConfig`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::sanitize::SanitizePolicy;
+
+/// How a [`Logger`](crate::audit::Logger) is set up: its sinks, queue and policy.
+///
+/// Start from a constructor naming the main sink, then add to it:
+///
+/// ```
+/// use std::time::Duration;
+/// use secure_core::audit::AuditConfig;
+///
+/// let dir = std::env::temp_dir();
+/// let config = AuditConfig::jsonl(dir.join("app-audit.jsonl"))
+///     .with_memory_ring(100)           // also keep the last 100 events for `recent()`
+///     .rotate_at_bytes(64 << 20)       // start a new file every 64 MiB, continuing the chain
+///     .queue_capacity(16_384)
+///     .auto_flush(Some(Duration::from_millis(500)));
+/// # let _ = config;
+/// ```
+///
+/// Defaults: queue of 8192 events, batches of up to 1024, auto-flush (fsync + anchor) at most
+/// once a second while there are unanchored records, the 50 most recent `Error`/`Critical`
+/// events kept for the report, the process-wide
+/// [`default_policy`](crate::sanitize::default_policy). [`AuditConfig::default`] is
+/// `AuditConfig::jsonl("audit.jsonl")`.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) anchor: Option<PathBuf>,
+    pub(crate) rotate_at: Option<u64>,
+    pub(crate) stderr: bool,
+    pub(crate) memory: Option<usize>,
+    #[cfg(feature = "tracing")]
+    pub(crate) tracing: bool,
+    pub(crate) queue_capacity: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) policy: Option<SanitizePolicy>,
+    pub(crate) auto_flush: Option<Duration>,
+    pub(crate) report_recent: usize,
+}
+
+/// The default anchor file of a log: the log's path with `.anchor` appended
+/// (`audit.jsonl` -> `audit.jsonl.anchor`).
+pub fn default_anchor_path(log: &Path) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(".anchor");
+    PathBuf::from(s)
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig::jsonl("audit.jsonl")
+    }
+}
+
+impl AuditConfig {
+    fn bare() -> Self {
+        AuditConfig {
+            file: None,
+            anchor: None,
+            rotate_at: None,
+            stderr: false,
+            memory: None,
+            #[cfg(feature = "tracing")]
+            tracing: false,
+            queue_capacity: 8192,
+            batch_size: 1024,
+            policy: None,
+            auto_flush: Some(Duration::from_secs(1)),
+            report_recent: 50,
+        }
+    }
+
+    /// Writes JSON Lines to the file at `path` (created if missing, appended to — continuing
+    /// its chain — if it exists), with the anchor at `path` + `.anchor` unless
+    /// [`anchor_path`](Self::anchor_path) says otherwise.
+    pub fn jsonl(path: impl Into<PathBuf>) -> Self {
+        AuditConfig::bare().with_jsonl(path)
+    }
+
+    /// Writes JSON Lines to standard error (the same records, hash chain included).
+    pub fn stderr() -> Self {
+        AuditConfig::bare().with_stderr()
+    }
+
+    /// Keeps the most recent `capacity` events in memory only (for tests, or a service's
+    /// `recent events` endpoint).
+    pub fn memory(capacity: usize) -> Self {
+        AuditConfig::bare().with_memory_ring(capacity)
+    }
+
+    /// Also (or instead) writes to the JSON Lines file at `path`.
+    pub fn with_jsonl(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Also writes to standard error.
+    pub fn with_stderr(mut self) -> Self {
+        self.stderr = true;
+        self
+    }
+
+    /// Also keeps the most recent `capacity` events in memory, for
+    /// [`recent`](crate::audit::recent).
+    pub fn with_memory_ring(mut self, capacity: usize) -> Self {
+        self.memory = Some(capacity);
+        self
+    }
+
+    /// Also emits every event as a `tracing` event (target `secure_core::audit`, level from the
+    /// severity: `Info` -> INFO, `Warning` -> WARN, `Error` and `Critical` -> ERROR), so
+    /// existing subscribers see them.
+    #[cfg(feature = "tracing")]
+    pub fn with_tracing(mut self) -> Self {
+        self.tracing = true;
+        self
+    }
+
+    /// Where the anchor of the JSON Lines log is written (default: the log's path +
+    /// `.anchor`). Keep it where the log's writer cannot rewrite it if you can.
+    pub fn anchor_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.anchor = Some(path.into());
+        self
+    }
+
+    /// Starts a new file when the current one reaches `bytes`: the full file is renamed to
+    /// `<path>.N` (N = 1, 2, ... oldest first) and the chain continues in a fresh `<path>`.
+    /// [`verify`](crate::audit::verify) reads the segments in order.
+    pub fn rotate_at_bytes(mut self, bytes: u64) -> Self {
+        self.rotate_at = Some(bytes);
+        self
+    }
+
+    /// How many events the queue holds (at least 1). When it is full, [`log`](crate::audit::log)
+    /// blocks until there is room: events are never dropped.
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.queue_capacity = events;
+        self
+    }
+
+    /// The most events the writer takes from the queue per batch (at least 1).
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.batch_size = events;
+        self
+    }
+
+    /// The sanitizing policy (default: the process-wide
+    /// [`default_policy`](crate::sanitize::default_policy)).
+    pub fn policy(mut self, policy: SanitizePolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// How often, at most, the writer thread makes records durable and writes the anchor on
+    /// its own while records are unanchored; `None` leaves that to explicit
+    /// [`flush`](crate::audit::flush) calls and shutdown.
+    pub fn auto_flush(mut self, every: Option<Duration>) -> Self {
+        self.auto_flush = every;
+        self
+    }
+
+    /// How many of the most recent `Error`/`Critical` events the live report keeps.
+    pub fn report_recent(mut self, events: usize) -> Self {
+        self.report_recent = events;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.queue_capacity == 0 {
+            return Err("queue capacity must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch size must be at least 1".into());
+        }
+        if let Some(path) = &self.file {
+            if path.as_os_str().is_empty() {
+                return Err("the log path is empty".into());
+            }
+            if path.file_name().is_none() {
+                return Err(format!("the log path {} has no file name", path.display()));
+            }
+            if self.anchor_file().as_ref() == Some(path) {
+                return Err("the anchor path must differ from the log path".into());
+            }
+        } else if self.anchor.is_some() {
+            return Err("an anchor path was given but no JSON Lines log".into());
+        } else if self.rotate_at.is_some() {
+            return Err("rotation was asked for but there is no JSON Lines log".into());
+        }
+        if self.rotate_at == Some(0) {
+            return Err("rotation size must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+
+    /// The anchor file of the JSON Lines log, if there is one.
+    pub(crate) fn anchor_file(&self) -> Option<PathBuf> {
+        let log = self.file.as_ref()?;
+        Some(
+            self.anchor
+                .clone()
+                .unwrap_or_else(|| default_anchor_path(log)),
+        )
+    }
+}

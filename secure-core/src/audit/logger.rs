@@ -1,0 +1,526 @@
+//! [`Logger`]: the bounded queue, the writer thread and the sinks.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::chain::{encode_body, finish_line, record_hash, ChainHead};
+use super::config::AuditConfig;
+use super::error::AuditError;
+use super::event::{current_thread_name, now_rfc3339, Event, EventKind, Severity};
+use super::file::FileSink;
+use super::report::Report;
+use crate::sanitize::{default_policy, Sanitize, SanitizePolicy};
+
+thread_local! {
+    /// Set while this thread is writing events to the sinks (the writer thread, or a caller
+    /// helping out while the queue is full). An event logged from inside a sink (a `tracing`
+    /// subscriber that logs back) goes to the overflow list instead of waiting on itself.
+    static IN_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+struct WriterGuard(bool);
+
+impl WriterGuard {
+    fn enter() -> WriterGuard {
+        WriterGuard(IN_WRITER.with(|w| w.replace(true)))
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        IN_WRITER.with(|w| w.set(self.0));
+    }
+}
+
+fn in_writer() -> bool {
+    IN_WRITER.with(|w| w.get())
+}
+
+/// An audit logger: events go into a bounded queue and a background thread writes them, in
+/// batches, to the configured sinks, chaining every record to the one before.
+///
+/// Most programs use the process-wide logger ([`audit::init`](crate::audit::init),
+/// [`audit::log`](crate::audit::log)); a `Logger` value is the same thing as a plain instance.
+/// Dropping it writes everything still queued, makes it durable and writes the anchor.
+///
+/// ```
+/// use secure_core::audit::{AuditConfig, Event, EventKind, Logger, Severity};
+///
+/// let logger = Logger::new(AuditConfig::memory(10)).unwrap();
+/// logger.log(Event::new(EventKind::OperationStart, Severity::Info, "demo", "hello")
+///     .field("password", "hunter2"));
+/// let recent = logger.recent(10);
+/// assert_eq!(recent.len(), 1);
+/// assert_eq!(recent[0].seq, 0);
+/// assert_eq!(recent[0].fields["password"], "***REDACTED***");
+/// ```
+pub struct Logger {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    queue: ArrayQueue<Event>,
+    /// Events logged from inside a sink; written with the next batch.
+    overflow: Mutex<Vec<Event>>,
+    policy: SanitizePolicy,
+    state: Mutex<State>,
+    ring: Option<(usize, Mutex<VecDeque<Event>>)>,
+    writer_idle: AtomicBool,
+    writer_thread: OnceLock<Thread>,
+    shutdown: AtomicBool,
+    batch_size: usize,
+    auto_flush: Option<Duration>,
+}
+
+struct State {
+    head: ChainHead,
+    file: Option<FileSink>,
+    stderr: bool,
+    #[cfg(feature = "tracing")]
+    tracing: bool,
+    line: Vec<u8>,
+    stderr_buf: Vec<u8>,
+    /// `head.next_seq` when the anchor was last written (`None`: never, in this run).
+    anchored: Option<u64>,
+    last_anchor: Instant,
+    by_severity: [u64; 4],
+    by_kind: Vec<u64>,
+    alerts: VecDeque<Event>,
+    alerts_cap: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock (in a sink) must not stop auditing: the data under
+    // these locks stays consistent between records.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Logger {
+    /// Starts a logger: opens the sinks (continuing an existing log's chain) and the writer
+    /// thread.
+    ///
+    /// Errors: an invalid configuration, a log file that cannot be opened or is locked by
+    /// another logger, an existing log whose last record is damaged or that is shorter than
+    /// its anchor says (see [`AuditError`]).
+    pub fn new(config: AuditConfig) -> Result<Logger, AuditError> {
+        config.validate().map_err(AuditError::InvalidConfig)?;
+        let (file, head) = match &config.file {
+            Some(path) => {
+                let anchor = config.anchor_file().unwrap_or_default();
+                let (sink, head) = FileSink::open(path, anchor, config.rotate_at)?;
+                (Some(sink), head)
+            }
+            None => (None, ChainHead::genesis()),
+        };
+        let state = State {
+            head,
+            file,
+            stderr: config.stderr,
+            #[cfg(feature = "tracing")]
+            tracing: config.tracing,
+            line: Vec::with_capacity(1024),
+            stderr_buf: Vec::new(),
+            anchored: None,
+            last_anchor: Instant::now(),
+            by_severity: [0; 4],
+            by_kind: vec![0; EventKind::ALL.len()],
+            alerts: VecDeque::new(),
+            alerts_cap: config.report_recent,
+        };
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(config.queue_capacity),
+            overflow: Mutex::new(Vec::new()),
+            policy: config.policy.unwrap_or_else(|| default_policy().clone()),
+            state: Mutex::new(state),
+            ring: config
+                .memory
+                .map(|n| (n, Mutex::new(VecDeque::with_capacity(n.min(1 << 16))))),
+            writer_idle: AtomicBool::new(false),
+            writer_thread: OnceLock::new(),
+            shutdown: AtomicBool::new(false),
+            batch_size: config.batch_size,
+            auto_flush: config.auto_flush,
+        });
+        let s = shared.clone();
+        let handle = thread::Builder::new()
+            .name("secure-audit-writer".into())
+            .spawn(move || s.writer_loop())
+            .map_err(|e| AuditError::io("start the writer thread for", "audit log", e))?;
+        let _ = shared.writer_thread.set(handle.thread().clone());
+        Ok(Logger {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Logs an event: sanitizes it with the logger's policy, stamps its timestamp and thread,
+    /// and queues it. The writer thread assigns `seq` in the order events leave the queue.
+    ///
+    /// Blocks while the queue is full (helping to write when it can); never drops an event.
+    /// After [`shutdown`](Self::shutdown) the event is written before `log` returns.
+    pub fn log(&self, mut event: Event) {
+        event.timestamp = now_rfc3339();
+        event.thread = current_thread_name();
+        event.sanitize(&self.shared.policy);
+        self.shared.push(event);
+        if self.shared.shutdown.load(Ordering::SeqCst) {
+            let _ = self.flush();
+        }
+    }
+
+    /// Returns when every event logged before the call has been written to the sinks and made
+    /// durable (`fsync`), and the anchor written.
+    ///
+    /// Errors when a sink cannot be written (the events stay queued in memory and are
+    /// retried). Called from inside a sink (a `tracing` subscriber), it does nothing.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        if in_writer() {
+            return Ok(());
+        }
+        let mut st = lock(&self.shared.state);
+        self.shared.flush_locked(&mut st, true)
+    }
+
+    /// The `n` most recent events of the memory ring, newest last (empty without a ring).
+    /// Events still queued are written first, so everything logged before the call is seen.
+    pub fn recent(&self, n: usize) -> Vec<Event> {
+        self.shared.catch_up();
+        match &self.shared.ring {
+            Some((_, ring)) => {
+                let ring = lock(ring);
+                ring.iter()
+                    .skip(ring.len().saturating_sub(n))
+                    .cloned()
+                    .collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Totals by severity and kind since the logger started, and up to `recent` of the most
+    /// recent `Error`/`Critical` events (bounded by [`AuditConfig::report_recent`]).
+    pub fn report(&self, recent: usize) -> Report {
+        self.shared.catch_up();
+        let st = lock(&self.shared.state);
+        let mut r = Report::empty();
+        for (s, n) in Severity::ALL.iter().zip(st.by_severity) {
+            r.by_severity.insert(s.as_str().to_owned(), n);
+            r.total_events += n;
+        }
+        for (k, n) in EventKind::ALL.iter().zip(&st.by_kind) {
+            r.by_kind.insert(k.as_str().to_owned(), *n);
+        }
+        r.recent_critical = st
+            .alerts
+            .iter()
+            .skip(st.alerts.len().saturating_sub(recent))
+            .cloned()
+            .collect();
+        r
+    }
+
+    /// The number of events written so far (the next event's `seq`, counting records already
+    /// in the log when it was opened).
+    pub fn written(&self) -> u64 {
+        lock(&self.shared.state).head.next_seq
+    }
+
+    /// The policy events are sanitized with.
+    pub fn policy(&self) -> &SanitizePolicy {
+        &self.shared.policy
+    }
+
+    /// Stops the writer thread, writes everything queued, makes it durable and writes the
+    /// anchor. Events logged afterwards are written synchronously. Safe to call more than once.
+    pub fn shutdown(&self) -> Result<(), AuditError> {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.wake_writer(true);
+        if !in_writer() {
+            let handle = lock(&self.writer).take();
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+        self.flush()
+    }
+
+    /// Like [`shutdown`](Self::shutdown) but without waiting for the writer thread (used at
+    /// process exit, when other threads may be stuck).
+    pub(crate) fn shutdown_at_exit(&self) -> Result<(), AuditError> {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.wake_writer(true);
+        self.flush()
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("secure-core audit: final flush failed: {e}");
+        }
+    }
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = lock(&self.shared.state);
+        f.debug_struct("Logger")
+            .field("written", &st.head.next_seq)
+            .field("file", &st.file.as_ref().map(|f| &f.path))
+            .field("stderr", &st.stderr)
+            .field("queued", &self.shared.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn wake_writer(&self, force: bool) {
+        if force || self.writer_idle.swap(false, Ordering::SeqCst) {
+            if let Some(t) = self.writer_thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    fn push(&self, event: Event) {
+        if in_writer() {
+            lock(&self.overflow).push(event);
+            return;
+        }
+        let mut ev = event;
+        let mut tries = 0u32;
+        loop {
+            match self.queue.push(ev) {
+                Ok(()) => break,
+                Err(back) => {
+                    ev = back;
+                    self.wake_writer(false);
+                    // Help: write a batch ourselves if nobody else is writing.
+                    if let Ok(mut st) = self.state.try_lock() {
+                        if self.process(&mut st, self.batch_size) > 0 {
+                            tries = 0;
+                            continue;
+                        }
+                    }
+                    tries += 1;
+                    if tries < 16 {
+                        thread::yield_now();
+                    } else {
+                        thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            }
+        }
+        fence(Ordering::SeqCst);
+        if self.writer_idle.load(Ordering::Relaxed) {
+            self.wake_writer(false);
+        }
+    }
+
+    /// Writes queued events before reading state, unless called from inside a sink.
+    fn catch_up(&self) {
+        if !in_writer() {
+            let mut st = lock(&self.state);
+            let n = self.queue.len() + lock(&self.overflow).len();
+            self.process(&mut st, n);
+        }
+    }
+
+    /// Takes up to `max` events (overflow first, then the queue) and writes them to the
+    /// sinks. Returns how many were taken.
+    fn process(&self, st: &mut State, max: usize) -> usize {
+        let _guard = WriterGuard::enter();
+        let mut done = 0;
+        if let Some(f) = &mut st.file {
+            if f.stalled() && f.write_pending().is_err() {
+                return 0;
+            }
+        }
+        let overflow: Vec<Event> = std::mem::take(&mut *lock(&self.overflow));
+        for ev in overflow {
+            self.write_event(st, ev);
+            done += 1;
+        }
+        while done < max {
+            if st.file.as_ref().is_some_and(|f| f.stalled()) {
+                break;
+            }
+            match self.queue.pop() {
+                Some(ev) => {
+                    self.write_event(st, ev);
+                    done += 1;
+                }
+                None => break,
+            }
+        }
+        if done > 0 {
+            if let Some(f) = &mut st.file {
+                let _ = f.write_pending();
+            }
+            if st.stderr && !st.stderr_buf.is_empty() {
+                // Standard error may be closed; there is nowhere to report that.
+                let _ = std::io::stderr().lock().write_all(&st.stderr_buf);
+                st.stderr_buf.clear();
+            }
+        }
+        done
+    }
+
+    fn write_event(&self, st: &mut State, mut ev: Event) {
+        ev.seq = st.head.next_seq;
+        st.line.clear();
+        encode_body(&ev, &mut st.line);
+        let hash = record_hash(&st.head.prev, &st.line);
+        finish_line(&mut st.line, &st.head.prev, &hash);
+        if let Some(f) = &mut st.file {
+            f.push(&st.line);
+        }
+        if st.stderr {
+            st.stderr_buf.extend_from_slice(&st.line);
+        }
+        st.head = ChainHead {
+            next_seq: st.head.next_seq + 1,
+            prev: hash,
+        };
+        st.by_severity[ev.severity as usize] += 1;
+        if let Some(i) = EventKind::ALL.iter().position(|k| *k == ev.kind) {
+            st.by_kind[i] += 1;
+        }
+        #[cfg(feature = "tracing")]
+        if st.tracing {
+            emit_tracing(&ev);
+        }
+        if ev.severity >= Severity::Error && st.alerts_cap > 0 {
+            if st.alerts.len() == st.alerts_cap {
+                st.alerts.pop_front();
+            }
+            st.alerts.push_back(ev.clone());
+        }
+        if let Some((cap, ring)) = &self.ring {
+            if *cap > 0 {
+                let mut ring = lock(ring);
+                if ring.len() == *cap {
+                    ring.pop_front();
+                }
+                ring.push_back(ev);
+            }
+        }
+    }
+
+    /// Writes every event queued at the time of the call, then makes the sinks durable and
+    /// writes the anchor (skipped when nothing changed since the last anchor, unless `force`).
+    fn flush_locked(&self, st: &mut State, force: bool) -> Result<(), AuditError> {
+        let n = self.queue.len() + lock(&self.overflow).len();
+        let mut done = 0;
+        while done < n {
+            let k = self.process(st, n - done);
+            if k == 0 {
+                break;
+            }
+            done += k;
+        }
+        let unchanged = st.anchored == Some(st.head.next_seq);
+        let head = st.head;
+        let mut result = Ok(());
+        if let Some(f) = &mut st.file {
+            if !unchanged || force || f.pending_len() > 0 {
+                result = f.sync(&head);
+            }
+        }
+        if result.is_ok() {
+            st.anchored = Some(head.next_seq);
+            st.last_anchor = Instant::now();
+        }
+        if st.stderr {
+            let _ = std::io::stderr().lock().flush();
+        }
+        if result.is_ok() && done < n {
+            // Not everything could be taken: the sink is stalled.
+            if let Some(f) = &st.file {
+                return Err(AuditError::SinkFailed {
+                    path: f.path.clone(),
+                    message: f.error.clone().unwrap_or_else(|| "stalled".into()),
+                    pending: f.pending_len(),
+                });
+            }
+        }
+        result
+    }
+
+    fn writer_loop(&self) {
+        let _guard = WriterGuard::enter();
+        loop {
+            let (n, stalled, wait) = {
+                let mut st = lock(&self.state);
+                let n = self.process(&mut st, self.batch_size);
+                let mut wait = Duration::from_secs(1);
+                if let Some(every) = self.auto_flush {
+                    let dirty = st.anchored != Some(st.head.next_seq);
+                    if dirty {
+                        let since = st.last_anchor.elapsed();
+                        if since >= every {
+                            // Errors are reported by the sink and by the next explicit flush.
+                            let _ = self.flush_locked(&mut st, false);
+                        } else {
+                            wait = every - since;
+                        }
+                    }
+                }
+                let stalled = st.file.as_ref().is_some_and(|f| f.stalled());
+                (n, stalled, wait)
+            };
+            if n > 0 {
+                continue;
+            }
+            if self.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            if stalled {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            self.writer_idle.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !self.queue.is_empty() || !lock(&self.overflow).is_empty() {
+                self.writer_idle.store(false, Ordering::SeqCst);
+                continue;
+            }
+            thread::park_timeout(wait);
+            self.writer_idle.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn emit_tracing(ev: &Event) {
+    let fields = serde_json::to_string(&ev.fields).unwrap_or_default();
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "secure_core::audit",
+                $level,
+                seq = ev.seq,
+                severity = ev.severity.as_str(),
+                kind = ev.kind.as_str(),
+                operation = %ev.operation,
+                fields = %fields,
+                thread = %ev.thread,
+                "{}",
+                ev.message
+            )
+        };
+    }
+    match ev.severity {
+        Severity::Info => emit!(tracing::Level::INFO),
+        Severity::Warning => emit!(tracing::Level::WARN),
+        Severity::Error | Severity::Critical => emit!(tracing::Level::ERROR),
+    }
+}
