@@ -157,3 +157,57 @@ pub fn is_installed() -> bool {
     drop(core::hint::black_box(probe));
     yes
 }
+
+/// Wipes `buf` the way the allocator wipes freed blocks: with [`Wipe::FourPass`], the
+/// passes `0x00`, `0xFF`, random, `0x00`, each behind a compiler barrier so none can be
+/// optimised away (also right before the buffer is freed or goes out of scope).
+///
+/// ```
+/// let mut key = *b"correct horse battery staple";
+/// secalloc::wipe_bytes(&mut key, secalloc::Wipe::FourPass);
+/// assert!(key.iter().all(|&b| b == 0));
+/// ```
+pub fn wipe_bytes(buf: &mut [u8], mode: Wipe) {
+    __bench::wipe(buf, mode)
+}
+
+/// Internal building blocks exposed for the workspace's benchmarks only. Not a public API:
+/// no stability, no semver.
+#[doc(hidden)]
+pub mod __bench {
+    /// Walks up to `buf.len()` frames from the caller; returns how many were found.
+    #[inline(never)]
+    pub fn walk_stack(buf: &mut [usize]) -> usize {
+        let top = crate::thread::untracked(|| {
+            let ts = crate::thread::current();
+            // SAFETY: null or this thread's own state.
+            unsafe { ts.as_ref() }.map_or(0, |t| t.stack_top)
+        });
+        crate::stack::walk(buf, top).len
+    }
+
+    /// Inserts `addr` (16-byte aligned) into the live set and removes it again.
+    #[inline(never)]
+    pub fn live_insert_remove(addr: usize) -> bool {
+        crate::live::set_live(addr);
+        crate::live::clear_live(addr) == crate::live::Cleared::WasLive
+    }
+
+    /// Wipes `buf` with the given mode, using a per-thread random pool.
+    pub fn wipe(buf: &mut [u8], mode: crate::Wipe) {
+        thread_local! {
+            static POOL: core::cell::RefCell<Option<Box<crate::wipe::RandPool>>> = const { core::cell::RefCell::new(None) };
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let pool = p.get_or_insert_with(|| {
+                // SAFETY: RandPool is plain integers and bytes; all-zero is valid, then seeded.
+                let mut b: Box<crate::wipe::RandPool> = unsafe { Box::new(core::mem::zeroed()) };
+                b.init();
+                b
+            });
+            // SAFETY: buf is an exclusive, live slice.
+            unsafe { crate::wipe::wipe(buf.as_mut_ptr(), buf.len(), mode, pool) };
+        });
+    }
+}

@@ -12,6 +12,10 @@ use core::ptr;
 
 /// Bytes in the per-thread random pool that feeds the random pass.
 pub(crate) const POOL_BYTES: usize = 4096;
+/// Random-pass bytes served from one filling of the pool before it is regenerated.
+/// Regenerating costs about as much as wiping 64 KiB four times; serving each pool
+/// 16 times (from a moving offset) keeps that under 2% of the wipe.
+const REFRESH_AFTER: usize = 64 << 10;
 
 /// Tells the compiler the memory behind `p` may be read and written by code it cannot see.
 #[inline(always)]
@@ -29,6 +33,7 @@ pub(crate) fn barrier(p: *const u8) {
 pub(crate) struct RandPool {
     bytes: [u8; POOL_BYTES],
     pos: usize,
+    served: usize,
     s: [u64; 4],
 }
 
@@ -71,36 +76,37 @@ impl RandPool {
         result
     }
 
+    #[cold]
     fn refill(&mut self) {
-        for i in 0..POOL_BYTES / 8 {
-            let v = self.next();
-            self.bytes[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        let mut words = [0u64; POOL_BYTES / 8];
+        for w in words.iter_mut() {
+            *w = self.next();
         }
-        self.pos = 0;
+        for (dst, w) in self.bytes.chunks_exact_mut(8).zip(words) {
+            dst.copy_from_slice(&w.to_le_bytes());
+        }
+        self.pos = (self.next() as usize) % POOL_BYTES;
+        self.served = 0;
     }
 
-    /// Copies random bytes over `len` bytes at `dst`. Small wipes consume fresh pool bytes;
-    /// a block larger than the pool receives the pool repeated.
+    /// Copies random bytes over `len` bytes at `dst`, from the pool at a moving offset
+    /// (wrapping around it); the pool is regenerated after every 64 KiB served.
     ///
     /// # Safety
     /// `dst..dst+len` must be valid for writes.
     #[inline]
     pub(crate) unsafe fn fill(&mut self, dst: *mut u8, len: usize) {
-        if len <= POOL_BYTES {
-            if self.pos + len > POOL_BYTES {
-                self.refill();
-            }
-            // SAFETY: pos + len <= POOL_BYTES, and the caller guarantees dst is writable for len.
-            unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr().add(self.pos), dst, len) };
-            self.pos += len;
-        } else {
-            let mut off = 0;
-            while off < len {
-                let n = (len - off).min(POOL_BYTES);
-                // SAFETY: off + n <= len, so the destination range is inside the caller's block.
-                unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr(), dst.add(off), n) };
-                off += n;
-            }
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(POOL_BYTES - self.pos);
+            // SAFETY: pos + n <= POOL_BYTES and off + n <= len: both ranges are in bounds, and
+            // the pool never overlaps the caller's block.
+            unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr().add(self.pos), dst.add(off), n) };
+            off += n;
+            self.pos = (self.pos + n) % POOL_BYTES;
+        }
+        self.served += len;
+        if self.served >= REFRESH_AFTER {
             self.refill();
         }
     }
@@ -285,6 +291,7 @@ pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
     crate::sys::SpinLock::new(RandPool {
         bytes: [0; POOL_BYTES],
         pos: 0,
+        served: 0,
         s: [
             0x9E37_79B9_7F4A_7C15,
             0xBF58_476D_1CE4_E5B9,
