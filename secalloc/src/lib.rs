@@ -56,6 +56,7 @@ mod config;
 mod corruption;
 mod init;
 mod live;
+mod reach;
 mod report;
 mod scope;
 mod stack;
@@ -69,7 +70,10 @@ use core::sync::atomic::Ordering;
 
 pub use crate::alloc::SecAlloc;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
-pub use crate::report::{report, Callsite, LeakReport, ReportParseError, ScopeTotal};
+pub use crate::reach::LeakKind;
+pub use crate::report::{
+    leak_check, report, Callsite, LeakReport, LeakSummary, ReportParseError, ScopeTotal,
+};
 pub use crate::scope::{current_scope, scope, Scope, ScopeEnter, ScopeGuard, ScopeStats};
 pub use crate::symbolize::Frame;
 

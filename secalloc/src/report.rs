@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::block;
 use crate::config::{ReportDest, ReportFormat, RUNTIME};
 use crate::live;
+use crate::reach::LeakKind;
 use crate::stack::INTERNAL;
 use crate::symbolize::{Frame, Symbolizer};
 use crate::sys::SpinLock;
@@ -20,7 +21,6 @@ static SNAPSHOT: SpinLock<()> = SpinLock::new(());
 /// A live block, as read from its header while pinned.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Block {
-    #[allow(dead_code)] // read by the reachability scan
     pub addr: usize,
     pub size: usize,
     pub stack: u32,
@@ -29,8 +29,14 @@ pub(crate) struct Block {
 
 /// Reads every live block the allocator tracks (not its own). Must run untracked.
 pub(crate) fn snapshot() -> Vec<Block> {
+    snapshot_all().0
+}
+
+/// Reads every live block, in address order: `(tracked, the allocator's own)`.
+pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
     let _g = SNAPSHOT.lock();
-    let mut out = Vec::new();
+    let mut tracked = Vec::new();
+    let mut internal = Vec::new();
     live::for_each_live(|addr| {
         if live::pin(addr) {
             // SAFETY: the block is live and pinned: it cannot be freed until unpin, so its
@@ -38,18 +44,49 @@ pub(crate) fn snapshot() -> Vec<Block> {
             let meta = unsafe { block::read_header(addr as *const u8) };
             live::unpin(addr);
             if let Some(m) = meta {
-                if m.stack != INTERNAL {
-                    out.push(Block {
-                        addr,
-                        size: m.size,
-                        stack: m.stack,
-                        scope: m.scope,
-                    });
+                let b = Block {
+                    addr,
+                    size: m.size,
+                    stack: m.stack,
+                    scope: m.scope,
+                };
+                if m.stack == INTERNAL {
+                    internal.push(b);
+                } else {
+                    tracked.push(b);
                 }
             }
         }
     });
-    out
+    (tracked, internal)
+}
+
+/// Totals of a leak check by verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakSummary {
+    /// Bytes in blocks no pointer reaches.
+    pub definitely_lost_bytes: u64,
+    /// Blocks no pointer reaches.
+    pub definitely_lost_blocks: u64,
+    /// Bytes in blocks reached only from lost blocks.
+    pub indirectly_lost_bytes: u64,
+    /// Blocks reached only from lost blocks.
+    pub indirectly_lost_blocks: u64,
+    /// Bytes in blocks still reachable from the program's roots.
+    pub still_reachable_bytes: u64,
+    /// Blocks still reachable from the program's roots.
+    pub still_reachable_blocks: u64,
+}
+
+impl LeakSummary {
+    /// Definitely plus indirectly lost bytes.
+    pub fn lost_bytes(&self) -> u64 {
+        self.definitely_lost_bytes + self.indirectly_lost_bytes
+    }
+    /// Definitely plus indirectly lost blocks.
+    pub fn lost_blocks(&self) -> u64 {
+        self.definitely_lost_blocks + self.indirectly_lost_blocks
+    }
 }
 
 /// Live bytes of one scope name.
@@ -75,6 +112,9 @@ pub struct Callsite {
     /// Names of the scopes the blocks were allocated in (empty: none).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The verdict of a leak check (absent from reports taken without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LeakKind>,
     /// The symbolised stack, innermost (the user's allocating call) first.
     pub frames: Vec<Frame>,
 }
@@ -105,6 +145,9 @@ pub struct LeakReport {
     pub callsites: Vec<Callsite>,
     /// Live bytes by scope name, largest first.
     pub scopes: Vec<ScopeTotal>,
+    /// Totals by verdict, when the report came from a leak check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak_check: Option<LeakSummary>,
     /// The allocator's statistics at the time of the snapshot.
     pub stats: Stats,
 }
@@ -156,15 +199,30 @@ impl LeakReport {
     /// SUMMARY: secalloc: 1124 byte(s) live at exit in 2 block(s) from 2 callsite(s).
     /// ```
     pub fn write_text_top(&self, top: usize, w: &mut dyn Write) -> io::Result<()> {
-        let when = if self.at_exit { "live at exit" } else { "live" };
-        writeln!(
-            w,
-            "secalloc: {} bytes in {} blocks {} from {} callsites",
-            self.total_bytes,
-            self.total_blocks,
-            when,
-            self.callsites.len()
-        )?;
+        let when = if self.at_exit { "at exit" } else { "now" };
+        match &self.leak_check {
+            None => writeln!(
+                w,
+                "secalloc: {} bytes in {} blocks live {} from {} callsites",
+                self.total_bytes,
+                self.total_blocks,
+                when,
+                self.callsites.len()
+            )?,
+            Some(s) => writeln!(
+                w,
+                "secalloc: {} bytes in {} blocks lost {} (definitely lost: {} bytes in {} blocks; indirectly lost: {} bytes in {} blocks; still reachable: {} bytes in {} blocks)",
+                s.lost_bytes(),
+                s.lost_blocks(),
+                when,
+                s.definitely_lost_bytes,
+                s.definitely_lost_blocks,
+                s.indirectly_lost_bytes,
+                s.indirectly_lost_blocks,
+                s.still_reachable_bytes,
+                s.still_reachable_blocks
+            )?,
+        }
         if !self.stacks_recorded {
             writeln!(
                 w,
@@ -173,11 +231,28 @@ impl LeakReport {
         }
         for c in self.callsites.iter().take(top) {
             writeln!(w)?;
-            write!(
-                w,
-                "{} byte(s) in {} block(s) allocated from:",
-                c.bytes, c.blocks
-            )?;
+            match c.kind {
+                None => write!(
+                    w,
+                    "{} byte(s) in {} block(s) allocated from:",
+                    c.bytes, c.blocks
+                )?,
+                Some(LeakKind::DefinitelyLost) => write!(
+                    w,
+                    "Direct leak of {} byte(s) in {} block(s) allocated from:",
+                    c.bytes, c.blocks
+                )?,
+                Some(LeakKind::IndirectlyLost) => write!(
+                    w,
+                    "Indirect leak of {} byte(s) in {} block(s) allocated from:",
+                    c.bytes, c.blocks
+                )?,
+                Some(LeakKind::StillReachable) => write!(
+                    w,
+                    "{} byte(s) in {} block(s) still reachable, allocated from:",
+                    c.bytes, c.blocks
+                )?,
+            }
             if !c.scopes.is_empty() {
                 write!(w, " (scope: {})", c.scopes.join(", "))?;
             }
@@ -212,14 +287,36 @@ impl LeakReport {
             }
         }
         writeln!(w)?;
-        writeln!(
-            w,
-            "SUMMARY: secalloc: {} byte(s) {} in {} block(s) from {} callsite(s).",
-            self.total_bytes,
-            when,
-            self.total_blocks,
-            self.callsites.len()
-        )
+        match &self.leak_check {
+            None => writeln!(
+                w,
+                "SUMMARY: secalloc: {} byte(s) live {} in {} block(s) from {} callsite(s).",
+                self.total_bytes,
+                when,
+                self.total_blocks,
+                self.callsites.len()
+            ),
+            Some(s) => {
+                let listed = self
+                    .callsites
+                    .iter()
+                    .any(|c| c.kind == Some(LeakKind::StillReachable));
+                if s.still_reachable_blocks > 0 && !listed {
+                    writeln!(
+                        w,
+                        "{} byte(s) in {} block(s) still reachable (SECALLOC_REPORT_REACHABLE=1 lists them).",
+                        s.still_reachable_bytes, s.still_reachable_blocks
+                    )?;
+                    writeln!(w)?;
+                }
+                writeln!(
+                    w,
+                    "SUMMARY: secalloc: {} byte(s) leaked in {} allocation(s).",
+                    s.lost_bytes(),
+                    s.lost_blocks()
+                )
+            }
+        }
     }
 
     /// Writes the report as JSON (the schema is documented in `docs/report-json.md`).
@@ -370,14 +467,32 @@ fn command_line() -> String {
         .join(" ")
 }
 
-/// Groups blocks into a report.
-pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
-    let mut by_stack: HashMap<u32, (u64, u64, u64, Vec<u16>)> = HashMap::new();
+/// Groups blocks into a report. With `kinds` (one per block, from a leak check) callsites
+/// are split by verdict and `leak_check` holds the totals.
+pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool) -> LeakReport {
+    let mut by_stack: HashMap<(u32, Option<LeakKind>), (u64, u64, u64, Vec<u16>)> = HashMap::new();
     let mut scope_totals: HashMap<&'static str, (u64, u64)> = HashMap::new();
     let mut total_bytes = 0;
-    for b in blocks {
+    let mut summary = kinds.map(|_| LeakSummary::default());
+    for (i, b) in blocks.iter().enumerate() {
         total_bytes += b.size as u64;
-        let e = by_stack.entry(b.stack).or_default();
+        let kind = kinds.map(|k| k[i]);
+        if let (Some(s), Some(k)) = (summary.as_mut(), kind) {
+            let (bytes, n) = match k {
+                LeakKind::DefinitelyLost => {
+                    (&mut s.definitely_lost_bytes, &mut s.definitely_lost_blocks)
+                }
+                LeakKind::IndirectlyLost => {
+                    (&mut s.indirectly_lost_bytes, &mut s.indirectly_lost_blocks)
+                }
+                LeakKind::StillReachable => {
+                    (&mut s.still_reachable_bytes, &mut s.still_reachable_blocks)
+                }
+            };
+            *bytes += b.size as u64;
+            *n += 1;
+        }
+        let e = by_stack.entry((b.stack, kind)).or_default();
         e.0 += b.size as u64;
         e.1 += 1;
         e.2 = e.2.max(b.size as u64);
@@ -392,11 +507,14 @@ pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
     }
     let mut sym = Symbolizer::new();
     // Stacks that differ only in trimmed frames merge into one callsite.
-    let mut merged: HashMap<Vec<(usize, Option<String>)>, Callsite> = HashMap::new();
-    for (stack, (bytes, nblocks, largest, scopes)) in by_stack {
+    type Key = (Option<LeakKind>, Vec<(usize, Option<String>)>);
+    let mut merged: HashMap<Key, Callsite> = HashMap::new();
+    for ((stack, kind), (bytes, nblocks, largest, scopes)) in by_stack {
         let frames = sym.stack(crate::stack::frames(stack));
-        let key: Vec<(usize, Option<String>)> =
-            frames.iter().map(|f| (f.ip, f.function.clone())).collect();
+        let key: Key = (
+            kind,
+            frames.iter().map(|f| (f.ip, f.function.clone())).collect(),
+        );
         let mut names: Vec<String> = scopes
             .iter()
             .filter_map(|&s| crate::scope::name_of(s))
@@ -407,6 +525,7 @@ pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
             blocks: 0,
             largest_block: 0,
             scopes: Vec::new(),
+            kind,
             frames,
         });
         c.bytes += bytes;
@@ -417,8 +536,9 @@ pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
     }
     let mut callsites: Vec<Callsite> = merged.into_values().collect();
     callsites.sort_by(|a, b| {
-        b.bytes
-            .cmp(&a.bytes)
+        a.kind
+            .cmp(&b.kind)
+            .then(b.bytes.cmp(&a.bytes))
             .then(b.blocks.cmp(&a.blocks))
             .then_with(|| {
                 a.frames
@@ -451,6 +571,7 @@ pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
         total_blocks: blocks.len() as u64,
         callsites,
         scopes,
+        leak_check: summary,
         stats: crate::stats(),
     }
 }
@@ -468,36 +589,95 @@ pub(crate) fn build(blocks: &[Block], at_exit: bool) -> LeakReport {
 /// assert!(String::from_utf8(out).unwrap().starts_with("secalloc: "));
 /// ```
 pub fn report() -> LeakReport {
-    crate::thread::untracked(|| build(&snapshot(), false))
+    crate::thread::untracked(|| build(&snapshot(), None, false))
 }
 
-/// Runs at exit (registered with `atexit` at initialisation).
+/// A leak check now: a snapshot of live blocks classified as definitely lost, indirectly
+/// lost or still reachable (see the crate docs on reachability), lost ones first.
+///
+/// Scans every readable-writable mapping of the process, so it costs about as much as
+/// reading the program's memory once.
+pub fn leak_check() -> LeakReport {
+    crate::thread::untracked(|| check(false))
+}
+
+fn check(at_exit: bool) -> LeakReport {
+    let (tracked, internal) = snapshot_all();
+    let kinds = crate::reach::classify(&tracked, &internal);
+    build(&tracked, Some(&kinds), at_exit)
+}
+
+/// Runs at exit (registered with `atexit` at initialisation): the leak check and report,
+/// then the leak exit code, then (opt-in) the wipe of everything still live.
 pub(crate) fn at_exit() {
     // Stay guarded from here on: nothing this thread does during exit is tracked.
     let _ = crate::thread::enter();
     let cfg = RUNTIME.config();
-    if cfg.report == ReportDest::Off {
-        return;
-    }
-    let r = build(&snapshot(), true);
-    if r.total_bytes < cfg.report_min_bytes.max(1) {
-        return;
-    }
-    let result = match cfg.report {
-        ReportDest::Off => Ok(()),
-        ReportDest::Stderr => {
-            let mut err = io::stderr().lock();
-            r.write(cfg.report_format, cfg.report_top, &mut err)
-                .and_then(|_| err.flush())
+    let wants_check = cfg.report != ReportDest::Off || cfg.leak_exitcode.is_some();
+    let mut lost = 0;
+    if wants_check {
+        let mut r = check(true);
+        let s = r.leak_check.unwrap_or_default();
+        lost = s.definitely_lost_blocks;
+        if !cfg.report_reachable {
+            r.callsites
+                .retain(|c| c.kind != Some(LeakKind::StillReachable));
         }
-        ReportDest::File(path) => std::fs::File::create(path).and_then(|f| {
-            let mut w = io::BufWriter::new(f);
-            r.write(cfg.report_format, cfg.report_top, &mut w)?;
-            w.flush()
-        }),
-    };
-    if let Err(e) = result {
-        eprintln!("secalloc: could not write the exit report: {e}");
+        let shown = if cfg.report_reachable {
+            s.lost_bytes() + s.still_reachable_bytes
+        } else {
+            s.lost_bytes()
+        };
+        if cfg.report != ReportDest::Off && shown >= cfg.report_min_bytes.max(1) {
+            let result = match cfg.report {
+                ReportDest::Off => Ok(()),
+                ReportDest::Stderr => {
+                    let mut err = io::stderr().lock();
+                    r.write(cfg.report_format, cfg.report_top, &mut err)
+                        .and_then(|_| err.flush())
+                }
+                ReportDest::File(path) => std::fs::File::create(path).and_then(|f| {
+                    let mut w = io::BufWriter::new(f);
+                    r.write(cfg.report_format, cfg.report_top, &mut w)?;
+                    w.flush()
+                }),
+            };
+            if let Err(e) = result {
+                eprintln!("secalloc: could not write the exit report: {e}");
+            }
+        }
+    }
+    if cfg.wipe_at_exit {
+        wipe_live_blocks();
+    }
+    if let Some(code) = cfg.leak_exitcode {
+        if lost > 0 {
+            // SAFETY: _exit ends the process at once; we are the last exit handler that
+            // matters (the report is written and flushed).
+            unsafe { libc::_exit(i32::from(code)) };
+        }
+    }
+}
+
+/// Wipes (four passes) every block still live. Other threads still running may be using
+/// them: only for processes about to end, and opt-in.
+fn wipe_live_blocks() {
+    let (tracked, _) = snapshot_all();
+    let mode = RUNTIME.wipe();
+    for b in tracked {
+        if live::pin(b.addr) {
+            // SAFETY: the block is live and pinned: its `size` bytes stay mapped until unpin.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(b.addr as *mut u8, b.size) };
+            crate::__bench::wipe(
+                bytes,
+                if mode == crate::Wipe::Off {
+                    crate::Wipe::FourPass
+                } else {
+                    mode
+                },
+            );
+            live::unpin(b.addr);
+        }
     }
 }
 

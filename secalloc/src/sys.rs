@@ -4,7 +4,24 @@
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Regions the allocator mapped for its own metadata, so the leak checker can skip them.
+const MAX_REGIONS: usize = 4096;
+static REGIONS: [(AtomicUsize, AtomicUsize); MAX_REGIONS] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; MAX_REGIONS];
+static NREGIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls `f(start, len)` for each metadata region mapped so far.
+pub(crate) fn for_each_region(mut f: impl FnMut(usize, usize)) {
+    let n = NREGIONS.load(Ordering::Acquire).min(MAX_REGIONS);
+    for (start, len) in &REGIONS[..n] {
+        let (s, l) = (start.load(Ordering::Acquire), len.load(Ordering::Acquire));
+        if s != 0 {
+            f(s, l);
+        }
+    }
+}
 
 /// Maps `len` bytes of zeroed, private, anonymous memory. Returns null on failure.
 ///
@@ -23,10 +40,14 @@ pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
         )
     };
     if p == libc::MAP_FAILED {
-        core::ptr::null_mut()
-    } else {
-        p.cast()
+        return core::ptr::null_mut();
     }
+    let i = NREGIONS.fetch_add(1, Ordering::AcqRel);
+    if i < MAX_REGIONS {
+        REGIONS[i].1.store(len, Ordering::Release);
+        REGIONS[i].0.store(p as usize, Ordering::Release);
+    }
+    p.cast()
 }
 
 /// A test-and-test-and-set spin lock that never allocates. Used only off the hot path

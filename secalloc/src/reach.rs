@@ -1,0 +1,299 @@
+//! Reachability: which live blocks are still reachable, definitely lost or indirectly lost.
+//!
+//! Classified like memcheck and LeakSanitizer. Roots are every readable and writable mapping
+//! of the process (data and bss of loaded objects, thread stacks, TLS, anonymous mappings),
+//! except the allocator's own metadata, the interiors of live blocks, and the part of the
+//! calling thread's stack below its stack pointer. A block pointed to (at its start or
+//! inside it) from a root is still reachable, and so is everything reachable from it. Of the
+//! rest, a block reached from another unreachable block is indirectly lost; the remaining
+//! ones — the heads of lost structures — are definitely lost. In a lost cycle the block with
+//! the lowest address is the definite one, as in memcheck.
+//!
+//! Freed memory is wiped, so stale pointers left in freed chunks cannot make a lost block
+//! look reachable. Stale pointers in live memory and on stacks still can: the verdict errs
+//! on the side of "reachable", never on the side of a false leak.
+
+use serde::{Deserialize, Serialize};
+
+use crate::live;
+use crate::report::Block;
+
+/// How a block live at exit relates to the program's roots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakKind {
+    /// No pointer to it anywhere: nothing can free it.
+    DefinitelyLost,
+    /// Pointed to only from lost blocks.
+    IndirectlyLost,
+    /// Reachable from a global, a stack, TLS or another reachable block.
+    StillReachable,
+}
+
+const UNSEEN: u8 = 0;
+const REACHABLE: u8 = 1;
+const INDIRECT: u8 = 2;
+const LEADER: u8 = 3;
+
+/// Address ranges to leave out of root scanning.
+struct Skips(Vec<(usize, usize)>);
+
+impl Skips {
+    fn sorted(mut v: Vec<(usize, usize)>) -> Skips {
+        v.sort_unstable();
+        Skips(v)
+    }
+    /// Calls `f` with the sub-ranges of `[a, b)` not covered by a skip range.
+    fn gaps(&self, a: usize, b: usize, mut f: impl FnMut(usize, usize)) {
+        let mut cur = a;
+        let start = self.0.partition_point(|&(_, e)| e <= a);
+        for &(s, e) in &self.0[start..] {
+            if s >= b {
+                break;
+            }
+            if s > cur {
+                f(cur, s.min(b));
+            }
+            cur = cur.max(e);
+            if cur >= b {
+                return;
+            }
+        }
+        if cur < b {
+            f(cur, b);
+        }
+    }
+}
+
+/// The tracked blocks sorted by address, for pointer lookups.
+struct Index<'a> {
+    blocks: &'a [Block],
+    lo: usize,
+    hi: usize,
+}
+
+impl<'a> Index<'a> {
+    fn new(blocks: &'a [Block]) -> Self {
+        let lo = blocks.first().map_or(0, |b| b.addr);
+        let hi = blocks
+            .iter()
+            .map(|b| b.addr + b.size.max(1))
+            .max()
+            .unwrap_or(0);
+        Index { blocks, lo, hi }
+    }
+    #[inline]
+    fn find(&self, v: usize) -> Option<usize> {
+        if v < self.lo || v >= self.hi {
+            return None;
+        }
+        let i = self.blocks.partition_point(|b| b.addr <= v);
+        if i == 0 {
+            return None;
+        }
+        let b = &self.blocks[i - 1];
+        (v < b.addr + b.size.max(1)).then_some(i - 1)
+    }
+}
+
+/// Reads `[a, b)` of this process's memory through `process_vm_readv`, which reports an
+/// unmapped page as an error instead of faulting, and calls `f` with each aligned word.
+fn scan_remote(a: usize, b: usize, buf: &mut [u8], mut f: impl FnMut(usize)) {
+    let a = (a + 7) & !7;
+    let mut cur = a;
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    while cur + 8 <= b {
+        let n = (b - cur).min(buf.len()) & !7;
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: n,
+        };
+        let remote = libc::iovec {
+            iov_base: cur as *mut libc::c_void,
+            iov_len: n,
+        };
+        // SAFETY: `local` describes our own writable buffer of n bytes; the remote range is
+        // only read by the kernel, which fails cleanly on unmapped pages.
+        let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        if got <= 0 {
+            // Skip the unreadable page and go on.
+            cur = (cur + 4096) & !4095;
+            continue;
+        }
+        let got = got as usize & !7;
+        for w in buf[..got].chunks_exact(8) {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(w);
+            f(usize::from_ne_bytes(x));
+        }
+        cur += got.max(8);
+    }
+}
+
+/// The readable and writable mappings of this process, with their names.
+fn rw_mappings() -> Vec<(usize, usize, String)> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(range), Some(perms)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let name = it.nth(3).unwrap_or("").to_string();
+        if !perms.starts_with("rw")
+            || name == "[vvar]"
+            || name == "[vsyscall]"
+            || name.starts_with("/dev/")
+        {
+            continue;
+        }
+        let Some((s, e)) = range.split_once('-') else {
+            continue;
+        };
+        if let (Ok(s), Ok(e)) = (usize::from_str_radix(s, 16), usize::from_str_radix(e, 16)) {
+            out.push((s, e, name));
+        }
+    }
+    out
+}
+
+/// Classifies `tracked` (sorted by address). `internal` are the allocator's own live blocks,
+/// whose interiors are not roots. Returns one kind per tracked block.
+pub(crate) fn classify(tracked: &[Block], internal: &[Block]) -> Vec<LeakKind> {
+    let index = Index::new(tracked);
+    let mut state = vec![UNSEEN; tracked.len()];
+    let mut work: Vec<usize> = Vec::new();
+    let mut skips: Vec<(usize, usize)> = tracked
+        .iter()
+        .chain(internal)
+        .map(|b| {
+            (
+                b.addr.saturating_sub(crate::block::HEADER),
+                b.addr + b.size + crate::block::CANARY,
+            )
+        })
+        .collect();
+    crate::sys::for_each_region(|s, l| skips.push((s, s + l)));
+    // The calling thread's stack below its stack pointer is dead.
+    let here = 0usize;
+    let sp = core::hint::black_box(&here) as *const usize as usize;
+    let skips = Skips::sorted(skips);
+    let mut buf = vec![0u8; 1 << 20];
+
+    for (s, e, name) in rw_mappings() {
+        let (s, e) = if s <= sp && sp < e && (name == "[stack]" || name.is_empty()) {
+            (sp & !7, e)
+        } else {
+            (s, e)
+        };
+        skips.gaps(s, e, |a, b| {
+            scan_remote(a, b, &mut buf, |v| {
+                if let Some(i) = index.find(v) {
+                    if state[i] == UNSEEN {
+                        state[i] = REACHABLE;
+                        work.push(i);
+                    }
+                }
+            })
+        });
+    }
+    // Everything reachable from the roots.
+    flood(&index, &mut state, &mut work, REACHABLE, |s| s == UNSEEN);
+
+    // Lost structures: each unreached block not yet claimed leads a clique; blocks reached
+    // from it are indirectly lost (a former leader reached this way becomes indirect too).
+    for i in 0..tracked.len() {
+        if state[i] != UNSEEN {
+            continue;
+        }
+        state[i] = LEADER;
+        work.push(i);
+        flood(&index, &mut state, &mut work, INDIRECT, |s| {
+            s == UNSEEN || s == LEADER
+        });
+        state[i] = LEADER;
+    }
+    state
+        .into_iter()
+        .map(|s| match s {
+            REACHABLE => LeakKind::StillReachable,
+            INDIRECT => LeakKind::IndirectlyLost,
+            _ => LeakKind::DefinitelyLost,
+        })
+        .collect()
+}
+
+/// Scans the blocks on `work`, marking the blocks they point to with `mark` when `take`
+/// accepts their current state.
+fn flood(
+    index: &Index<'_>,
+    state: &mut [u8],
+    work: &mut Vec<usize>,
+    mark: u8,
+    take: impl Fn(u8) -> bool,
+) {
+    let leader = work.last().copied();
+    while let Some(i) = work.pop() {
+        let b = index.blocks[i];
+        if !live::pin(b.addr) {
+            continue;
+        }
+        let words = b.size / 8;
+        for k in 0..words {
+            // SAFETY: the block is live and pinned (it cannot be freed meanwhile) and holds
+            // `size` readable bytes; we read aligned words inside it.
+            let v = unsafe { (b.addr as *const usize).add(k).read_volatile() };
+            if let Some(j) = index.find(v) {
+                if Some(j) != leader && take(state[j]) {
+                    state[j] = mark;
+                    work.push(j);
+                }
+            }
+        }
+        live::unpin(b.addr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_skip_covered_ranges() {
+        let s = Skips::sorted(vec![(10, 20), (15, 30), (50, 60)]);
+        let mut out = Vec::new();
+        s.gaps(0, 100, |a, b| out.push((a, b)));
+        assert_eq!(out, [(0, 10), (30, 50), (60, 100)]);
+        out.clear();
+        s.gaps(12, 55, |a, b| out.push((a, b)));
+        assert_eq!(out, [(30, 50)]);
+    }
+
+    #[test]
+    fn index_finds_interior_pointers() {
+        let blocks = [
+            Block {
+                addr: 100,
+                size: 16,
+                stack: 0,
+                scope: 0,
+            },
+            Block {
+                addr: 200,
+                size: 8,
+                stack: 0,
+                scope: 0,
+            },
+        ];
+        let ix = Index::new(&blocks);
+        assert_eq!(ix.find(100), Some(0));
+        assert_eq!(ix.find(115), Some(0));
+        assert_eq!(ix.find(116), None);
+        assert_eq!(ix.find(207), Some(1));
+        assert_eq!(ix.find(99), None);
+        assert_eq!(ix.find(208), None);
+    }
+}
