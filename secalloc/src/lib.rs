@@ -38,6 +38,28 @@
 //! Without them the allocator still works, but records no stacks: reports say so, and
 //! [`Stats::frame_pointers`] is false.
 //!
+//! # Leak reports and reachability
+//!
+//! At exit (registered with `atexit`, so it also runs after `std::process::exit`, but not
+//! after `abort`) the allocator classifies every block still live, as memcheck and
+//! LeakSanitizer do: roots are the process's readable-writable mappings (globals, other
+//! threads' stacks, TLS, anonymous mappings), minus the interiors of live blocks and the
+//! allocator's own metadata; blocks reachable from roots are *still reachable*; of the
+//! rest, blocks pointed to only from lost blocks are *indirectly lost* and the others
+//! *definitely lost*. The exiting thread's own stack is not a root: its frames are dead
+//! once `main` returns, and what the callers of `process::exit` hold is never dropped.
+//! Because freed memory is wiped, stale pointers in freed chunks cannot make a lost block
+//! look reachable. [`leak_check`] runs the same classification on demand (then the calling
+//! thread's live frames are roots).
+//!
+//! The exit report is written only when something is lost (or, with
+//! `SECALLOC_REPORT_REACHABLE=1`, live). Environment: `SECALLOC_REPORT=off|stderr|<path>`,
+//! `SECALLOC_REPORT_FORMAT=text|json|dhat|folded`, `SECALLOC_REPORT_MIN_BYTES`,
+//! `SECALLOC_REPORT_TOP`, `SECALLOC_REPORT_REACHABLE`, `SECALLOC_LEAK_EXITCODE=N` (exit with
+//! N when anything is definitely lost), `SECALLOC_WIPE_AT_EXIT=1` (wipe every block still
+//! live after the report — other threads still running may be using those blocks, so it is
+//! off by default).
+//!
 //! # Guarantees and non-goals
 //!
 //! - Every block freed through the allocator is wiped before the inner allocator sees it,

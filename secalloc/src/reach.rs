@@ -10,7 +10,7 @@
 //! the lowest address is the definite one, as in memcheck.
 //!
 //! Freed memory is wiped, so stale pointers left in freed chunks cannot make a lost block
-//! look reachable. Stale pointers in live memory and on stacks still can: the verdict errs
+//! look reachable; glibc's heap areas (where it keeps its free lists) are not roots either. Stale pointers in live memory and on stacks still can: the verdict errs
 //! on the side of "reachable", never on the side of a false leak.
 
 use serde::{Deserialize, Serialize};
@@ -160,9 +160,35 @@ fn rw_mappings() -> Vec<(usize, usize, String)> {
     out
 }
 
+/// glibc's own heap areas: the main arena (`[heap]`) and thread arenas (anonymous mappings
+/// aligned to glibc's 64 MiB heap size). Every Rust heap object in them is a block of ours
+/// (its interior is skipped anyway); the rest is free space, where glibc keeps free-list
+/// pointers that it writes after our wipe and leaves behind when chunks merge. Scanning it
+/// would let those stale pointers make lost blocks look reachable. Memory that C code
+/// allocates with `malloc` directly lives there too and is therefore not a root.
+/// The C library's and the dynamic loader's own data is skipped for the same reason: glibc's
+/// arena state (`last_remainder`, bins) keeps pointers to chunks that have since become parts
+/// of live blocks, and neither library holds pointers to Rust allocations.
+fn is_malloc_heap(s: usize, e: usize, name: &str) -> bool {
+    const GLIBC_HEAP_MAX: usize = 64 << 20;
+    let file = name.rsplit('/').next().unwrap_or("");
+    name == "[heap]"
+        || (name.is_empty() && s % GLIBC_HEAP_MAX == 0 && e - s <= GLIBC_HEAP_MAX)
+        || file.starts_with("libc.so")
+        || file.starts_with("libc-")
+        || file.starts_with("ld-linux")
+}
+
 /// Classifies `tracked` (sorted by address). `internal` are the allocator's own live blocks,
-/// whose interiors are not roots. Returns one kind per tracked block.
-pub(crate) fn classify(tracked: &[Block], internal: &[Block]) -> Vec<LeakKind> {
+/// whose interiors are not roots. With `skip_own_stack` (at exit) the calling thread's stack
+/// is not a root at all: after `main` returns its frames are dead, and values held only by
+/// the frames of a `process::exit` caller are never dropped, so they are leaks.
+/// Returns one kind per tracked block.
+pub(crate) fn classify(
+    tracked: &[Block],
+    internal: &[Block],
+    skip_own_stack: bool,
+) -> Vec<LeakKind> {
     let index = Index::new(tracked);
     let mut state = vec![UNSEEN; tracked.len()];
     let mut work: Vec<usize> = Vec::new();
@@ -184,11 +210,14 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block]) -> Vec<LeakKind> {
     let mut buf = vec![0u8; 1 << 20];
 
     for (s, e, name) in rw_mappings() {
-        let (s, e) = if s <= sp && sp < e && (name == "[stack]" || name.is_empty()) {
-            (sp & !7, e)
-        } else {
-            (s, e)
-        };
+        if is_malloc_heap(s, e, &name) {
+            continue;
+        }
+        let own_stack = s <= sp && sp < e && (name == "[stack]" || name.is_empty());
+        if own_stack && skip_own_stack {
+            continue;
+        }
+        let s = if own_stack { sp & !7 } else { s };
         skips.gaps(s, e, |a, b| {
             scan_remote(a, b, &mut buf, |v| {
                 if let Some(i) = index.find(v) {

@@ -603,7 +603,7 @@ pub fn leak_check() -> LeakReport {
 
 fn check(at_exit: bool) -> LeakReport {
     let (tracked, internal) = snapshot_all();
-    let kinds = crate::reach::classify(&tracked, &internal);
+    let kinds = crate::reach::classify(&tracked, &internal, at_exit);
     build(&tracked, Some(&kinds), at_exit)
 }
 

@@ -1,0 +1,173 @@
+//! Leak cases shared by the `leak_cases` and `leak_cases_system` helper binaries.
+//! Allocation lines carry `LEAK-SITE:` markers that the tests look up.
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+static KEPT: OnceLock<&'static mut [u8]> = OnceLock::new();
+static CONFIG: OnceLock<Vec<u8>> = OnceLock::new();
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+#[inline(never)]
+fn forget_vec() {
+    let v = black_box(vec![7u8; 1000]); // LEAK-SITE: forget_vec
+    std::mem::forget(v);
+}
+
+#[inline(never)]
+fn leak_session_token() {
+    let t = black_box(format!("token-{:0>40}", 1)); // LEAK-SITE: leak_session_token
+    std::mem::forget(t);
+}
+
+#[inline(never)]
+fn static_box() {
+    let b: &'static mut [u8] = Box::leak(vec![1u8; 300].into_boxed_slice()); // LEAK-SITE: static_box
+    let _ = KEPT.set(b);
+}
+
+struct Node {
+    _next: Option<Box<Node>>,
+    _payload: [u64; 4],
+}
+
+#[inline(never)]
+fn forget_list(n: usize) {
+    let mut head: Option<Box<Node>> = None;
+    for _ in 0..n {
+        head = Some(Box::new(Node {
+            _next: head,
+            _payload: [0; 4],
+        })); // LEAK-SITE: forget_list
+    }
+    std::mem::forget(head);
+}
+
+struct Cyc {
+    other: RefCell<Option<Rc<Cyc>>>,
+    _pad: [u64; 2],
+}
+
+#[inline(never)]
+fn rc_cycle() {
+    let a = Rc::new(Cyc {
+        other: RefCell::new(None),
+        _pad: [0; 2],
+    }); // LEAK-SITE: rc_cycle
+    let b = Rc::new(Cyc {
+        other: RefCell::new(Some(a.clone())),
+        _pad: [0; 2],
+    });
+    *a.other.borrow_mut() = Some(b.clone());
+    drop(a);
+    drop(b);
+}
+
+#[inline(never)]
+fn reachable_globals() {
+    let _ = CONFIG.set(vec![3u8; 500]); // LEAK-SITE: oncelock
+    SCRATCH.with(|s| s.borrow_mut().extend_from_slice(&[1u8; 200]));
+    println!("hello from the std buffers");
+}
+
+/// Threads allocate while the main thread takes reports; then exit.
+fn busy_threads() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hs: Vec<_> = (0..3)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut keep = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    keep.push(vec![i as u8; 100]);
+                    if keep.len() > 1000 {
+                        keep.clear();
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        black_box(secalloc::report());
+        black_box(secalloc::leak_check());
+    }
+    forget_vec();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+/// Runs one case; false when the name is unknown.
+pub fn run(case: &str) -> bool {
+    match case {
+        "forget-vec" => forget_vec(),
+        "two-leaks" => {
+            forget_vec();
+            leak_session_token();
+        }
+        "two-leaks-exit" => {
+            forget_vec();
+            leak_session_token();
+            std::process::exit(3);
+        }
+        "static-box" => static_box(),
+        "list" => forget_list(10),
+        "rc-cycle" => rc_cycle(),
+        "globals" => reachable_globals(),
+        "busy-threads" => busy_threads(),
+        "wipe-at-exit" => leave_secret_live(),
+        "clean" => {
+            let v: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+            black_box(v);
+        }
+        "all" => {
+            forget_vec();
+            static_box();
+            forget_list(10);
+            rc_cycle();
+            reachable_globals();
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Address and length of the block the `wipe-at-exit` case leaves live.
+pub static WIPE_PROBE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub static WIPE_PROBE_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Leaves a block of secrets live at exit and remembers where it is.
+pub fn leave_secret_live() {
+    let v = vec![0xABu8; 4096];
+    WIPE_PROBE_LEN.store(v.len(), std::sync::atomic::Ordering::SeqCst);
+    WIPE_PROBE.store(v.as_ptr() as usize, std::sync::atomic::Ordering::SeqCst);
+    std::mem::forget(v);
+}
+
+/// Runs from `.fini_array`, after every `atexit` handler (the allocator's included): says
+/// whether the block left live was wiped.
+extern "C" fn check_wiped_after_exit_handlers() {
+    let p = WIPE_PROBE.load(std::sync::atomic::Ordering::SeqCst);
+    if p != 0 {
+        let n = WIPE_PROBE_LEN.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: the block was leaked (never freed), so it is still mapped and holds n bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
+        let msg = if bytes.iter().all(|&b| b == 0) {
+            "after-exit: wiped=true\n"
+        } else {
+            "after-exit: wiped=false\n"
+        };
+        // SAFETY: writes a static string to stdout's descriptor.
+        unsafe { libc::write(1, msg.as_ptr().cast(), msg.len()) };
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static CHECK_WIPED: extern "C" fn() = check_wiped_after_exit_handlers;
