@@ -1,0 +1,167 @@
+//! Leak verdicts on small programs whose answers are known, compared with
+//! `valgrind --leak-check=full` on the same cases (built on the system allocator).
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+struct Lost {
+    definite: (u64, u64),
+    indirect: (u64, u64),
+}
+
+fn ours(case: &str) -> (Lost, serde_json::Value) {
+    let path = temp_path(&format!("{case}.json"));
+    let o = run_case(
+        case,
+        &[
+            ("SECALLOC_REPORT", path.to_str().unwrap()),
+            ("SECALLOC_REPORT_FORMAT", "json"),
+            ("SECALLOC_REPORT_REACHABLE", "1"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let s = &v["leak_check"];
+    let n = |k: &str| s[k].as_u64().unwrap();
+    (
+        Lost {
+            definite: (n("definitely_lost_bytes"), n("definitely_lost_blocks")),
+            indirect: (n("indirectly_lost_bytes"), n("indirectly_lost_blocks")),
+        },
+        v,
+    )
+}
+
+fn valgrind(case: &str) -> Option<Lost> {
+    let out = Command::new("valgrind")
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=none",
+            CASES_SYSTEM,
+            case,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let grab = |what: &str| -> (u64, u64) {
+        let re = regex::Regex::new(&format!(r"{what}: ([\d,]+) bytes in ([\d,]+) blocks")).unwrap();
+        match re.captures(&text) {
+            Some(c) => (
+                c[1].replace(',', "").parse().unwrap(),
+                c[2].replace(',', "").parse().unwrap(),
+            ),
+            None => (0, 0),
+        }
+    };
+    Some(Lost {
+        definite: grab("definitely lost"),
+        indirect: grab("indirectly lost"),
+    })
+}
+
+fn reachable_sizes(v: &serde_json::Value) -> Vec<u64> {
+    v["callsites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "still_reachable")
+        .map(|c| c["largest_block"].as_u64().unwrap())
+        .collect()
+}
+
+fn check(case: &str, expect: Lost) -> serde_json::Value {
+    let (got, v) = ours(case);
+    assert_eq!(got, expect, "secalloc's verdict on {case}");
+    match valgrind(case) {
+        Some(vg) => assert_eq!(got, vg, "valgrind disagrees on {case}"),
+        None => eprintln!("valgrind is not installed: skipping the comparison for {case}"),
+    }
+    v
+}
+
+#[test]
+fn forgotten_vec_is_definitely_lost() {
+    check(
+        "forget-vec",
+        Lost {
+            definite: (1000, 1),
+            indirect: (0, 0),
+        },
+    );
+}
+
+#[test]
+fn box_leak_stored_in_a_static_is_reachable() {
+    let v = check("static-box", Lost::default());
+    assert!(reachable_sizes(&v).contains(&300), "{v}");
+}
+
+#[test]
+fn forgotten_list_head_is_direct_rest_indirect() {
+    check(
+        "list",
+        Lost {
+            definite: (40, 1),
+            indirect: (360, 9),
+        },
+    );
+}
+
+#[test]
+fn dropped_rc_cycle_is_lost() {
+    check(
+        "rc-cycle",
+        Lost {
+            definite: (48, 1),
+            indirect: (48, 1),
+        },
+    );
+}
+
+#[test]
+fn oncelock_and_std_buffers_are_reachable() {
+    let v = check("globals", Lost::default());
+    assert!(reachable_sizes(&v).contains(&500), "{v}");
+}
+
+#[test]
+fn all_cases_together() {
+    check(
+        "all",
+        Lost {
+            definite: (1088, 3),
+            indirect: (408, 10),
+        },
+    );
+}
+
+#[test]
+fn leak_exitcode_only_when_something_is_definitely_lost() {
+    let o = run_case("forget-vec", &[("SECALLOC_LEAK_EXITCODE", "23")]);
+    assert_eq!(o.status.code(), Some(23));
+    let o = run_case("static-box", &[("SECALLOC_LEAK_EXITCODE", "23")]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = run_case(
+        "clean",
+        &[("SECALLOC_LEAK_EXITCODE", "23"), ("SECALLOC_REPORT", "off")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn wipe_at_exit_is_opt_in() {
+    let o = run_case("wipe-at-exit", &[("SECALLOC_WIPE_AT_EXIT", "1")]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "after-exit: wiped=true\n"
+    );
+    let o = run_case("wipe-at-exit", &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "after-exit: wiped=false\n",
+        "off by default"
+    );
+}
