@@ -22,6 +22,7 @@ fn overflow_by_one() {
     // memory-safe until the allocator reports it.
     unsafe { p.add(24).write_volatile(0x41) };
     drop(v);
+    black_box(());
 }
 
 #[inline(never)]
@@ -38,6 +39,9 @@ fn double_free() {
         drop(Box::from_raw(p));
         drop(Box::from_raw(p));
     }
+    // Keep the second free from becoming a tail call (this test crate is optimised), so
+    // this function's frame is on the stack when the allocator reports.
+    black_box(());
 }
 
 #[inline(never)]
