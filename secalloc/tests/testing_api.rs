@@ -41,7 +41,7 @@ fn measure_sees_what_is_left() {
 
 #[inline(never)]
 fn leaky_helper() {
-    std::mem::forget(vec![1u8; 4321]);
+    std::mem::forget(std::hint::black_box(vec![1u8; 4321]));
 }
 
 #[test]
