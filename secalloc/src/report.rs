@@ -470,7 +470,9 @@ fn command_line() -> String {
 /// Groups blocks into a report. With `kinds` (one per block, from a leak check) callsites
 /// are split by verdict and `leak_check` holds the totals.
 pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool) -> LeakReport {
-    let mut by_stack: HashMap<(u32, Option<LeakKind>), (u64, u64, u64, Vec<u16>)> = HashMap::new();
+    // (stack, verdict) -> (bytes, blocks, largest block, scopes)
+    type Group = (u64, u64, u64, Vec<u16>);
+    let mut by_stack: HashMap<(u32, Option<LeakKind>), Group> = HashMap::new();
     let mut scope_totals: HashMap<&'static str, (u64, u64)> = HashMap::new();
     let mut total_bytes = 0;
     let mut summary = kinds.map(|_| LeakSummary::default());

@@ -323,7 +323,7 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
         t = bigger;
     }
     // Store the frames.
-    let bytes = frames.len() * core::mem::size_of::<usize>();
+    let bytes = core::mem::size_of_val(frames);
     if arena.chunk.is_null() || arena.used + bytes > FRAME_CHUNK_BYTES {
         let c = map_zeroed(FRAME_CHUNK_BYTES);
         if c.is_null() {

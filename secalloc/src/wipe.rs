@@ -155,17 +155,20 @@ pub(crate) unsafe fn wipe_observed(
             after(Pass::Zero2, p, len);
         }
         crate::Wipe::FourPass => {
-            // SAFETY (all four passes): the caller guarantees `p..p+len` is writable and
-            // unshared; each pass writes exactly that range.
+            // SAFETY: the caller guarantees `p..p+len` is writable and unshared; each pass
+            // writes exactly that range.
             unsafe { ptr::write_bytes(p, 0x00, len) };
             barrier(p);
             after(Pass::Zero1, p, len);
+            // SAFETY: as above.
             unsafe { ptr::write_bytes(p, 0xFF, len) };
             barrier(p);
             after(Pass::Ones, p, len);
+            // SAFETY: as above.
             unsafe { pool.fill(p, len) };
             barrier(p);
             after(Pass::Random, p, len);
+            // SAFETY: as above.
             unsafe { ptr::write_bytes(p, 0x00, len) };
             barrier(p);
             after(Pass::Zero2, p, len);
@@ -185,6 +188,21 @@ pub(crate) fn now_ns() -> u64 {
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
 }
+
+/// The random pool for wipes done on a thread with no state of its own (while its state is
+/// being created, or after it was released at thread exit). Seeded at initialisation.
+pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
+    crate::sys::SpinLock::new(RandPool {
+        bytes: [0; POOL_BYTES],
+        pos: 0,
+        served: 0,
+        s: [
+            0x9E37_79B9_7F4A_7C15,
+            0xBF58_476D_1CE4_E5B9,
+            0x94D0_49BB_1331_11EB,
+            0x2545_F491_4F6C_DD1D,
+        ],
+    });
 
 #[cfg(test)]
 mod tests {
@@ -284,18 +302,3 @@ mod tests {
         assert_eq!(buf, [0x77u8; 33]);
     }
 }
-
-/// The random pool for wipes done on a thread with no state of its own (while its state is
-/// being created, or after it was released at thread exit). Seeded at initialisation.
-pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
-    crate::sys::SpinLock::new(RandPool {
-        bytes: [0; POOL_BYTES],
-        pos: 0,
-        served: 0,
-        s: [
-            0x9E37_79B9_7F4A_7C15,
-            0xBF58_476D_1CE4_E5B9,
-            0x94D0_49BB_1331_11EB,
-            0x2545_F491_4F6C_DD1D,
-        ],
-    });

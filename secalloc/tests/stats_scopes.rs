@@ -199,6 +199,7 @@ fn large_alignment() {
     struct Page([u8; 4096]);
     let p = Box::new(Page([3; 4096]));
     assert_eq!(&*p as *const Page as usize % 4096, 0);
+    assert_eq!(p.0[4095], 3);
     drop(p);
     let layout = std::alloc::Layout::from_size_align(100, 64).unwrap();
     // SAFETY: non-zero size; freed with the same layout.
