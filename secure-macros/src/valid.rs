@@ -1,0 +1,272 @@
+//! Checking the annotated item against the parsed options, producing a [`Validated`]
+//! operation that `expand.rs` turns into code.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Stmt, Type};
+
+use crate::attr::{Errors, OperationArgs};
+
+/// How the function's body runs.
+pub(crate) enum BodyKind {
+    /// A plain function: the body runs in a closure so `return` and `?` are observed.
+    Sync,
+    /// An `async fn`: the body runs in an instrumented `async move` block.
+    Async,
+    /// A function whose body ends in an `async` block, alone or as `Box::pin(async ..)`:
+    /// async-trait's desugaring, or a hand-written `fn f() -> impl Future`. The block is
+    /// instrumented where it stands.
+    TailAsync,
+}
+
+/// An operation that passed validation.
+pub(crate) struct Validated {
+    pub(crate) func: ItemFn,
+    pub(crate) args: OperationArgs,
+    pub(crate) kind: BodyKind,
+    /// Whether the declared return type contains `impl Trait` (and so cannot be named in a
+    /// `let` or sanitized: the value is returned as it is).
+    pub(crate) ret_has_impl_trait: bool,
+}
+
+/// Parses `item` as a function and checks `args` against it. On error, the returned
+/// `TokenStream` is the item as written (to be emitted beside the errors).
+pub(crate) fn validate(
+    args: OperationArgs,
+    arg_errors: Result<(), syn::Error>,
+    item: TokenStream,
+) -> Result<Validated, (syn::Error, TokenStream)> {
+    let mut errors = Errors::default();
+    if let Err(e) = arg_errors {
+        errors.push(e);
+    }
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            errors.push(not_a_function(&item));
+            let e = errors.finish().expect_err("an error was pushed");
+            return Err((e, item));
+        }
+    };
+
+    if let Some(c) = &func.sig.constness {
+        errors.push_spanned(
+            c.span,
+            "`#[secure_operation]` cannot be applied to a `const fn`: it logs and measures \
+             the operation at run time",
+        );
+    }
+
+    let params = parameter_names(&func);
+    let fn_name = func.sig.ident.unraw();
+    let check_list = |list: &Option<crate::attr::ArgList>, errors: &mut Errors| {
+        let Some(list) = list else { return };
+        let option = list.keyword.to_string();
+        for n in &list.names {
+            let name = n.unraw();
+            if !params.iter().any(|p| *p == name) {
+                let available = if params.is_empty() {
+                    format!("`{fn_name}` has no parameters")
+                } else {
+                    let names: Vec<String> = params.iter().map(|p| format!("`{p}`")).collect();
+                    format!("its parameters are {}", names.join(", "))
+                };
+                errors.push_spanned(
+                    n.span(),
+                    format!(
+                        "`{option}` names `{name}`, which is not a parameter of `{fn_name}` \
+                         ({available})"
+                    ),
+                );
+            }
+        }
+    };
+    check_list(&args.record, &mut errors);
+    check_list(&args.redact, &mut errors);
+    if let (Some(record), Some(redact)) = (&args.record, &args.redact) {
+        for n in &redact.names {
+            if record.names.iter().any(|r| r.unraw() == n.unraw()) {
+                errors.push_spanned(
+                    n.span(),
+                    format!(
+                        "`{}` is both recorded and redacted: `record` logs its sanitized \
+                         value, `redact` logs only that it was there; keep one",
+                        n.unraw()
+                    ),
+                );
+            }
+        }
+    }
+
+    let kind = if func.sig.asyncness.is_some() {
+        BodyKind::Async
+    } else if tail_async_block(&func.block.stmts).is_some() {
+        BodyKind::TailAsync
+    } else {
+        BodyKind::Sync
+    };
+
+    let ret_has_impl_trait = match &func.sig.output {
+        ReturnType::Default => false,
+        ReturnType::Type(_, ty) => contains_impl_trait(ty),
+    };
+    if let Some(lit) = &args.sanitize {
+        if lit.value && ret_has_impl_trait && !matches!(kind, BodyKind::TailAsync) {
+            errors.push_spanned(
+                lit.span(),
+                "`sanitize = true` cannot apply here: the return type contains `impl Trait`, \
+                 whose value `#[secure_operation]` cannot name or sanitize (such values are \
+                 returned as they are); sanitize inside the function, or remove this option",
+            );
+        }
+    }
+
+    match errors.finish() {
+        Ok(()) => Ok(Validated {
+            func,
+            args,
+            kind,
+            ret_has_impl_trait,
+        }),
+        Err(e) => Err((e, item)),
+    }
+}
+
+/// The error for an item that is not a function, spanned at its keyword and name.
+fn not_a_function(item: &TokenStream) -> syn::Error {
+    let msg = "`#[secure_operation]` can only be applied to functions and methods with a body";
+    match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(parsed) => {
+            let span = item_span(&parsed).unwrap_or_else(|| parsed.span());
+            syn::Error::new(span, msg)
+        }
+        // A method declaration without a body (in a trait), or something else entirely.
+        Err(_) => match syn::parse2::<syn::TraitItemFn>(item.clone()) {
+            Ok(f) if f.default.is_none() => syn::Error::new(
+                f.sig.ident.span(),
+                "`#[secure_operation]` needs a function body: put it on the method's \
+                 implementations, or give the trait method a default body",
+            ),
+            _ => syn::Error::new(Span::call_site(), msg),
+        },
+    }
+}
+
+/// The span of an item's keyword through its name, where it has one.
+fn item_span(item: &syn::Item) -> Option<Span> {
+    fn join(a: Span, b: Span) -> Span {
+        a.join(b).unwrap_or(a)
+    }
+    Some(match item {
+        syn::Item::Struct(s) => join(s.struct_token.span, s.ident.span()),
+        syn::Item::Enum(e) => join(e.enum_token.span, e.ident.span()),
+        syn::Item::Union(u) => join(u.union_token.span, u.ident.span()),
+        syn::Item::Const(c) => join(c.const_token.span, c.ident.span()),
+        syn::Item::Static(s) => join(s.static_token.span, s.ident.span()),
+        syn::Item::Trait(t) => join(t.trait_token.span, t.ident.span()),
+        syn::Item::Type(t) => join(t.type_token.span, t.ident.span()),
+        syn::Item::Mod(m) => join(m.mod_token.span, m.ident.span()),
+        syn::Item::Impl(i) => i.impl_token.span,
+        syn::Item::Use(u) => u.use_token.span,
+        _ => return None,
+    })
+}
+
+/// Every name the function's parameters bind (`self` for a receiver; the bindings inside
+/// destructuring patterns such as `State(state)`), unraw'd.
+pub(crate) fn parameter_names(func: &ItemFn) -> Vec<Ident> {
+    let mut out = Vec::new();
+    for input in &func.sig.inputs {
+        match input {
+            FnArg::Receiver(r) => out.push(Ident::new("self", r.self_token.span)),
+            FnArg::Typed(t) => pattern_names(&t.pat, &mut out),
+        }
+    }
+    out
+}
+
+fn pattern_names(pat: &Pat, out: &mut Vec<Ident>) {
+    struct Names<'a>(&'a mut Vec<Ident>);
+    impl<'ast> Visit<'ast> for Names<'_> {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            self.0.push(p.ident.unraw());
+            syn::visit::visit_pat_ident(self, p);
+        }
+        // A path in a pattern (`None`, `Self::A`) binds nothing; nor do expressions in
+        // range patterns.
+        fn visit_expr(&mut self, _: &'ast Expr) {}
+    }
+    Names(out).visit_pat(pat);
+}
+
+/// Whether `ty` mentions `impl Trait` anywhere.
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
+    struct Find(bool);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut f = Find(false);
+    f.visit_type(ty);
+    f.0
+}
+
+/// The `async` block at the end of a body, bare or as the argument of `Box::pin(..)`.
+pub(crate) fn tail_async_block(stmts: &[Stmt]) -> Option<&syn::ExprAsync> {
+    let Some(Stmt::Expr(tail, None)) = stmts.last() else {
+        return None;
+    };
+    match tail {
+        Expr::Async(a) => Some(a),
+        Expr::Call(call) if call.args.len() == 1 && is_box_pin(&call.func) => {
+            match call.args.first() {
+                Some(Expr::Async(a)) => Some(a),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `Box::pin`, `std::boxed::Box::pin`, `::alloc::boxed::Box::pin`, ...
+fn is_box_pin(func: &Expr) -> bool {
+    let Expr::Path(p) = func else { return false };
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs.len() >= 2 && segs[segs.len() - 1] == "pin" && segs[segs.len() - 2] == "Box"
+}
+
+/// `ty` with every `impl Trait` replaced by `_`, usable as a `let` annotation.
+pub(crate) fn infer_impl_trait(ty: &Type) -> Type {
+    struct Replace;
+    impl syn::visit_mut::VisitMut for Replace {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(it) = ty {
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](it.impl_token.span),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Replace, &mut ty);
+    ty
+}
+
+/// The span used for errors about the return value: the return type, or the function's
+/// name when it has none.
+pub(crate) fn return_span(func: &ItemFn) -> Span {
+    match &func.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => func.sig.ident.span(),
+    }
+}
