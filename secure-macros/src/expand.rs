@@ -29,7 +29,7 @@ use syn::ext::IdentExt;
 use syn::{Expr, ReturnType, Stmt};
 
 use crate::attr::Level;
-use crate::valid::{infer_impl_trait, return_span, tail_async_block, BodyKind, Validated};
+use crate::valid::{infer_impl_trait, reference_depth, return_span, tail_async_block, BodyKind, Validated};
 
 /// The instrumented function.
 pub(crate) fn expand(op: Validated) -> TokenStream {
@@ -57,8 +57,9 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
     if let Some(list) = &args.record {
         for ident in &list.names {
             let key = ident.unraw().to_string();
+            let derefs = (0..reference_depth(&func, ident)).map(|_| quote!(*));
             arg_fields.push(quote_spanned! {ident.span()=>
-                (#key, ::secure_core::__private::record_arg(#key, &#ident))
+                (#key, ::secure_core::__private::record_arg(#key, &#(#derefs)* #ident))
             });
         }
     }

@@ -174,6 +174,41 @@ fn item_span(item: &syn::Item) -> Option<Span> {
     })
 }
 
+/// How many references a parameter's declared type has on top (`&&str` -> 2), for the
+/// parameters bound by a plain name (and the receiver, as `self`). Recorded arguments are
+/// dereferenced that many times so that `record(name)` works with `name: &str` although
+/// only `str` implements `Sanitize`.
+pub(crate) fn reference_depth(func: &ItemFn, name: &Ident) -> usize {
+    fn depth(mut ty: &Type) -> usize {
+        let mut n = 0;
+        loop {
+            match ty {
+                Type::Reference(r) => {
+                    n += 1;
+                    ty = &r.elem;
+                }
+                Type::Paren(p) => ty = &p.elem,
+                Type::Group(g) => ty = &g.elem,
+                _ => return n,
+            }
+        }
+    }
+    for input in &func.sig.inputs {
+        match input {
+            FnArg::Receiver(r) if name == "self" => return depth(&r.ty),
+            FnArg::Typed(t) => {
+                if let Pat::Ident(p) = &*t.pat {
+                    if p.ident.unraw() == name.unraw() && p.subpat.is_none() {
+                        return depth(&t.ty);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
 /// Every name the function's parameters bind (`self` for a receiver; the bindings inside
 /// destructuring patterns such as `State(state)`), unraw'd.
 pub(crate) fn parameter_names(func: &ItemFn) -> Vec<Ident> {
