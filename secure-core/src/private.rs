@@ -16,6 +16,7 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -62,6 +63,7 @@ impl Operation {
         A: FnOnce() -> Vec<(&'static str, serde_json::Value)>,
     {
         if audit::is_active() {
+            let _in = logging_scope().enter();
             let args = args();
             let mut event = Event::new(EventKind::OperationStart, level, name, "started");
             if !args.is_empty() {
@@ -89,6 +91,7 @@ impl Operation {
         if !audit::is_active() {
             return;
         }
+        let _in = logging_scope().enter();
         match error {
             None => self.log_end(
                 EventKind::OperationComplete,
@@ -124,6 +127,7 @@ impl Operation {
         if !audit::is_active() {
             return;
         }
+        let _in = logging_scope().enter();
         let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {
             (*s).to_owned()
         } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -155,6 +159,7 @@ impl Operation {
     }
 
     fn log_end(&self, kind: EventKind, severity: Severity, outcome: End, mut message: String) {
+        let _in = logging_scope().enter();
         let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let live = self.scope.live();
         message.sanitize(default_policy());
@@ -168,6 +173,14 @@ impl Operation {
                 .field("allocated_blocks", live.allocated_blocks),
         );
     }
+}
+
+/// The scope entered while events are built and logged, so that what logging allocates (an
+/// event, its place in the audit queue and memory ring) is never counted against the
+/// operation being logged, nor against an operation that encloses it.
+fn logging_scope() -> &'static Scope {
+    static SCOPE: OnceLock<Scope> = OnceLock::new();
+    SCOPE.get_or_init(|| Scope::new("secure_core::audit (operation events)"))
 }
 
 /// Formats the time since an instant as `1.234 ms` (or `µs`, `s`).
