@@ -140,13 +140,26 @@ fn parse_fields(fields: &Fields, errors: &mut Errors) -> Vec<Field> {
     fields
         .iter()
         .enumerate()
-        .map(|(index, f)| Field {
-            ident: f.ident.clone(),
-            name: f.ident.as_ref().map(|i| i.unraw().to_string()),
-            index,
-            ty: f.ty.clone(),
-            mode: field_mode(&f.attrs, errors),
-            span: f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span()),
+        .map(|(index, f)| {
+            let mode = field_mode(&f.attrs, errors);
+            if let (Type::Reference(r), false) = (&f.ty, matches!(mode, Mode::Skip)) {
+                if r.mutability.is_none() {
+                    errors.push_spanned(
+                        f.ty.span(),
+                        "a shared reference cannot be sanitized in place: mark this field \
+                         `#[secure(skip)]`, or hold the value itself (`String` rather than \
+                         `&str`)",
+                    );
+                }
+            }
+            Field {
+                ident: f.ident.clone(),
+                name: f.ident.as_ref().map(|i| i.unraw().to_string()),
+                index,
+                ty: f.ty.clone(),
+                mode,
+                span: f.ident.as_ref().map_or_else(|| f.ty.span(), |i| i.span()),
+            }
         })
         .collect()
 }
