@@ -129,8 +129,8 @@ async fn async_churn(keep: Arc<Mutex<Vec<Vec<u8>>>>) -> Vec<u8> {
 fn async_operation_scope_is_entered_per_poll_only() {
     init();
     let keep = Arc::new(Mutex::new(Vec::with_capacity(4)));
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
     let mut fut = Box::pin(async_churn(keep.clone()));
     let mut polls = 0;
     let ret = loop {
@@ -163,11 +163,7 @@ async fn hop(keep: Arc<Mutex<Vec<Vec<u8>>>>) {
 #[test]
 fn async_operation_polled_on_several_threads() {
     init();
-    struct Nop;
-    impl Wake for Nop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = Waker::from(Arc::new(Nop));
+    let waker = noop_waker();
     let keep = Arc::new(Mutex::new(Vec::with_capacity(4)));
     let mut fut = Box::pin(hop(keep.clone()));
     {
@@ -184,4 +180,13 @@ fn async_operation_polled_on_several_threads() {
     let e = last_end("s.async_threads");
     assert_eq!(field(&e, "live_bytes"), 333, "{e:?}");
     assert_eq!(field(&e, "live_blocks"), 2, "{e:?}");
+}
+
+/// A waker that does nothing (the tests poll by hand).
+fn noop_waker() -> Waker {
+    struct Nop;
+    impl Wake for Nop {
+        fn wake(self: Arc<Self>) {}
+    }
+    Waker::from(Arc::new(Nop))
 }

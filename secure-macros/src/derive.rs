@@ -83,11 +83,11 @@ fn parse(input: &DeriveInput) -> Result<Vec<Variant>, syn::Error> {
     let mut errors = Errors::default();
     for attr in &input.attrs {
         if attr.path().is_ident(HELPER) {
-            errors.push_spanned(
-                attr.span(),
+            errors.push(syn::Error::new_spanned(
+                attr,
                 "`#[secure(...)]` goes on fields (`redact`, `skip`, `with = path`), not on \
                  the type",
-            );
+            ));
         }
     }
     let variants = match &input.data {
@@ -102,11 +102,11 @@ fn parse(input: &DeriveInput) -> Result<Vec<Variant>, syn::Error> {
             .map(|v| {
                 for attr in &v.attrs {
                     if attr.path().is_ident(HELPER) {
-                        errors.push_spanned(
-                            attr.span(),
+                        errors.push(syn::Error::new_spanned(
+                            attr,
                             "`#[secure(...)]` goes on fields (`redact`, `skip`, \
                              `with = path`), not on enum variants",
-                        );
+                        ));
                     }
                 }
                 Variant {
@@ -117,11 +117,12 @@ fn parse(input: &DeriveInput) -> Result<Vec<Variant>, syn::Error> {
             })
             .collect(),
         Data::Union(u) => {
-            errors.push_spanned(
-                u.union_token.span,
+            let (union_token, ident) = (&u.union_token, &input.ident);
+            errors.push(syn::Error::new_spanned(
+                quote!(#union_token #ident),
                 "`#[derive(Sanitize)]` does not support unions (which field is live is not \
                  known): implement `Sanitize` by hand",
-            );
+            ));
             Vec::new()
         }
     };
@@ -144,12 +145,12 @@ fn parse_fields(fields: &Fields, errors: &mut Errors) -> Vec<Field> {
             let mode = field_mode(&f.attrs, errors);
             if let (Type::Reference(r), false) = (&f.ty, matches!(mode, Mode::Skip)) {
                 if r.mutability.is_none() {
-                    errors.push_spanned(
-                        f.ty.span(),
+                    errors.push(syn::Error::new_spanned(
+                        &f.ty,
                         "a shared reference cannot be sanitized in place: mark this field \
                          `#[secure(skip)]`, or hold the value itself (`String` rather than \
                          `&str`)",
-                    );
+                    ));
                 }
             }
             Field {

@@ -136,40 +136,70 @@ pub(crate) fn validate(
 
 /// The error for an item that is not a function, spanned at its keyword and name.
 fn not_a_function(item: &TokenStream) -> syn::Error {
-    let msg = "`#[secure_operation]` can only be applied to functions and methods with a body";
-    match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(parsed) => {
-            let span = item_span(&parsed).unwrap_or_else(|| parsed.span());
-            syn::Error::new(span, msg)
+    // A method declaration without a body (in a trait).
+    if let Ok(f) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        if f.default.is_none() {
+            return syn::Error::new_spanned(
+                &f.sig,
+                "`#[secure_operation]` needs a function body: put it on the implementations \
+                 of this method, or give the trait method a default body",
+            );
         }
-        // A method declaration without a body (in a trait), or something else entirely.
-        Err(_) => match syn::parse2::<syn::TraitItemFn>(item.clone()) {
-            Ok(f) if f.default.is_none() => syn::Error::new(
-                f.sig.ident.span(),
-                "`#[secure_operation]` needs a function body: put it on the method's \
-                 implementations, or give the trait method a default body",
-            ),
-            _ => syn::Error::new(Span::call_site(), msg),
+    }
+    let msg = "`#[secure_operation]` can only be applied to functions and methods";
+    match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(parsed) => match item_head(&parsed) {
+            Some(head) => syn::Error::new_spanned(head, msg),
+            None => syn::Error::new(parsed.span(), msg),
         },
+        Err(_) => syn::Error::new(Span::call_site(), msg),
     }
 }
 
-/// The span of an item's keyword through its name, where it has one.
-fn item_span(item: &syn::Item) -> Option<Span> {
-    fn join(a: Span, b: Span) -> Span {
-        a.join(b).unwrap_or(a)
-    }
+/// An item's keyword and name (`struct Config`), where it has them.
+fn item_head(item: &syn::Item) -> Option<TokenStream> {
+    use quote::quote;
     Some(match item {
-        syn::Item::Struct(s) => join(s.struct_token.span, s.ident.span()),
-        syn::Item::Enum(e) => join(e.enum_token.span, e.ident.span()),
-        syn::Item::Union(u) => join(u.union_token.span, u.ident.span()),
-        syn::Item::Const(c) => join(c.const_token.span, c.ident.span()),
-        syn::Item::Static(s) => join(s.static_token.span, s.ident.span()),
-        syn::Item::Trait(t) => join(t.trait_token.span, t.ident.span()),
-        syn::Item::Type(t) => join(t.type_token.span, t.ident.span()),
-        syn::Item::Mod(m) => join(m.mod_token.span, m.ident.span()),
-        syn::Item::Impl(i) => i.impl_token.span,
-        syn::Item::Use(u) => u.use_token.span,
+        syn::Item::Struct(s) => {
+            let (k, i) = (&s.struct_token, &s.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Enum(e) => {
+            let (k, i) = (&e.enum_token, &e.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Union(u) => {
+            let (k, i) = (&u.union_token, &u.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Const(c) => {
+            let (k, i) = (&c.const_token, &c.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Static(s) => {
+            let (k, i) = (&s.static_token, &s.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Trait(t) => {
+            let (k, i) = (&t.trait_token, &t.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Type(t) => {
+            let (k, i) = (&t.type_token, &t.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Mod(m) => {
+            let (k, i) = (&m.mod_token, &m.ident);
+            quote!(#k #i)
+        }
+        syn::Item::Impl(i) => {
+            let (k, t) = (&i.impl_token, &i.self_ty);
+            quote!(#k #t)
+        }
+        syn::Item::Use(u) => {
+            let k = &u.use_token;
+            quote!(#k)
+        }
         _ => return None,
     })
 }
