@@ -106,7 +106,11 @@ fn sync_ok_logs_start_then_complete() {
     assert!(ev[0].seq < ev[1].seq);
     assert!(!ev[0].fields.contains_key("args"), "{:?}", ev[0]);
     assert_end_fields(&ev[1], "ok");
-    assert!(ev[1].message.starts_with("completed in "), "{}", ev[1].message);
+    assert!(
+        ev[1].message.starts_with("completed in "),
+        "{}",
+        ev[1].message
+    );
 }
 
 #[derive(Debug, PartialEq)]
@@ -290,7 +294,10 @@ fn arguments_are_never_logged_unless_recorded() {
         })
     );
     let text = all_text(&ev);
-    assert!(!text.contains("hunter2-pass") && !text.contains("987654"), "{text}");
+    assert!(
+        !text.contains("hunter2-pass") && !text.contains("987654"),
+        "{text}"
+    );
 }
 
 struct Account {
@@ -340,7 +347,10 @@ fn methods_with_every_receiver() {
         ev[0].fields["args"],
         json!({"self": {"owner": "ada", "balance": 10}})
     );
-    assert_eq!(events("t.method_mut")[0].fields["args"], json!({"amount": 5}));
+    assert_eq!(
+        events("t.method_mut")[0].fields["args"],
+        json!({"amount": 5})
+    );
     assert_eq!(
         kinds(&events("t.method_owned")),
         [EventKind::OperationStart, EventKind::OperationComplete]
@@ -620,7 +630,10 @@ fn async_trait_desugared_body() {
     let store = MemStore;
     let fut = store.get("a");
     assert_eq!(block_on(fut), Ok("value of a".into()));
-    assert_eq!(block_on(store.get("missing")), Err("no such key: missing".into()));
+    assert_eq!(
+        block_on(store.get("missing")),
+        Err("no such key: missing".into())
+    );
     let ev = events("t.async_trait");
     assert_eq!(
         kinds(&ev),

@@ -54,7 +54,11 @@ fn named_struct_redacts_sensitive_names_only() {
     assert_eq!(l.keyboard, "qwerty");
     // Other fields are sanitized.
     assert_eq!(l.author, "Ada\\nLovelace");
-    assert!(l.note.len() < 1100 && l.note.ends_with("bytes]"), "{}", l.note);
+    assert!(
+        l.note.len() < 1100 && l.note.ends_with("bytes]"),
+        "{}",
+        l.note
+    );
 
     let v = login().to_log_value(&p());
     assert_eq!(v["user"], "ada");

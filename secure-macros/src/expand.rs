@@ -29,7 +29,9 @@ use syn::ext::IdentExt;
 use syn::{Expr, ReturnType, Stmt};
 
 use crate::attr::Level;
-use crate::valid::{infer_impl_trait, reference_depth, return_span, tail_async_block, BodyKind, Validated};
+use crate::valid::{
+    infer_impl_trait, reference_depth, return_span, tail_async_block, BodyKind, Validated,
+};
 
 /// The instrumented function.
 pub(crate) fn expand(op: Validated) -> TokenStream {

@@ -50,7 +50,8 @@ where
     vec![t.clone(), t]
 }
 
-#[secure_operation]
+// A borrowed return value cannot be sanitized in place.
+#[secure_operation(sanitize = false)]
 fn lifetimes<'a>(s: &'a str, _t: &str) -> &'a str {
     &s[1..]
 }
@@ -65,7 +66,7 @@ fn impl_trait_arg(items: impl IntoIterator<Item = u8>) -> usize {
     items.into_iter().count()
 }
 
-#[secure_operation]
+#[secure_operation(sanitize = false)]
 fn boxed_dyn() -> Box<dyn Fn(u8) -> u8> {
     Box::new(|x| x + 1)
 }
@@ -99,7 +100,7 @@ async fn async_impl_trait() -> impl fmt::Display {
     5
 }
 
-#[secure_operation]
+#[secure_operation(sanitize = false)]
 async fn async_refs<'a>(s: &'a str) -> &'a str {
     s
 }
