@@ -158,6 +158,7 @@ fn sync_err_logs_operation_error_with_display() {
 }
 
 #[secure_operation("t.early_return")]
+#[allow(clippy::manual_find)] // the point is the early `return`
 fn first_even(xs: &[i32]) -> Option<i32> {
     for &x in xs {
         if x % 2 == 0 {

@@ -237,10 +237,11 @@ fn field_mode(attrs: &[syn::Attribute], errors: &mut Errors) -> Mode {
                     )))
                 }
             };
-            if matches!(new, Mode::Redact | Mode::Skip) && !meta.input.is_empty() {
-                if !meta.input.peek(syn::Token![,]) {
-                    return Err(meta.error(format!("`{key}` takes no value")));
-                }
+            if matches!(new, Mode::Redact | Mode::Skip)
+                && !meta.input.is_empty()
+                && !meta.input.peek(syn::Token![,])
+            {
+                return Err(meta.error(format!("`{key}` takes no value")));
             }
             match &mode {
                 Mode::Auto => mode = new,

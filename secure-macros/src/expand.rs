@@ -127,7 +127,12 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
         Some(ty) => {
             let ty = infer_impl_trait(ty);
             quote_spanned! {ret_span=>
-                #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+                #[allow(
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::needless_return
+                )]
                 if false {
                     let __secure_fake_return: #ty = loop {};
                     return __secure_fake_return;
@@ -195,7 +200,7 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
         }
     };
 
-    func.block = Box::new(syn::parse_quote!({ #new_body }));
+    *func.block = syn::parse_quote!({ #new_body });
     quote!(#func)
 }
 

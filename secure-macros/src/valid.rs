@@ -66,7 +66,7 @@ pub(crate) fn validate(
         let option = list.keyword.to_string();
         for n in &list.names {
             let name = n.unraw();
-            if !params.iter().any(|p| *p == name) {
+            if !params.contains(&name) {
                 let available = if params.is_empty() {
                     format!("`{fn_name}` has no parameters")
                 } else {
