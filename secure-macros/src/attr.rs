@@ -286,3 +286,107 @@ fn check_name(lit: &LitStr, errors: &mut Errors) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn messages(r: Result<(), syn::Error>) -> Vec<String> {
+        match r {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_option() {
+        let (a, r) = parse(quote!(
+            name = "op",
+            level = "WARN",
+            sanitize = false,
+            record(a, r#type),
+            redact(b),
+            err
+        ));
+        assert!(r.is_ok());
+        assert_eq!(a.name.unwrap().value(), "op");
+        assert_eq!(a.level.as_ref().unwrap().1, Level::Warning);
+        assert!(!a.sanitize.as_ref().unwrap().value);
+        let rec: Vec<String> = a
+            .record
+            .unwrap()
+            .names
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(rec, ["a", "r#type"]);
+        assert_eq!(a.redact.unwrap().names[0], "b");
+        assert!(a.err.is_some());
+    }
+
+    #[test]
+    fn positional_name_and_defaults() {
+        let (a, r) = parse(quote!("billing.charge"));
+        assert!(r.is_ok());
+        assert_eq!(a.name.unwrap().value(), "billing.charge");
+        let (a, r) = parse(quote!());
+        assert!(r.is_ok());
+        assert_eq!(a.level(), Level::Info);
+        assert!(a.sanitize());
+    }
+
+    #[test]
+    fn all_errors_are_reported_together() {
+        let (_, r) = parse(quote!(
+            level = "loud",
+            verbose,
+            level = "info",
+            level = "error",
+            record(x, x),
+            "late",
+            err = 1
+        ));
+        assert_eq!(
+            messages(r),
+            [
+                "unknown level \"loud\": expected \"info\", \"warn\" (or \"warning\"), \"error\" or \"critical\"",
+                "unknown option `verbose` of `#[secure_operation]`; expected `name = \"...\"`, `level = \"...\"`, `sanitize = false`, `record(arg, ...)`, `redact(arg, ...)`, `err`",
+                "duplicate `level` option",
+                "`x` is listed twice in `record`",
+                "the operation name must come first; write `name = \"...\"` elsewhere",
+                "`err` takes no value",
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_values() {
+        for (input, msg) in [
+            (
+                quote!(name),
+                "`name` expects a string literal: `name = \"...\"`",
+            ),
+            (
+                quote!(name = 5),
+                "`name` expects a string literal: `name = \"...\"`",
+            ),
+            (quote!(name = ""), "the operation name must not be empty"),
+            (
+                quote!(sanitize = "no"),
+                "`sanitize` expects `sanitize = false` or `sanitize = true`",
+            ),
+            (
+                quote!(record),
+                "expected a list of parameter names: `record(arg, ...)`",
+            ),
+            (
+                quote!(redact()),
+                "`redact()` names no parameter: list at least one, or remove it",
+            ),
+        ] {
+            let (_, r) = parse(input);
+            assert_eq!(messages(r), [msg]);
+        }
+    }
+}

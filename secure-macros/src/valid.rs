@@ -335,3 +335,77 @@ pub(crate) fn return_span(func: &ItemFn) -> Span {
         ReturnType::Default => func.sig.ident.span(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn parameter_names_walk_patterns() {
+        let f: ItemFn = syn::parse2(quote!(
+            fn f(
+                &self,
+                State(state): State<S>,
+                (a, mut b): (u8, u8),
+                r#type: u8,
+                _: u8,
+                c @ 1..=2: u8,
+            ) {
+            }
+        ))
+        .unwrap();
+        let names: Vec<String> = parameter_names(&f).iter().map(|i| i.to_string()).collect();
+        assert_eq!(names, ["self", "state", "a", "b", "type", "c"]);
+    }
+
+    #[test]
+    fn reference_depths() {
+        let f: ItemFn = syn::parse2(quote!(
+            fn f(&self, a: &str, b: &&mut String, c: String, (d, e): (u8, u8)) {}
+        ))
+        .unwrap();
+        let depth = |n: &str| reference_depth(&f, &Ident::new(n, Span::call_site()));
+        assert_eq!(
+            [
+                depth("self"),
+                depth("a"),
+                depth("b"),
+                depth("c"),
+                depth("d")
+            ],
+            [1, 1, 2, 0, 0]
+        );
+    }
+
+    #[test]
+    fn tail_async_forms() {
+        let body = |t: TokenStream| syn::parse2::<syn::Block>(t).unwrap().stmts;
+        assert!(tail_async_block(&body(quote!({ Box::pin(async move { 1 }) }))).is_some());
+        assert!(tail_async_block(&body(quote!({ std::boxed::Box::pin(async { 1 }) }))).is_some());
+        assert!(tail_async_block(&body(quote!({
+            let x = 1;
+            async move { x }
+        })))
+        .is_some());
+        assert!(tail_async_block(&body(quote!({
+            Box::pin(async move { 1 });
+        })))
+        .is_none());
+        assert!(tail_async_block(&body(quote!({ Box::new(async move { 1 }) }))).is_none());
+        assert!(tail_async_block(&body(quote!({ 1 }))).is_none());
+    }
+
+    #[test]
+    fn impl_trait_is_found_and_inferred() {
+        let ty: Type = syn::parse2(quote!(Result<impl Iterator<Item = u8>, E>)).unwrap();
+        assert!(contains_impl_trait(&ty));
+        let inferred = infer_impl_trait(&ty);
+        assert_eq!(
+            quote!(#inferred).to_string(),
+            quote!(Result<_, E>).to_string()
+        );
+        let plain: Type = syn::parse2(quote!(Vec<u8>)).unwrap();
+        assert!(!contains_impl_trait(&plain));
+    }
+}
