@@ -1,1 +1,4 @@
 //! Support code shared by the workspace's top-level examples, tests and benchmarks.
+#![warn(missing_docs)]
+
+pub mod server;

@@ -25,4 +25,10 @@ pub mod status;
 pub use sanitize::{Sanitize, SanitizePolicy, REDACTED};
 pub use secret::Secret;
 
+pub use secure_macros::{secure_operation, Sanitize};
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use secalloc;

@@ -1,0 +1,381 @@
+//! Run-time support for the code that `#[secure_operation]` and `#[derive(Sanitize)]`
+//! generate. Not a public API: names and signatures here change without notice; use the
+//! macros.
+//!
+//! An operation's life: [`Operation::start`] logs `OperationStart` (with the arguments named
+//! in `record(...)`/`redact(...)`) and opens a [`secalloc::Scope`](crate::secalloc::Scope);
+//! the body runs with the scope entered (for an async body: on every poll and on drop, via
+//! [`Instrumented`]); then [`Operation::finish`] logs `OperationComplete`, or
+//! `OperationError` when the return value is an `Err`. A panic logs `OperationError` and
+//! resumes unwinding with the same payload ([`Operation::panicked`]); an async operation
+//! dropped before it finished logs `OperationError` with `outcome: "cancelled"`.
+
+use std::any::Any;
+use std::fmt::Display;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub use serde_json;
+
+use crate::audit::{self, Event, EventKind, Severity};
+use crate::sanitize::{default_policy, is_sensitive_key, Sanitize, SanitizePolicy, REDACTED};
+use crate::secalloc::{Scope, ScopeEnter};
+
+/// One running invocation of a `#[secure_operation]` function.
+#[derive(Debug)]
+pub struct Operation {
+    name: &'static str,
+    level: Severity,
+    scope: Scope,
+    started: Instant,
+}
+
+/// How an operation ended, for the `outcome` field of its last event.
+#[derive(Clone, Copy)]
+enum End {
+    Ok,
+    Err,
+    Panic,
+    Cancelled,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Ok => "ok",
+            End::Err => "err",
+            End::Panic => "panic",
+            End::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Operation {
+    /// Logs `OperationStart` (when audit logging is active) and opens the operation's
+    /// allocation scope. `args` is called only when the event is logged.
+    pub fn start<A>(name: &'static str, level: Severity, args: A) -> Operation
+    where
+        A: FnOnce() -> Vec<(&'static str, serde_json::Value)>,
+    {
+        if audit::is_active() {
+            let _in = logging_scope().enter();
+            let args = args();
+            let mut event = Event::new(EventKind::OperationStart, level, name, "started");
+            if !args.is_empty() {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                event = event.field("args", serde_json::Value::Object(map));
+            }
+            audit::log(event);
+        }
+        Operation {
+            name,
+            level,
+            scope: Scope::new(name),
+            started: Instant::now(),
+        }
+    }
+
+    /// Enters the operation's allocation scope on this thread until the guard drops.
+    pub fn enter(&self) -> ScopeEnter<'_> {
+        self.scope.enter()
+    }
+
+    /// Logs `OperationComplete`, or `OperationError` when `error` is `Some`.
+    pub fn finish(self, error: Option<ErrView<'_>>) {
+        if !audit::is_active() {
+            return;
+        }
+        let _in = logging_scope().enter();
+        match error {
+            None => self.log_end(
+                EventKind::OperationComplete,
+                self.level,
+                End::Ok,
+                format!("completed in {}", Elapsed(self.started)),
+            ),
+            Some(err) => {
+                let text = match err {
+                    ErrView::Display(d) => d.to_string(),
+                    ErrView::Opaque(ty) => {
+                        format!("returned Err (`{ty}` does not implement Display)")
+                    }
+                };
+                self.log_end(
+                    EventKind::OperationError,
+                    self.level.max(Severity::Error),
+                    End::Err,
+                    text,
+                );
+            }
+        }
+    }
+
+    /// Logs `OperationError` for a panic, then resumes unwinding with the same payload.
+    pub fn panicked(self, payload: Box<dyn Any + Send>) -> ! {
+        self.log_panic(&*payload);
+        drop(self);
+        panic::resume_unwind(payload)
+    }
+
+    fn log_panic(&self, payload: &(dyn Any + Send)) {
+        if !audit::is_active() {
+            return;
+        }
+        let _in = logging_scope().enter();
+        let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "a panic with a non-string payload".to_owned()
+        };
+        self.log_end(
+            EventKind::OperationError,
+            self.level.max(Severity::Error),
+            End::Panic,
+            format!("panicked: {msg}"),
+        );
+    }
+
+    fn log_cancelled(&self) {
+        if !audit::is_active() {
+            return;
+        }
+        self.log_end(
+            EventKind::OperationError,
+            self.level.max(Severity::Warning),
+            End::Cancelled,
+            format!(
+                "cancelled after {}, before completing",
+                Elapsed(self.started)
+            ),
+        );
+    }
+
+    fn log_end(&self, kind: EventKind, severity: Severity, outcome: End, mut message: String) {
+        let _in = logging_scope().enter();
+        let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let live = self.scope.live();
+        message.sanitize(default_policy());
+        audit::log(
+            Event::new(kind, severity, self.name, message)
+                .field("outcome", outcome.as_str())
+                .field("duration_us", duration_us)
+                .field("live_bytes", live.live_bytes)
+                .field("live_blocks", live.live_blocks)
+                .field("allocated_bytes", live.allocated_bytes)
+                .field("allocated_blocks", live.allocated_blocks),
+        );
+    }
+}
+
+/// The scope entered while events are built and logged, so that what logging allocates (an
+/// event, its place in the audit queue and memory ring) is never counted against the
+/// operation being logged, nor against an operation that encloses it.
+fn logging_scope() -> &'static Scope {
+    static SCOPE: OnceLock<Scope> = OnceLock::new();
+    SCOPE.get_or_init(|| Scope::new("secure_core::audit (operation events)"))
+}
+
+/// Formats the time since an instant as `1.234 ms` (or `µs`, `s`).
+struct Elapsed(Instant);
+
+impl Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0.elapsed();
+        let us = d.as_secs_f64() * 1e6;
+        if us < 1000.0 {
+            write!(f, "{us:.1} µs")
+        } else if us < 1e6 {
+            write!(f, "{:.3} ms", us / 1e3)
+        } else {
+            write!(f, "{:.3} s", us / 1e6)
+        }
+    }
+}
+
+/// Runs `f`, catching a panic (the caller logs it and resumes unwinding).
+pub fn catch_unwind<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    // Unwind safety: a panic is always resumed right after it is logged, so no caller ever
+    // observes state that a panic interrupted.
+    panic::catch_unwind(AssertUnwindSafe(f))
+}
+
+/// An async operation's body: enters the operation's scope around every poll and around the
+/// drop of the inner future, logs a panic (then resumes it) and a cancellation (the future
+/// dropped before it completed).
+pub struct Instrumented<'a, F: Future> {
+    op: &'a Operation,
+    // Structurally pinned: never moved out of `self`, dropped in place in `Drop`.
+    fut: ManuallyDrop<F>,
+    done: bool,
+}
+
+impl<'a, F: Future> Instrumented<'a, F> {
+    /// Wraps `fut`, the body of `op`.
+    pub fn new(op: &'a Operation, fut: F) -> Self {
+        Instrumented {
+            op,
+            fut: ManuallyDrop::new(fut),
+            done: false,
+        }
+    }
+}
+
+impl<F: Future> Future for Instrumented<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is never moved out of `self` (it is only polled through this pinned
+        // reference and dropped in place by `Drop`), so projecting the pin to it is sound;
+        // the other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let fut = unsafe { Pin::new_unchecked(&mut *this.fut) };
+        let entered = this.op.enter();
+        match catch_unwind(|| fut.poll(cx)) {
+            Ok(Poll::Ready(v)) => {
+                this.done = true;
+                Poll::Ready(v)
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => {
+                drop(entered);
+                this.done = true;
+                this.op.log_panic(&*payload);
+                panic::resume_unwind(payload)
+            }
+        }
+    }
+}
+
+impl<F: Future> Drop for Instrumented<'_, F> {
+    fn drop(&mut self) {
+        let entered = self.op.enter();
+        // SAFETY: `fut` is dropped exactly once, here, in place (it may be pinned).
+        unsafe { ManuallyDrop::drop(&mut self.fut) };
+        drop(entered);
+        if !self.done {
+            self.op.log_cancelled();
+        }
+    }
+}
+
+/// The value logged for an argument named in `record(...)`: its sanitized rendering, or
+/// [`REDACTED`] when its name is a sensitive word.
+pub fn record_arg<T: Sanitize + ?Sized>(name: &str, value: &T) -> serde_json::Value {
+    let policy = default_policy();
+    if is_sensitive_key(name, policy) {
+        redacted_value()
+    } else {
+        value.to_log_value(policy)
+    }
+}
+
+/// The value logged for an argument named in `redact(...)`.
+pub fn redacted_arg() -> serde_json::Value {
+    redacted_value()
+}
+
+/// Sanitizes an operation's return value under the process-wide policy.
+pub fn sanitize_return<T: Sanitize>(value: &mut T) {
+    value.sanitize(default_policy());
+}
+
+/// What `#[secure_operation(err)]` requires of a return type.
+#[diagnostic::on_unimplemented(
+    message = "`#[secure_operation(err)]` requires a `Result<_, E>` return type whose error \
+               implements `Display`; `{Self}` is not one",
+    label = "this does not return `Result<_, E: Display>`",
+    note = "`err` makes sure failures are logged with their message; remove it if this \
+            function cannot fail"
+)]
+pub trait ErrorResult {}
+
+impl<T, E: Display> ErrorResult for Result<T, E> {}
+
+/// Compile-time check for `#[secure_operation(err)]`.
+pub fn require_error_result<R: ErrorResult>(_: &R) {}
+
+/// A borrowed return value, inspected for an error by method-resolution priority
+/// ("autoref specialization"): [`ErrDisplay`] when it is a `Result` whose error implements
+/// `Display`, else [`ErrOpaque`] when it is a `Result`, else [`NotErr`].
+pub struct Outcome<'a, T: ?Sized>(pub &'a T);
+
+/// An operation's error, as seen by [`Operation::finish`].
+pub enum ErrView<'a> {
+    /// The error, to be displayed.
+    Display(&'a dyn Display),
+    /// An error whose type (named here) does not implement `Display`.
+    Opaque(&'static str),
+}
+
+/// See [`Outcome`].
+pub trait ErrDisplay {
+    /// The error, if the value is an `Err`.
+    fn __secure_error(&self) -> Option<ErrView<'_>>;
+}
+
+impl<T, E: Display> ErrDisplay for &Outcome<'_, Result<T, E>> {
+    fn __secure_error(&self) -> Option<ErrView<'_>> {
+        match self.0 {
+            Ok(_) => None,
+            Err(e) => Some(ErrView::Display(e)),
+        }
+    }
+}
+
+/// See [`Outcome`].
+pub trait ErrOpaque {
+    /// The error, if the value is an `Err`.
+    fn __secure_error(&self) -> Option<ErrView<'_>>;
+}
+
+impl<T, E> ErrOpaque for &&Outcome<'_, Result<T, E>> {
+    fn __secure_error(&self) -> Option<ErrView<'_>> {
+        match self.0 {
+            Ok(_) => None,
+            Err(_) => Some(ErrView::Opaque(std::any::type_name::<E>())),
+        }
+    }
+}
+
+/// See [`Outcome`].
+pub trait NotErr {
+    /// Always `None`: the value is not a `Result`.
+    fn __secure_error(&self) -> Option<ErrView<'_>>;
+}
+
+impl<T: ?Sized> NotErr for Outcome<'_, T> {
+    fn __secure_error(&self) -> Option<ErrView<'_>> {
+        None
+    }
+}
+
+/// `#[derive(Sanitize)]`: whether a field named `name` is redacted automatically.
+pub fn is_sensitive_field(name: &str, policy: &SanitizePolicy) -> bool {
+    is_sensitive_key(name, policy)
+}
+
+/// `#[derive(Sanitize)]`: the log value of a redacted field.
+pub fn redacted_value() -> serde_json::Value {
+    serde_json::Value::String(REDACTED.to_owned())
+}
+
+/// `#[derive(Sanitize)]`: the log value of a `#[secure(with = f)]` field: `f` applied to
+/// a copy, then rendered.
+pub fn with_log_value<T, F>(value: &T, f: F, policy: &SanitizePolicy) -> serde_json::Value
+where
+    T: Clone + Sanitize,
+    F: FnOnce(&mut T, &SanitizePolicy),
+{
+    let mut copy = value.clone();
+    f(&mut copy, policy);
+    copy.to_log_value(policy)
+}
