@@ -297,13 +297,18 @@ impl Region {
     #[cold]
     #[inline(never)]
     fn canary_broken(&mut self, at: usize) -> ! {
+        let bytes = |n: usize| {
+            if n == 1 {
+                "1 byte".to_owned()
+            } else {
+                format!("{n} bytes")
+            }
+        };
         let place = if at < self.offset {
-            format!("{} bytes before the value's start", self.offset - at)
+            format!("{} before the value's start", bytes(self.offset - at))
         } else {
-            format!(
-                "{} bytes after the value's end",
-                at - (self.offset + self.len) + 1
-            )
+            let end = self.offset + self.len;
+            format!("{} after the value's end", bytes(at - end + 1))
         };
         let _ = writeln!(
             io::stderr(),

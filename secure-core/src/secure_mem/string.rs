@@ -64,7 +64,6 @@ impl SecureString {
     /// [`from_string_wiping`](Self::from_string_wiping)). Panics when the region cannot be
     /// mapped.
     #[track_caller]
-    #[allow(clippy::should_implement_trait)] // takes a purpose too: not `FromStr`
     pub fn from_str(purpose: &'static str, s: &str) -> Self {
         SecureString {
             bytes: SecureVec::from_slice(purpose, s.as_bytes()),
@@ -94,7 +93,6 @@ impl SecureString {
 
     /// [`from_string_wiping`](Self::from_string_wiping), or why the region could not be
     /// mapped, with `s` handed back untouched.
-    #[allow(clippy::result_large_err)] // the error hands the caller's String back
     pub fn try_from_string_wiping(
         purpose: &'static str,
         mut s: String,
