@@ -363,12 +363,16 @@ fn stats_follow_every_region() {
 // Fork.
 
 #[test]
-fn a_forked_child_sees_zeros() {
-    let out = in_child("a_forked_child_sees_zeros", || {
+fn a_forked_child_sees_zeros_and_can_drop_its_copies() {
+    let out = in_child("a_forked_child_sees_zeros_and_can_drop_its_copies", || {
         let secret = SecureBox::new("fork-key", [0x5Au8; 64]);
         let control = Box::new([0x5Au8; 64]);
+        let dropped_in_child = SecureBox::new("fork-drop", [1u8; 24]);
+        // Wipe once here so the forked child's wipe finds its random pool ready.
+        drop(SecureBox::new("fork-warm-up", 0u8));
         let unsupported = secure_mem::stats().wipe_on_fork_unsupported > 0;
-        // SAFETY: the forked child only reads memory and calls `_exit`.
+        // SAFETY: the forked child reads memory, drops a secure box (no allocation: the
+        // wipe's pool exists, the audit logger is off) and calls `_exit`.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
@@ -379,13 +383,18 @@ fn a_forked_child_sees_zeros() {
                 (_, true) => 1,
                 _ => 2,
             };
+            // The zeroed canary of a wiped-on-fork region is not taken for corruption.
+            drop(dropped_in_child);
             // SAFETY: leaves the forked child at once, running nothing of the parent's.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: waiting for the child just forked.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status));
+        assert!(
+            libc::WIFEXITED(status),
+            "forked child died: status {status:#x}"
+        );
         let code = libc::WEXITSTATUS(status);
         if unsupported {
             say!(

@@ -27,6 +27,9 @@
 //! - **Kept out of core dumps** (`MADV_DONTDUMP`) and **zeroed in forked children**
 //!   (`MADV_WIPEONFORK`, Linux 4.14 and later; on older kernels the request fails with
 //!   `EINVAL`, which is ignored and counted in [`SecureMemStats::wipe_on_fork_unsupported`]).
+//!   In a forked child every secure value reads as all-zero bytes (valid for every [`Plain`]
+//!   type) and can be dropped normally; its pages are not locked there (locks are not
+//!   inherited), whatever `is_locked()` says.
 //! - **Wiped on release** in four passes (`0x00`, `0xFF`, random, `0x00`, each behind a
 //!   compiler barrier; see [`secalloc::wipe_bytes`]) over the whole data pages, slack
 //!   included, before `munmap`. Growing a [`SecureVec`] or [`SecureString`] maps a new

@@ -23,6 +23,8 @@ pub(crate) struct Region {
     len: usize,
     purpose: &'static str,
     locked: bool,
+    /// The process that mapped it (a forked child sees the data pages zeroed).
+    pid: u32,
 }
 
 // SAFETY: a `Region` is the only owner of its mapping; the raw pointer is not shared with
@@ -229,6 +231,7 @@ impl Region {
             len,
             purpose,
             locked,
+            pid: std::process::id(),
         })
     }
 
@@ -277,6 +280,23 @@ impl Region {
             .enumerate()
             .find(|&(i, &b)| b != pattern[(end + i) % 16])
             .map(|(i, _)| end + i)
+    }
+
+    /// Whether this is a forked child's copy whose data pages the kernel zeroed
+    /// (`MADV_WIPEONFORK`): then the canary is zero too, which is not corruption.
+    fn wiped_by_fork(&self) -> bool {
+        if std::process::id() == self.pid {
+            return false;
+        }
+        let end = self.offset + self.len;
+        // SAFETY: the slack before and after the value: mapped, initialised bytes.
+        let (front, back) = unsafe {
+            (
+                std::slice::from_raw_parts(self.data(), self.offset),
+                std::slice::from_raw_parts(self.data().add(end), self.data_len - end),
+            )
+        };
+        front.iter().chain(back).all(|&b| b == 0)
     }
 
     /// Wipes the whole data pages in four passes.
@@ -362,7 +382,9 @@ fn advise(_: *mut u8, _: usize, _: *mut u8, _: usize) {
 impl Drop for Region {
     fn drop(&mut self) {
         if let Some(at) = self.broken_canary() {
-            self.canary_broken(at);
+            if !self.wiped_by_fork() {
+                self.canary_broken(at);
+            }
         }
         self.wipe();
         // SAFETY: unmapping exactly this region's mapping; nothing points into it any more
