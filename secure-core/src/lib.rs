@@ -10,6 +10,9 @@
 //!   integrity lock that halts before anything runs on tampered input;
 //! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on
 //!   the [`secalloc`] global allocator's statistics;
+//! - [`secure_mem`]: [`SecureBox`], [`SecureVec`] and [`SecureString`], page-backed memory
+//!   for secrets outside the general heap (guard pages, canary, `mlock`, no core dumps,
+//!   wiped on drop);
 //! - the `secure` command-line tool (`src/bin/secure.rs`).
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
@@ -20,10 +23,12 @@ pub mod manifest;
 pub mod monitor;
 pub mod sanitize;
 pub mod secret;
+pub mod secure_mem;
 pub mod status;
 
 pub use sanitize::{Sanitize, SanitizePolicy, REDACTED};
 pub use secret::Secret;
+pub use secure_mem::{SecureBox, SecureString, SecureVec};
 
 pub use secure_macros::{secure_operation, Sanitize};
 
