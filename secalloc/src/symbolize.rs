@@ -113,6 +113,16 @@ fn name(f: &Frame) -> &str {
     f.function.as_deref().unwrap_or("")
 }
 
+/// Whether the frame's source is the standard library's (the toolchain's `library/` tree,
+/// or the crates std vendors). Catches frames whose debug info gives only short names.
+fn in_std_sources(f: &Frame) -> bool {
+    f.file.as_deref().is_some_and(|p| {
+        (p.starts_with("/rustc/") && p.contains("/library/"))
+            || p.contains("/lib/rustlib/src/rust/library/")
+            || p.starts_with("/cargo/registry/")
+    })
+}
+
 const STD_PREFIXES: [&str; 5] = ["alloc::", "core::", "std::", "hashbrown::", "secalloc::"];
 
 /// The allocator's own frames and the entry points of the global allocator.
@@ -153,23 +163,37 @@ fn is_plumbing(n: &str) -> bool {
         || n.starts_with("alloc::string::String>::with_capacity")
 }
 
-fn is_runtime_start(n: &str) -> bool {
+/// Source files of the generic allocation path (for frames with short names).
+fn is_plumbing_file(f: &Frame) -> bool {
+    f.file.as_deref().is_some_and(|p| {
+        p.ends_with("/alloc/src/alloc.rs")
+            || p.contains("/alloc/src/raw_vec")
+            || p.ends_with("/alloc/src/boxed.rs")
+            || p.ends_with("/alloc/src/vec/mod.rs")
+    })
+}
+
+fn is_runtime_start(f: &Frame) -> bool {
+    let n = name(f);
+    let short = n.rsplit("::").next().unwrap_or(n);
     n.starts_with("std::rt::lang_start")
         || n.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
         || n.starts_with("std::sys_common::backtrace::__rust_begin_short_backtrace")
-        || n == "main"
+        || (in_std_sources(f) && (short.starts_with("lang_start") || short.starts_with("__rust_begin_short_backtrace")))
+        // The C `main` rustc generates has no source; the program's `main` does.
+        || (n == "main" && f.file.is_none())
         || n.starts_with("__libc_start")
         || n == "_start"
 }
 
 pub(crate) fn trim(frames: &mut Vec<Frame>) {
     // Bottom: cut at the runtime's entry points (and the call_once shims just above them).
-    if let Some(i) = frames.iter().position(|f| is_runtime_start(name(f))) {
+    if let Some(i) = frames.iter().position(is_runtime_start) {
         frames.truncate(i);
-        while frames
-            .last()
-            .is_some_and(|f| name(f).starts_with("core::ops::function::FnOnce::call_once"))
-        {
+        while frames.last().is_some_and(|f| {
+            name(f).starts_with("core::ops::function::FnOnce::call_once")
+                || (in_std_sources(f) && name(f).starts_with("call_once"))
+        }) {
             frames.pop();
         }
     }
@@ -181,7 +205,7 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
         .unwrap_or(frames.len());
     let user = frames[alloc_end..]
         .iter()
-        .position(|f| !is_std_frame(name(f)) && !is_allocator_frame(name(f)));
+        .position(|f| !is_std_frame(name(f)) && !in_std_sources(f) && !is_allocator_frame(name(f)));
     let cut = match user {
         Some(u) => alloc_end + u,
         // All standard library: drop just the generic allocation plumbing.
@@ -189,7 +213,9 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
             alloc_end
                 + frames[alloc_end..]
                     .iter()
-                    .position(|f| !is_plumbing(name(f)))
+                    .position(|f| {
+                        !is_plumbing(name(f)) && !(in_std_sources(f) && is_plumbing_file(f))
+                    })
                     .unwrap_or(0)
         }
     };
@@ -249,6 +275,32 @@ mod tests {
         ];
         trim(&mut v);
         assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["std::env::args"]);
+    }
+
+    fn at(n: &str, file: Option<&str>) -> Frame {
+        Frame {
+            file: file.map(str::to_string),
+            ..f(n)
+        }
+    }
+
+    #[test]
+    fn short_names_from_line_tables_only_debug_info() {
+        let std = Some("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/alloc/src/fmt.rs");
+        let mut v = vec![
+            at("{closure#0}", std),
+            at("format", std),
+            at("remember_session", Some("examples/quickstart.rs")),
+            at("main", Some("examples/quickstart.rs")),
+            at("call_once<fn(), ()>", Some("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs")),
+            at("__rust_begin_short_backtrace<fn(), ()>", Some("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/sys/backtrace.rs")),
+            at("main", None),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["remember_session", "main"]
+        );
     }
 
     #[test]

@@ -177,10 +177,14 @@ fn box_ends_at_the_trailing_guard_page_and_is_locked_undumpable_wiped_on_fork() 
         assert_eq!(locked_kb * 1024, page());
     }
 
+    // The guard pages are inaccessible mappings right against the data. (The kernel may merge
+    // a guard page with a neighbouring region's guard page into one larger `---p` mapping.)
     let (gs, ge, gperms, _, _) = vma(end);
-    assert_eq!((gs, ge, gperms.as_str()), (end, end + page(), "---p"));
+    assert_eq!((gs, gperms.as_str()), (end, "---p"));
+    assert!(ge >= end + page());
     let (gs, ge, gperms, _, _) = vma(start - 1);
-    assert_eq!((gs, ge, gperms.as_str()), (start - page(), start, "---p"));
+    assert_eq!((ge, gperms.as_str()), (start, "---p"));
+    assert!(gs <= start - page());
 }
 
 #[test]
