@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::AuditError;
 use super::event::{now_rfc3339, Event};
+use super::json;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -72,40 +73,57 @@ fn push_hex(out: &mut String, h: &Hash) {
 
 /// Parses 64 lowercase hex digits (nothing else: no uppercase, no whitespace).
 pub fn from_hex(s: &[u8]) -> Option<Hash> {
+    fn digit(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => 0xff,
+        }
+    }
     if s.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let d = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        out[i] = (d(pair[0])? << 4) | d(pair[1])?;
+    let mut bad = 0u8;
+    let mut i = 0;
+    while i < 32 {
+        let (hi, lo) = (digit(s[2 * i]), digit(s[2 * i + 1]));
+        bad |= (hi | lo) & 0xf0;
+        out[i] = (hi << 4) | (lo & 15);
+        i += 1;
     }
-    Some(out)
+    (bad == 0).then_some(out)
 }
 
 /// Appends an event's body (see the module docs) to `out`.
 pub(crate) fn encode_body(ev: &Event, out: &mut Vec<u8>) {
-    // Writing JSON into a Vec cannot fail: strings and maps with string keys always serialize.
     out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(ev.seq.to_string().as_bytes());
+    let mut digits = [0u8; 20];
+    let mut n = ev.seq;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
     out.extend_from_slice(b",\"timestamp\":");
-    let _ = serde_json::to_writer(&mut *out, &ev.timestamp);
+    json::write_str(out, &ev.timestamp);
     out.extend_from_slice(b",\"severity\":\"");
     out.extend_from_slice(ev.severity.as_str().as_bytes());
     out.extend_from_slice(b"\",\"kind\":\"");
     out.extend_from_slice(ev.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"operation\":");
-    let _ = serde_json::to_writer(&mut *out, &ev.operation);
+    json::write_str(out, &ev.operation);
     out.extend_from_slice(b",\"message\":");
-    let _ = serde_json::to_writer(&mut *out, &ev.message);
+    json::write_str(out, &ev.message);
     out.extend_from_slice(b",\"fields\":");
-    let _ = serde_json::to_writer(&mut *out, &ev.fields);
+    json::write_object(out, ev.fields.iter());
     out.extend_from_slice(b",\"thread\":");
-    let _ = serde_json::to_writer(&mut *out, &ev.thread);
+    json::write_str(out, &ev.thread);
 }
 
 /// Appends `,"prev":"…","hash":"…"}` and a newline.

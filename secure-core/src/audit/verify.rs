@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{body_seq, genesis, record_hash, segments, split_line, Anchor, Hash};
 use super::error::AuditError;
-use super::event::Event;
+use super::json::check_body;
 
 /// Where in a log something was found: the file and the 1-based line number in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,21 +297,15 @@ impl Walk<'_> {
                 at,
             }));
         }
-        let event: Event = serde_json::from_slice(line)
+        let seq = check_body(split.body)
             .map_err(|e| malformed(format!("the record is not a valid event: {e}")))?;
-        if body_seq(split.body) != Some(event.seq) {
-            return Err(malformed("the record's seq is not canonical".into()));
+        if seq > self.expected {
+            return Err(Step::Ahead { found: seq, at });
         }
-        if event.seq > self.expected {
-            return Err(Step::Ahead {
-                found: event.seq,
-                at,
-            });
-        }
-        if event.seq < self.expected {
+        if seq < self.expected {
             return Err(Step::Bad(Verdict::OutOfOrder {
                 expected: self.expected,
-                found: event.seq,
+                found: seq,
                 at,
             }));
         }

@@ -106,34 +106,60 @@ pub trait Sanitize {
 /// }
 /// ```
 pub fn is_sensitive_key(key: &str, policy: &SanitizePolicy) -> bool {
-    let words: Vec<&str> = policy::split_words(key).collect();
-    policy.entries().iter().any(|entry| {
-        let n = entry.len();
-        n <= words.len()
-            && words.windows(n).any(|win| {
-                win[..n - 1]
-                    .iter()
-                    .zip(&entry[..n - 1])
-                    .all(|(w, e)| eq_lower(w, e))
-                    && word_or_plural(win[n - 1], &entry[n - 1])
-            })
-    })
+    let mut stack: [&str; 16] = [""; 16];
+    let mut n = 0;
+    let mut heap: Vec<&str> = Vec::new();
+    for w in policy::split_words(key) {
+        if n < stack.len() {
+            stack[n] = w;
+            n += 1;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(w);
+        }
+    }
+    let words: &[&str] = if heap.is_empty() { &stack[..n] } else { &heap };
+    let mut e = 0;
+    let entries = policy.entries();
+    while e < entries.len() {
+        let entry = &entries[e];
+        e += 1;
+        let m = entry.len();
+        if m > words.len() {
+            continue;
+        }
+        let mut start = 0;
+        while start + m <= words.len() {
+            let mut j = 0;
+            while j + 1 < m && eq_lower(words[start + j], &entry[j]) {
+                j += 1;
+            }
+            if j + 1 == m && word_or_plural(words[start + j], &entry[j]) {
+                return true;
+            }
+            start += 1;
+        }
+    }
+    false
 }
 
 /// `w` equals the lowercase word `e`, ignoring case.
 fn eq_lower(w: &str, e: &str) -> bool {
     if w.is_ascii() {
-        w.eq_ignore_ascii_case(e)
+        w.len() == e.len() && w.eq_ignore_ascii_case(e)
     } else {
         w.chars().flat_map(char::to_lowercase).eq(e.chars())
     }
 }
 
 fn word_or_plural(w: &str, e: &str) -> bool {
+    let wl = w.len();
+    if wl == e.len() + 1 && (w.ends_with('s') || w.ends_with('S')) {
+        return eq_lower(&w[..wl - 1], e);
+    }
     eq_lower(w, e)
-        || (w.len() == e.len() + 1
-            && (w.ends_with('s') || w.ends_with('S'))
-            && eq_lower(&w[..w.len() - 1], e))
 }
 
 /// Whether `c` must be neutralised: control characters (C0, DEL, C1), Unicode line and
@@ -181,7 +207,21 @@ pub fn truncation_marker(cut_bytes: usize) -> String {
 
 /// Whether [`sanitize_str`] would change `s`.
 pub fn needs_sanitizing(s: &str, policy: &SanitizePolicy) -> bool {
-    s.len() > policy.max_string_len() || s.chars().any(is_dangerous_char)
+    if s.len() > policy.max_string_len() {
+        return true;
+    }
+    let b = s.as_bytes();
+    let mut ascii = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x20 || c == 0x7f {
+            return true;
+        }
+        ascii &= c < 0x80;
+        i += 1;
+    }
+    !ascii && s.chars().any(is_dangerous_char)
 }
 
 /// A copy of `s` safe to log: control characters, ANSI escape sequences (their `ESC`), line

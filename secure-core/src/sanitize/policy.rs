@@ -196,12 +196,70 @@ pub fn set_default_policy(policy: SanitizePolicy) -> Result<(), SanitizePolicy> 
 /// spaces), lower-to-upper case changes (camelCase), the end of an acronym (`HTTPServer` ->
 /// `HTTP`, `Server`) and letter/digit changes.
 pub(crate) fn split_words(key: &str) -> impl Iterator<Item = &str> {
-    WordSplit { s: key, pos: 0 }
+    WordSplit {
+        s: key,
+        pos: 0,
+        ascii: key.is_ascii(),
+    }
 }
 
 struct WordSplit<'a> {
     s: &'a str,
     pos: usize,
+    /// All-ASCII keys (nearly all of them) are split byte by byte.
+    ascii: bool,
+}
+
+fn ascii_class(b: u8) -> Class {
+    match b {
+        b'a'..=b'z' => Class::Lower,
+        b'A'..=b'Z' => Class::Upper,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Sep,
+    }
+}
+
+fn is_boundary(prev: Class, cur: Class, next: Option<Class>) -> bool {
+    match (prev, cur) {
+        (Class::Lower, Class::Upper) => true,
+        (Class::Digit, Class::Digit) => false,
+        (Class::Digit, _) | (_, Class::Digit) => true,
+        // "HTTPServer": the boundary is before the last capital of a run that is followed by
+        // a lowercase letter.
+        (Class::Upper, Class::Upper) => next == Some(Class::Lower),
+        _ => false,
+    }
+}
+
+impl<'a> WordSplit<'a> {
+    fn next_ascii(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        while i < b.len() && ascii_class(b[i]) == Class::Sep {
+            i += 1;
+        }
+        if i == b.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        let mut prev = ascii_class(b[i]);
+        i += 1;
+        while i < b.len() {
+            let cur = ascii_class(b[i]);
+            if cur == Class::Sep {
+                break;
+            }
+            let next = b.get(i + 1).map(|&n| ascii_class(n));
+            if is_boundary(prev, cur, next) {
+                break;
+            }
+            prev = cur;
+            i += 1;
+        }
+        self.pos = i;
+        Some(&self.s[start..i])
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -231,6 +289,9 @@ impl<'a> Iterator for WordSplit<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        if self.ascii {
+            return self.next_ascii();
+        }
         let rest = &self.s[self.pos..];
         // Skip separators.
         let start_off = rest
@@ -249,18 +310,8 @@ impl<'a> Iterator for WordSplit<'a> {
                 break;
             }
             if let Some(p) = prev {
-                let boundary = match (p, cl) {
-                    (Class::Lower, Class::Upper) => true,
-                    (Class::Digit, Class::Digit) => false,
-                    (Class::Digit, _) | (_, Class::Digit) => true,
-                    (Class::Upper, Class::Upper) => {
-                        // "HTTPServer": the boundary is before the last capital of a run
-                        // that is followed by a lowercase letter.
-                        matches!(chars.peek(), Some(&(_, n)) if class(n) == Class::Lower)
-                    }
-                    _ => false,
-                };
-                if boundary {
+                let next = chars.peek().map(|&(_, n)| class(n));
+                if is_boundary(p, cl, next) {
                     end = i;
                     break;
                 }
