@@ -36,8 +36,8 @@ const RECORD_DOMAIN: u8 = 0x00;
 const GENESIS_DOMAIN: u8 = 0x01;
 const GENESIS_LABEL: &[u8] = b"secure-core audit log v1";
 
-/// `,"prev":"` + 64 hex + `","hash":"` + 64 hex + `"}`.
-pub(crate) const SUFFIX_LEN: usize = 9 + 64 + 10 + 64 + 2;
+/// Length of a record's suffix: `,"prev":"` + 64 hex + `","hash":"` + 64 hex + `"}`.
+pub const SUFFIX_LEN: usize = 9 + 64 + 10 + 64 + 2;
 
 /// The `prev` of a log's first record.
 pub fn genesis() -> Hash {
