@@ -107,10 +107,8 @@ fn every_single_byte_change_is_detected() {
                     // The newline: the line merges with the next one, whose hash then fails;
                     // the last line becomes incomplete.
                     k + 1 < lines.len()
-                } else if v == b'\n' {
-                    false
-                } else if off < 7 {
-                    false // `{"seq":` is the record marker
+                } else if v == b'\n' || off < 7 {
+                    false // a split line, or a broken `{"seq":` record marker
                 } else if off < body_len {
                     true
                 } else {

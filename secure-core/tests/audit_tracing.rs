@@ -10,8 +10,11 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Metadata};
 
+/// (level, target, fields) of one event.
+type Seen = (Level, String, Vec<(String, String)>);
+
 #[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<(Level, String, Vec<(String, String)>)>>>);
+struct Collect(Arc<Mutex<Vec<Seen>>>);
 
 struct Fields(Vec<(String, String)>);
 
