@@ -145,7 +145,7 @@ pub fn top_callsites(n: usize) -> Vec<CallsiteSummary> {
     }
     let report = secalloc::report();
     let mut sites = report.callsites;
-    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    sites.sort_by_key(|c| std::cmp::Reverse(c.bytes));
     sites
         .into_iter()
         .take(n)
