@@ -58,8 +58,9 @@ fn million_events_from_eight_threads() {
         let line = line.unwrap();
         assert_eq!(number_after(&line, "{\"seq\":"), seq);
         seq += 1;
-        let i = number_after(&line, "\"fields\":{\"i\":");
-        let t = number_after(&line, ",\"t\":");
+        let fields = &line[line.find("\"fields\":{\"i\":").unwrap()..];
+        let i = number_after(fields, "{\"i\":");
+        let t = number_after(fields, ",\"t\":");
         let expected = next_i.entry(t).or_insert(0);
         assert_eq!(i, *expected, "thread {t} out of order");
         *expected += 1;

@@ -56,6 +56,8 @@ pub const DEFAULT_MAX_ITEMS: usize = 1000;
 pub struct SanitizePolicy {
     /// Each sensitive entry, split into lowercase words (`api_key` -> `["api", "key"]`).
     words: Vec<Vec<String>>,
+    /// See [`SanitizePolicy::word_lengths`].
+    lengths: u64,
     max_string_len: usize,
     float_clip: f64,
     max_items: usize,
@@ -65,6 +67,7 @@ impl Default for SanitizePolicy {
     fn default() -> Self {
         let mut p = SanitizePolicy {
             words: Vec::new(),
+            lengths: 0,
             max_string_len: DEFAULT_MAX_STRING_LEN,
             float_clip: DEFAULT_FLOAT_CLIP,
             max_items: DEFAULT_MAX_ITEMS,
@@ -86,6 +89,7 @@ impl SanitizePolicy {
     pub fn empty() -> Self {
         SanitizePolicy {
             words: Vec::new(),
+            lengths: 0,
             max_string_len: DEFAULT_MAX_STRING_LEN,
             float_clip: DEFAULT_FLOAT_CLIP,
             max_items: DEFAULT_MAX_ITEMS,
@@ -100,6 +104,7 @@ impl SanitizePolicy {
         let split: Vec<String> = split_words(word).map(|w| w.to_lowercase()).collect();
         if !split.is_empty() && !self.words.contains(&split) {
             self.words.push(split);
+            self.lengths = self.compute_lengths();
         }
         self
     }
@@ -120,6 +125,7 @@ impl SanitizePolicy {
     pub fn without_sensitive_word(mut self, word: &str) -> Self {
         let split: Vec<String> = split_words(word).map(|w| w.to_lowercase()).collect();
         self.words.retain(|w| *w != split);
+        self.lengths = self.compute_lengths();
         self
     }
 
@@ -172,6 +178,23 @@ impl SanitizePolicy {
 
     pub(crate) fn entries(&self) -> &[Vec<String>] {
         &self.words
+    }
+
+    /// Bit `n` is set when some entry has a word of `n` bytes (`n` < 63), or of `n - 1`
+    /// (the plural); bit 63 stands for every longer word. An ASCII key none of whose words
+    /// has a length marked here cannot match.
+    pub(crate) fn word_lengths(&self) -> u64 {
+        self.lengths
+    }
+
+    fn compute_lengths(&self) -> u64 {
+        let mut mask = 0u64;
+        for w in self.words.iter().flatten() {
+            for n in [w.len(), w.len() + 1] {
+                mask |= 1 << n.min(63);
+            }
+        }
+        mask
     }
 }
 
