@@ -303,10 +303,35 @@ impl Sanitize for Event {
 
 /// The current time as RFC 3339 UTC with microseconds, e.g. `2024-05-01T12:34:56.123456Z`.
 pub fn now_rfc3339() -> String {
+    thread_local! {
+        /// The last second formatted on this thread and its `YYYY-MM-DDTHH:MM:SS.` prefix.
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    format_rfc3339(d.as_secs(), d.subsec_micros())
+    let (secs, micros) = (d.as_secs(), d.subsec_micros());
+    let cached = LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            let full = format_rfc3339(secs, 0);
+            last.1 = full[..20].to_owned();
+            last.0 = secs;
+        }
+        let mut s = String::with_capacity(27);
+        s.push_str(&last.1);
+        let mut m = micros;
+        let mut digits = [b'0'; 6];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        s.extend(digits.iter().map(|&b| b as char));
+        s.push('Z');
+        s
+    });
+    cached.unwrap_or_else(|_| format_rfc3339(secs, micros))
 }
 
 /// Formats seconds since the Unix epoch (plus microseconds) as RFC 3339 UTC.
@@ -338,11 +363,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The name of the current thread, or `ThreadId(N)` when it has none.
 pub(crate) fn current_thread_name() -> String {
-    let t = std::thread::current();
-    match t.name() {
-        Some(n) => n.to_owned(),
-        None => format!("{:?}", t.id()),
+    fn compute() -> String {
+        let t = std::thread::current();
+        match t.name() {
+            Some(n) => n.to_owned(),
+            None => format!("{:?}", t.id()),
+        }
     }
+    thread_local! {
+        // A thread's name cannot change once it runs.
+        static NAME: String = compute();
+    }
+    NAME.try_with(|n| n.clone()).unwrap_or_else(|_| compute())
 }
 
 #[cfg(test)]

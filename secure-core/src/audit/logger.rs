@@ -3,8 +3,8 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,9 @@ struct Shared {
     writer_idle: AtomicBool,
     writer_thread: OnceLock<Thread>,
     shutdown: AtomicBool,
+    /// Callers waiting for room in the queue, and where they wait.
+    waiters: AtomicUsize,
+    room: (Mutex<()>, Condvar),
     batch_size: usize,
     auto_flush: Option<Duration>,
 }
@@ -146,6 +149,8 @@ impl Logger {
             writer_idle: AtomicBool::new(false),
             writer_thread: OnceLock::new(),
             shutdown: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            room: (Mutex::new(()), Condvar::new()),
             batch_size: config.batch_size,
             auto_flush: config.auto_flush,
         });
@@ -296,7 +301,6 @@ impl Shared {
             return;
         }
         let mut ev = event;
-        let mut tries = 0u32;
         loop {
             match self.queue.push(ev) {
                 Ok(()) => break,
@@ -306,16 +310,19 @@ impl Shared {
                     // Help: write a batch ourselves if nobody else is writing.
                     if let Ok(mut st) = self.state.try_lock() {
                         if self.process(&mut st, self.batch_size) > 0 {
-                            tries = 0;
                             continue;
                         }
                     }
-                    tries += 1;
-                    if tries < 16 {
-                        thread::yield_now();
+                    // Wait for the writer to make room. The timeout covers a writer that is
+                    // stalled on a failing sink (we then retry helping).
+                    self.waiters.fetch_add(1, Ordering::SeqCst);
+                    let g = lock(&self.room.0);
+                    if self.queue.is_full() {
+                        let _ = self.room.1.wait_timeout(g, Duration::from_millis(5));
                     } else {
-                        thread::sleep(Duration::from_micros(100));
+                        drop(g);
                     }
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         }
@@ -360,6 +367,10 @@ impl Shared {
                 }
                 None => break,
             }
+        }
+        if done > 0 && self.waiters.load(Ordering::SeqCst) > 0 {
+            drop(lock(&self.room.0));
+            self.room.1.notify_all();
         }
         if done > 0 {
             if let Some(f) = &mut st.file {

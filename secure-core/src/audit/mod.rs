@@ -61,6 +61,7 @@ mod config;
 mod error;
 mod event;
 mod file;
+mod json;
 mod logger;
 mod report;
 mod verify;

@@ -117,3 +117,16 @@ impl Report {
         Ok(r)
     }
 }
+
+impl crate::Sanitize for Report {
+    /// Sanitizes the events it holds.
+    fn sanitize(&mut self, policy: &crate::SanitizePolicy) {
+        self.recent_critical.sanitize(policy);
+    }
+
+    fn to_log_value(&self, policy: &crate::SanitizePolicy) -> serde_json::Value {
+        serde_json::to_value(self)
+            .unwrap_or_default()
+            .to_log_value(policy)
+    }
+}

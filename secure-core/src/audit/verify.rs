@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{body_seq, genesis, record_hash, segments, split_line, Anchor, Hash};
 use super::error::AuditError;
-use super::event::Event;
+use super::json::check_body;
 
 /// Where in a log something was found: the file and the 1-based line number in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,7 +257,8 @@ impl Source<'_> {
 struct Walk<'a> {
     expected: u64,
     prev: Hash,
-    last: Option<Location>,
+    /// Where the last intact record was (file, line).
+    last: Option<(&'a Path, u64)>,
     anchor: Option<&'a Anchor>,
     /// The hash of record `anchor.records - 1`, once seen.
     anchored_hash: Option<Hash>,
@@ -272,14 +273,13 @@ enum Step {
     },
 }
 
-impl Walk<'_> {
-    fn check(&mut self, line: &[u8], at: Location, complete: bool) -> Result<(), Step> {
-        let malformed = |reason: String| {
-            Step::Bad(Verdict::Malformed {
-                at: at.clone(),
-                reason,
-            })
+impl<'a> Walk<'a> {
+    fn check(&mut self, line: &[u8], file: &'a Path, n: u64, complete: bool) -> Result<(), Step> {
+        let at = || Location {
+            file: file.to_owned(),
+            line: n,
         };
+        let malformed = |reason: String| Step::Bad(Verdict::Malformed { at: at(), reason });
         if !complete {
             return Err(malformed(
                 "incomplete last line (no newline): the writer was interrupted".into(),
@@ -294,41 +294,41 @@ impl Walk<'_> {
         if record_hash(&split.prev, split.body) != split.hash {
             return Err(Step::Bad(Verdict::Modified {
                 seq: self.expected,
-                at,
+                at: at(),
             }));
         }
-        let event: Event = serde_json::from_slice(line)
+        let seq = check_body(split.body)
             .map_err(|e| malformed(format!("the record is not a valid event: {e}")))?;
-        if body_seq(split.body) != Some(event.seq) {
-            return Err(malformed("the record's seq is not canonical".into()));
-        }
-        if event.seq > self.expected {
+        if seq > self.expected {
             return Err(Step::Ahead {
-                found: event.seq,
-                at,
+                found: seq,
+                at: at(),
             });
         }
-        if event.seq < self.expected {
+        if seq < self.expected {
             return Err(Step::Bad(Verdict::OutOfOrder {
                 expected: self.expected,
-                found: event.seq,
-                at,
+                found: seq,
+                at: at(),
             }));
         }
         if split.prev != self.prev {
             // The record is intact and in place, so the one before it is not what this
             // record chained to.
-            return Err(Step::Bad(match (self.expected, self.last.take()) {
-                (seq @ 1.., Some(last)) => Verdict::Modified {
+            return Err(Step::Bad(match (self.expected, self.last) {
+                (seq @ 1.., Some((file, line))) => Verdict::Modified {
                     seq: seq - 1,
-                    at: last,
+                    at: Location {
+                        file: file.to_owned(),
+                        line,
+                    },
                 },
-                _ => Verdict::Modified { seq: 0, at },
+                _ => Verdict::Modified { seq: 0, at: at() },
             }));
         }
         self.prev = split.hash;
         self.expected += 1;
-        self.last = Some(at);
+        self.last = Some((file, n));
         if let Some(a) = self.anchor {
             if a.records == self.expected {
                 self.anchored_hash = Some(split.hash);
@@ -338,7 +338,7 @@ impl Walk<'_> {
     }
 }
 
-fn run(sources: &[Source<'_>], anchor: Option<&Anchor>) -> Result<Verdict, AuditError> {
+fn run<'a>(sources: &'a [Source<'a>], anchor: Option<&Anchor>) -> Result<Verdict, AuditError> {
     let mut walk = Walk {
         expected: 0,
         prev: genesis(),
@@ -348,19 +348,16 @@ fn run(sources: &[Source<'_>], anchor: Option<&Anchor>) -> Result<Verdict, Audit
     };
     for (i, src) in sources.iter().enumerate() {
         let mut problem = None;
-        src.lines(&mut |line, n, complete| {
-            let at = Location {
-                file: src.name().to_owned(),
-                line: n,
-            };
-            match walk.check(line, at, complete) {
+        let name = src.name();
+        src.lines(
+            &mut |line, n, complete| match walk.check(line, name, n, complete) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(step) => {
                     problem = Some(step);
                     ControlFlow::Break(())
                 }
-            }
-        })?;
+            },
+        )?;
         match problem {
             None => {}
             Some(Step::Bad(v)) => return Ok(v),

@@ -106,24 +106,56 @@ pub trait Sanitize {
 /// }
 /// ```
 pub fn is_sensitive_key(key: &str, policy: &SanitizePolicy) -> bool {
-    let words: Vec<&str> = policy::split_words(key).collect();
-    policy.entries().iter().any(|entry| {
-        let n = entry.len();
-        n <= words.len()
-            && words.windows(n).any(|win| {
-                win[..n - 1]
-                    .iter()
-                    .zip(&entry[..n - 1])
-                    .all(|(w, e)| eq_lower(w, e))
-                    && word_or_plural(win[n - 1], &entry[n - 1])
-            })
-    })
+    // Quick rejection: an ASCII key can only match with a word of a length some entry has.
+    // Most keys of a log are short common words and stop here. (Lowercasing can change the
+    // length of a non-ASCII word, so those always take the full comparison.)
+    let lengths = policy.word_lengths();
+    if key.is_ascii() && !policy::split_words(key).any(|w| lengths & (1 << w.len().min(63)) != 0) {
+        return false;
+    }
+    let mut stack: [&str; 16] = [""; 16];
+    let mut n = 0;
+    let mut heap: Vec<&str> = Vec::new();
+    for w in policy::split_words(key) {
+        if n < stack.len() {
+            stack[n] = w;
+            n += 1;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(w);
+        }
+    }
+    let words: &[&str] = if heap.is_empty() { &stack[..n] } else { &heap };
+    let mut e = 0;
+    let entries = policy.entries();
+    while e < entries.len() {
+        let entry = &entries[e];
+        e += 1;
+        let m = entry.len();
+        if m > words.len() {
+            continue;
+        }
+        let mut start = 0;
+        while start + m <= words.len() {
+            let mut j = 0;
+            while j + 1 < m && eq_lower(words[start + j], &entry[j]) {
+                j += 1;
+            }
+            if j + 1 == m && word_or_plural(words[start + j], &entry[j]) {
+                return true;
+            }
+            start += 1;
+        }
+    }
+    false
 }
 
 /// `w` equals the lowercase word `e`, ignoring case.
 fn eq_lower(w: &str, e: &str) -> bool {
     if w.is_ascii() {
-        w.eq_ignore_ascii_case(e)
+        w.len() == e.len() && w.eq_ignore_ascii_case(e)
     } else {
         w.chars().flat_map(char::to_lowercase).eq(e.chars())
     }
@@ -131,9 +163,8 @@ fn eq_lower(w: &str, e: &str) -> bool {
 
 fn word_or_plural(w: &str, e: &str) -> bool {
     eq_lower(w, e)
-        || (w.len() == e.len() + 1
-            && (w.ends_with('s') || w.ends_with('S'))
-            && eq_lower(&w[..w.len() - 1], e))
+        || w.strip_suffix(['s', 'S'])
+            .is_some_and(|stem| eq_lower(stem, e))
 }
 
 /// Whether `c` must be neutralised: control characters (C0, DEL, C1), Unicode line and
@@ -181,7 +212,21 @@ pub fn truncation_marker(cut_bytes: usize) -> String {
 
 /// Whether [`sanitize_str`] would change `s`.
 pub fn needs_sanitizing(s: &str, policy: &SanitizePolicy) -> bool {
-    s.len() > policy.max_string_len() || s.chars().any(is_dangerous_char)
+    if s.len() > policy.max_string_len() {
+        return true;
+    }
+    let b = s.as_bytes();
+    let mut ascii = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x20 || c == 0x7f {
+            return true;
+        }
+        ascii &= c < 0x80;
+        i += 1;
+    }
+    !ascii && s.chars().any(is_dangerous_char)
 }
 
 /// A copy of `s` safe to log: control characters, ANSI escape sequences (their `ESC`), line
@@ -278,6 +323,15 @@ mod tests {
         ] {
             assert!(!is_sensitive_key(k, &p), "{k} should not be sensitive");
         }
+    }
+
+    #[test]
+    fn non_ascii_keys_take_the_full_comparison() {
+        // KELVIN SIGN lowercases to ASCII `k`: "\u{212a}ey" is the word "key" in 5 bytes.
+        let p = SanitizePolicy::empty().with_sensitive_word("key");
+        assert!(is_sensitive_key("\u{212a}ey", &p));
+        assert!(is_sensitive_key("my_\u{212a}EYS", &p));
+        assert!(!is_sensitive_key("my_k\u{e9}ys", &p));
     }
 
     #[test]

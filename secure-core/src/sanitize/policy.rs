@@ -56,6 +56,8 @@ pub const DEFAULT_MAX_ITEMS: usize = 1000;
 pub struct SanitizePolicy {
     /// Each sensitive entry, split into lowercase words (`api_key` -> `["api", "key"]`).
     words: Vec<Vec<String>>,
+    /// See [`SanitizePolicy::word_lengths`].
+    lengths: u64,
     max_string_len: usize,
     float_clip: f64,
     max_items: usize,
@@ -65,6 +67,7 @@ impl Default for SanitizePolicy {
     fn default() -> Self {
         let mut p = SanitizePolicy {
             words: Vec::new(),
+            lengths: 0,
             max_string_len: DEFAULT_MAX_STRING_LEN,
             float_clip: DEFAULT_FLOAT_CLIP,
             max_items: DEFAULT_MAX_ITEMS,
@@ -86,6 +89,7 @@ impl SanitizePolicy {
     pub fn empty() -> Self {
         SanitizePolicy {
             words: Vec::new(),
+            lengths: 0,
             max_string_len: DEFAULT_MAX_STRING_LEN,
             float_clip: DEFAULT_FLOAT_CLIP,
             max_items: DEFAULT_MAX_ITEMS,
@@ -100,6 +104,7 @@ impl SanitizePolicy {
         let split: Vec<String> = split_words(word).map(|w| w.to_lowercase()).collect();
         if !split.is_empty() && !self.words.contains(&split) {
             self.words.push(split);
+            self.lengths = self.compute_lengths();
         }
         self
     }
@@ -120,6 +125,7 @@ impl SanitizePolicy {
     pub fn without_sensitive_word(mut self, word: &str) -> Self {
         let split: Vec<String> = split_words(word).map(|w| w.to_lowercase()).collect();
         self.words.retain(|w| *w != split);
+        self.lengths = self.compute_lengths();
         self
     }
 
@@ -173,6 +179,23 @@ impl SanitizePolicy {
     pub(crate) fn entries(&self) -> &[Vec<String>] {
         &self.words
     }
+
+    /// Bit `n` is set when some entry has a word of `n` bytes (`n` < 63), or of `n - 1`
+    /// (the plural); bit 63 stands for every longer word. An ASCII key none of whose words
+    /// has a length marked here cannot match.
+    pub(crate) fn word_lengths(&self) -> u64 {
+        self.lengths
+    }
+
+    fn compute_lengths(&self) -> u64 {
+        let mut mask = 0u64;
+        for w in self.words.iter().flatten() {
+            for n in [w.len(), w.len() + 1] {
+                mask |= 1 << n.min(63);
+            }
+        }
+        mask
+    }
 }
 
 static DEFAULT_POLICY: OnceLock<SanitizePolicy> = OnceLock::new();
@@ -196,12 +219,70 @@ pub fn set_default_policy(policy: SanitizePolicy) -> Result<(), SanitizePolicy> 
 /// spaces), lower-to-upper case changes (camelCase), the end of an acronym (`HTTPServer` ->
 /// `HTTP`, `Server`) and letter/digit changes.
 pub(crate) fn split_words(key: &str) -> impl Iterator<Item = &str> {
-    WordSplit { s: key, pos: 0 }
+    WordSplit {
+        s: key,
+        pos: 0,
+        ascii: key.is_ascii(),
+    }
 }
 
 struct WordSplit<'a> {
     s: &'a str,
     pos: usize,
+    /// All-ASCII keys (nearly all of them) are split byte by byte.
+    ascii: bool,
+}
+
+fn ascii_class(b: u8) -> Class {
+    match b {
+        b'a'..=b'z' => Class::Lower,
+        b'A'..=b'Z' => Class::Upper,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Sep,
+    }
+}
+
+fn is_boundary(prev: Class, cur: Class, next: Option<Class>) -> bool {
+    match (prev, cur) {
+        (Class::Lower, Class::Upper) => true,
+        (Class::Digit, Class::Digit) => false,
+        (Class::Digit, _) | (_, Class::Digit) => true,
+        // "HTTPServer": the boundary is before the last capital of a run that is followed by
+        // a lowercase letter.
+        (Class::Upper, Class::Upper) => next == Some(Class::Lower),
+        _ => false,
+    }
+}
+
+impl<'a> WordSplit<'a> {
+    fn next_ascii(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        while i < b.len() && ascii_class(b[i]) == Class::Sep {
+            i += 1;
+        }
+        if i == b.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        let mut prev = ascii_class(b[i]);
+        i += 1;
+        while i < b.len() {
+            let cur = ascii_class(b[i]);
+            if cur == Class::Sep {
+                break;
+            }
+            let next = b.get(i + 1).map(|&n| ascii_class(n));
+            if is_boundary(prev, cur, next) {
+                break;
+            }
+            prev = cur;
+            i += 1;
+        }
+        self.pos = i;
+        Some(&self.s[start..i])
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -231,6 +312,9 @@ impl<'a> Iterator for WordSplit<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        if self.ascii {
+            return self.next_ascii();
+        }
         let rest = &self.s[self.pos..];
         // Skip separators.
         let start_off = rest
@@ -249,18 +333,8 @@ impl<'a> Iterator for WordSplit<'a> {
                 break;
             }
             if let Some(p) = prev {
-                let boundary = match (p, cl) {
-                    (Class::Lower, Class::Upper) => true,
-                    (Class::Digit, Class::Digit) => false,
-                    (Class::Digit, _) | (_, Class::Digit) => true,
-                    (Class::Upper, Class::Upper) => {
-                        // "HTTPServer": the boundary is before the last capital of a run
-                        // that is followed by a lowercase letter.
-                        matches!(chars.peek(), Some(&(_, n)) if class(n) == Class::Lower)
-                    }
-                    _ => false,
-                };
-                if boundary {
+                let next = chars.peek().map(|&(_, n)| class(n));
+                if is_boundary(p, cl, next) {
                     end = i;
                     break;
                 }
