@@ -29,7 +29,7 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// );
 /// assert_eq!(Digest::from_hex(&d.to_hex().to_uppercase()).unwrap(), d);
 /// ```
-#[derive(Clone, Copy, Eq, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct Digest([u8; 32]);
 
 /// Why a string is not a SHA-256 hex digest.
@@ -113,6 +113,12 @@ fn hex_value(c: u8) -> Option<u8> {
 impl PartialEq for Digest {
     fn eq(&self, other: &Self) -> bool {
         self.ct_eq(other)
+    }
+}
+
+impl std::hash::Hash for Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
     }
 }
 

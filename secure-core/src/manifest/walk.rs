@@ -201,10 +201,12 @@ pub(crate) fn unlisted(
             };
             if file_type.is_dir() {
                 stack.push(name);
-            } else if !listed.contains(&name)
-                && !exclude.contains(&name)
-                && !(file_type.is_symlink() && listed_dirs.contains(&name))
-            {
+                continue;
+            }
+            let covered = listed.contains(&name)
+                || exclude.contains(&name)
+                || (file_type.is_symlink() && listed_dirs.contains(&name));
+            if !covered {
                 extra.push(name);
             }
         }
