@@ -263,7 +263,7 @@ fn missing_and_added_files_also_halt() {
 #[test]
 fn periodic_check_halts_a_running_program_after_tampering() {
     let app = App::new();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["child_program", "--exact", "--ignored", "--nocapture"])
         .env(MODE, "periodic")
         .env(DIR, app.dir.path())
