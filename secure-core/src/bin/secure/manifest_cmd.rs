@@ -119,7 +119,7 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
 }
 
 fn create(a: CreateArgs) -> CmdResult {
-    let to_stdout = matches!(&a.output, None) || a.output.as_deref() == Some(Path::new("-"));
+    let to_stdout = a.output.is_none() || a.output.as_deref() == Some(Path::new("-"));
     let root = match (&a.root, &a.output) {
         (Some(r), _) => absolute(r)?,
         (None, Some(out)) if !to_stdout => {
