@@ -616,7 +616,7 @@ fn check_self(manifest: &Manifest) -> Result<(), Failure> {
         problem,
     };
     let actual = open_regular(&image, true)
-        .and_then(|f| crate::manifest::hash_reader(f, &mut |_| {}))
+        .and_then(|f| crate::manifest::hash_open_file(f, &mut |_| {}))
         .map_err(|e| fail(Problem::Unreadable(e.to_string())))?;
     if actual == *entry.digest() {
         Ok(())

@@ -64,7 +64,7 @@ pub use parallel::{Progress, ProgressFn};
 pub use verify::{Counts, FileCheck, Outcome, VerifyReport};
 pub use walk::{SkipReason, Skipped};
 
-pub(crate) use digest::open_regular;
+pub(crate) use digest::{hash_open_file, open_regular};
 pub(crate) use walk::lexical_absolute;
 
 use parallel::{hash_all, Job};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::digest::{hash_reader, open_regular, Digest};
+use super::digest::{hash_open_file, open_regular, Digest};
 
 /// Progress of a long hashing run, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub(crate) fn hash_all(
     }
     let hash_one = |job: &Job| -> io::Result<Digest> {
         let result = open_regular(&job.path, follow_symlinks).and_then(|f| {
-            hash_reader(f, &mut |n| {
+            hash_open_file(f, &mut |n| {
                 if let Some(p) = progress {
                     p(Progress::Hashed(n))
                 }
