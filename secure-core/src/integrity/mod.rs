@@ -16,7 +16,7 @@
 //!
 //! 1. One `Critical` [`IntegrityViolation`](crate::audit::EventKind::IntegrityViolation) audit
 //!    event per failed file is logged to the process-wide audit logger (if
-//!    [`audit::init`](crate::audit::init) was called) and the log is flushed to disk.
+//!    [`audit::init`] was called) and the log is flushed to disk.
 //! 2. A record of what failed is appended to the **lockout marker** file (default:
 //!    `<manifest file>.lockout`, see [`default_marker_path`]) and synced.
 //! 3. The lock is *tripped*: every later [`check`](IntegrityLock::check) fails too, even if the
