@@ -198,3 +198,24 @@ fn tampering_found_by_both_tools_agrees() {
     assert_eq!(&theirs[..64], actual.to_hex());
     assert!(report.files[1].outcome.is_ok());
 }
+
+#[test]
+fn non_utf8_names_round_trip_byte_for_byte() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw: &[u8] = b"latin1-caf\xe9\\x";
+    std::fs::write(dir.path().join(OsStr::from_bytes(raw)), "bytes").unwrap();
+    let ours = Manifest::create(dir.path(), ["."]).unwrap();
+    let theirs = Command::new(sha256sum())
+        .arg("--")
+        .arg(OsStr::from_bytes(raw))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(theirs.status.success());
+    assert_eq!(ours.to_bytes(Format::Gnu), theirs.stdout);
+    let back = Manifest::parse(&theirs.stdout, dir.path()).unwrap();
+    assert_eq!(back.entries()[0].name().as_os_str().as_bytes(), raw);
+    assert!(back.verify().is_ok());
+}
