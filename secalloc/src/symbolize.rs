@@ -214,7 +214,7 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
                 + frames[alloc_end..]
                     .iter()
                     .position(|f| {
-                        !is_plumbing(name(f)) && !(in_std_sources(f) && is_plumbing_file(f))
+                        !(is_plumbing(name(f)) || (in_std_sources(f) && is_plumbing_file(f)))
                     })
                     .unwrap_or(0)
         }
