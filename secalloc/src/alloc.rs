@@ -213,7 +213,9 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             return NO_STACK;
         }
         let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
-        if w.bad_frame {
+        // A chain that breaks right after the allocator's own callers means the calling code
+        // has no frame pointers (a walk ending in the C runtime's frames is normal).
+        if w.bad_frame && w.len < 3 {
             bump(&ts.counters.bad_frames, 1);
         }
         if w.len == 0 {

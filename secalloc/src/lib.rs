@@ -128,12 +128,13 @@ pub struct Stats {
     pub unique_stacks: u64,
     /// Whether this build keeps frame pointers (callsite stacks are off otherwise).
     pub frame_pointers: bool,
-    /// Stack walks that stopped at an invalid frame pointer (code built without frame
-    /// pointers on the path), giving a shorter stack.
+    /// Stack walks that broke off within the first frames at an invalid frame pointer: the
+    /// allocating code was built without frame pointers, so its stacks come out short.
     pub short_stacks: u64,
     /// Heap corruptions detected and survived (with [`OnCorruption::Continue`]).
     pub corruptions_detected: u64,
-    /// Bytes the allocator mapped for its own metadata.
+    /// Address space the allocator mapped for its own metadata (only the pages it touched
+    /// use memory).
     pub metadata_bytes: u64,
 }
 
