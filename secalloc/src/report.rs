@@ -429,7 +429,7 @@ impl LeakReport {
         };
         opts.count_name = "bytes".to_string();
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(|s| s.as_str()), w)
-            .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
