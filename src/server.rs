@@ -175,6 +175,8 @@ pub struct StatusReply {
     pub audit: AuditStatus,
     /// The configuration (the admin token redacted).
     pub config: ServiceConfig,
+    /// `secure_core::status()`: leak figures, top callsites, audit report, integrity.
+    pub security: secure_core::status::Status,
 }
 
 /// The allocator's part of the status.
@@ -225,6 +227,7 @@ async fn status(State(state): State<AppState>) -> Result<Reply<StatusReply>, Api
             events_written: audit::global().map_or(0, |l| l.written()),
         },
         config: (*state.config).clone(),
+        security: secure_core::status::status_with(5, 10),
     }))
 }
 

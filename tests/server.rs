@@ -132,6 +132,15 @@ fn every_endpoint() {
         assert_eq!(status["config"]["admin_token"], REDACTED);
         assert_eq!(status["config"]["name"], "secalloc security service");
         assert!(!text.contains(TOKEN), "the admin token leaked: {text}");
+        // The seed's status fields, from secure_core::status().
+        let sec = &status["security"];
+        assert_eq!(sec["allocator_installed"], true);
+        assert!(sec["active_allocations"].as_u64().unwrap() > 0);
+        assert!(sec["total_allocated_mb"].as_f64().unwrap() > 0.0);
+        assert!(sec["potential_leak_mb"].as_f64().is_some());
+        assert!(sec["is_leaking"].is_boolean());
+        assert!(sec["top_allocations"].is_array());
+        assert!(sec["audit"].is_object());
 
         // memory: the allocator's statistics.
         let (st, _, mem) = call(addr, Method::GET, "/api/security/memory", None).await;

@@ -107,6 +107,17 @@ struct Config {
     threads: usize,
 }
 
+/// The outcome of the latest check of any lock in the process (for `secure_core::status()`).
+static LAST_STATUS: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+fn last_status() -> serde_json::Value {
+    LAST_STATUS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Guards a set of files; see the [module documentation](self).
 ///
 /// Cloning is cheap and clones share the tripped state.
@@ -290,6 +301,27 @@ impl IntegrityLock {
     }
 
     fn run_check(&self, context: Context) -> Result<(), IntegrityError> {
+        let result = self.run_check_inner(context);
+        self.publish_status(context, &result);
+        result
+    }
+
+    /// Records the outcome of the latest check for [`crate::status()`].
+    fn publish_status(&self, context: Context, result: &Result<(), IntegrityError>) {
+        let v = serde_json::json!({
+            "manifest": self.manifest_name(),
+            "files": self.config.manifest.len() + usize::from(self.config.self_check),
+            "last_check": format!("{context:?}").to_lowercase(),
+            "checked_at": crate::audit::now_rfc3339(),
+            "ok": result.is_ok(),
+            "violation": result.as_ref().err().map(|e| e.to_string()),
+            "lockout_marker": self.config.marker.display().to_string(),
+        });
+        *LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        let _ = crate::status::set_integrity_source(last_status);
+    }
+
+    fn run_check_inner(&self, context: Context) -> Result<(), IntegrityError> {
         if let Some(v) = self.tripped.get() {
             return Err(IntegrityError::earlier(Arc::clone(v)));
         }
