@@ -16,6 +16,10 @@ use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
 use crate::{scope, wipe};
 
+/// Blocks up to this inner size are zeroed by the allocator itself rather than by the inner
+/// allocator's `alloc_zeroed` (below glibc's smallest mmap threshold, 128 KiB).
+const ZERO_INLINE_MAX: usize = 64 << 10;
+
 /// The tracking, wiping global allocator.
 ///
 /// Wraps [`System`] (or any [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)).
@@ -252,9 +256,13 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 meta.stack = self.capture(ts);
             }
         }
+        // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
+        // takes the per-thread cache, which costs more than the zeroing). Large blocks:
+        // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
+        let small = il.size() <= ZERO_INLINE_MAX;
         // SAFETY: `il` has non-zero size (it includes the header) and a valid alignment.
         let base = unsafe {
-            if zero {
+            if zero && !small {
                 self.inner.alloc_zeroed(il)
             } else {
                 self.inner.alloc(il)
@@ -269,6 +277,10 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         // SAFETY: `base` holds `il.size()` bytes; the user pointer, header and canary lie
         // inside it by construction of `inner_layout`.
         let user = unsafe { base.add(block::offset(layout.align())) };
+        if zero && small {
+            // SAFETY: the user bytes lie inside the block just allocated.
+            unsafe { ptr::write_bytes(user, 0, layout.size()) };
+        }
         // SAFETY: as above.
         unsafe {
             block::write_header(user, &meta);

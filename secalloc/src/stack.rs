@@ -71,7 +71,9 @@ pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
         }
         buf[len] = ret;
         len += 1;
-        hash = (hash.rotate_left(5) ^ ret as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // One xor, rotate and add per frame (no multiply in the serial chain); the
+        // carries of the add keep it from being linear, and the mix below spreads it.
+        hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
         if next == 0 {
             break;
         }
@@ -81,8 +83,11 @@ pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
         }
         fp = next;
     }
-    hash ^= hash >> 32;
+    // splitmix64's finaliser.
     hash ^= len as u64;
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    hash ^= hash >> 31;
     if hash == 0 {
         hash = 1;
     }

@@ -281,19 +281,30 @@ pub(crate) fn remember_free(ts: &mut ThreadState, addr: usize, stack: u32, size:
     ts.recent_pos = (ts.recent_pos + 1) % RECENT_FREES;
 }
 
-/// Looks `addr` up in every thread's ring of recent frees: `(stack id, size)` of the block
-/// that was freed there.
+/// Looks `addr` up in the rings of recent frees — this thread's first, each newest first, as
+/// an address is often freed, reused and freed again — and returns `(stack id, size)` of the
+/// block last freed there.
 pub(crate) fn find_recent_free(addr: usize) -> Option<(u32, usize)> {
+    fn newest_in(s: &ThreadState, addr: usize) -> Option<(u32, usize)> {
+        // `recent_pos` is the owner's next write slot: read it racily, as a starting point.
+        let start = s.recent_pos % RECENT_FREES;
+        (1..=RECENT_FREES).find_map(|k| {
+            let e = &s.recent[(start + RECENT_FREES - k) % RECENT_FREES];
+            (e.addr.load(Ordering::Relaxed) == addr).then(|| {
+                let m = e.meta.load(Ordering::Relaxed);
+                ((m >> 32) as u32, (m & 0xFFFF_FFFF) as usize)
+            })
+        })
+    }
+    let me = current_if_any();
+    // SAFETY: null or this thread's own state.
+    if let Some(found) = unsafe { me.as_ref() }.and_then(|s| newest_in(s, addr)) {
+        return Some(found);
+    }
     let mut found = None;
     for_each_slot(|s| {
-        if found.is_none() {
-            for e in &s.recent {
-                if e.addr.load(Ordering::Relaxed) == addr {
-                    let m = e.meta.load(Ordering::Relaxed);
-                    found = Some(((m >> 32) as u32, (m & 0xFFFF_FFFF) as usize));
-                    break;
-                }
-            }
+        if found.is_none() && !ptr::eq(s, me) {
+            found = newest_in(s, addr);
         }
     });
     found
