@@ -89,6 +89,24 @@ impl RandPool {
         self.served = 0;
     }
 
+    /// [`fill`](Self::fill) for `len <= 256`: one contiguous run of fresh pool bytes.
+    ///
+    /// # Safety
+    /// `dst..dst+len` must be valid for writes.
+    #[inline(always)]
+    unsafe fn fill_small(&mut self, dst: *mut u8, len: usize) {
+        if self.pos + len > POOL_BYTES {
+            self.pos = 0;
+        }
+        // SAFETY: pos + len <= POOL_BYTES; the caller guarantees dst is writable for len.
+        unsafe { copy_small(self.bytes.as_ptr().add(self.pos), dst, len) };
+        self.pos += len;
+        self.served += len;
+        if self.served >= REFRESH_AFTER {
+            self.refill();
+        }
+    }
+
     /// Copies random bytes over `len` bytes at `dst`, from the pool at a moving offset
     /// (wrapping around it); the pool is regenerated after every 64 KiB served.
     ///
@@ -108,6 +126,70 @@ impl RandPool {
         self.served += len;
         if self.served >= REFRESH_AFTER {
             self.refill();
+        }
+    }
+}
+
+/// Wipes up to this many bytes use inlined stores.
+const SMALL: usize = 256;
+
+/// Sets `len` (1..=256) bytes at `p` to `b` with two overlapping constant-size writes, which
+/// the compiler turns into a few vector stores.
+///
+/// # Safety
+/// `p..p+len` must be writable.
+#[inline(always)]
+unsafe fn set_small(p: *mut u8, b: u8, len: usize) {
+    macro_rules! two {
+        ($n:expr) => {{
+            // SAFETY: len >= $n, so both ranges lie within `p..p+len`.
+            unsafe {
+                ptr::write_bytes(p, b, $n);
+                ptr::write_bytes(p.add(len - $n), b, $n);
+            }
+        }};
+    }
+    match len {
+        128.. => two!(128),
+        64.. => two!(64),
+        32.. => two!(32),
+        16.. => two!(16),
+        8.. => two!(8),
+        _ => {
+            for i in 0..len {
+                // SAFETY: i < len.
+                unsafe { p.add(i).write(b) };
+            }
+        }
+    }
+}
+
+/// Copies `len` (1..=256) bytes from `src` to `dst` like [`set_small`].
+///
+/// # Safety
+/// `src..src+len` readable, `dst..dst+len` writable, not overlapping.
+#[inline(always)]
+unsafe fn copy_small(src: *const u8, dst: *mut u8, len: usize) {
+    macro_rules! two {
+        ($n:expr) => {{
+            // SAFETY: len >= $n, so both ranges lie within the two buffers.
+            unsafe {
+                ptr::copy_nonoverlapping(src, dst, $n);
+                ptr::copy_nonoverlapping(src.add(len - $n), dst.add(len - $n), $n);
+            }
+        }};
+    }
+    match len {
+        128.. => two!(128),
+        64.. => two!(64),
+        32.. => two!(32),
+        16.. => two!(16),
+        8.. => two!(8),
+        _ => {
+            for i in 0..len {
+                // SAFETY: i < len.
+                unsafe { dst.add(i).write(src.add(i).read()) };
+            }
         }
     }
 }
@@ -151,6 +233,27 @@ pub(crate) unsafe fn wipe_observed(
         crate::Wipe::Zero => {
             // SAFETY: the caller guarantees `p..p+len` is writable.
             unsafe { ptr::write_bytes(p, 0x00, len) };
+            barrier(p);
+            after(Pass::Zero2, p, len);
+        }
+        crate::Wipe::FourPass if len <= SMALL => {
+            // Small blocks (most frees): constant-size stores the compiler inlines, instead of
+            // four calls into libc. Each pass still ends in a barrier.
+            // SAFETY: the caller guarantees `p..p+len` is writable and unshared; each pass
+            // writes exactly that range.
+            unsafe { set_small(p, 0x00, len) };
+            barrier(p);
+            after(Pass::Zero1, p, len);
+            // SAFETY: as above.
+            unsafe { set_small(p, 0xFF, len) };
+            barrier(p);
+            after(Pass::Ones, p, len);
+            // SAFETY: as above.
+            unsafe { pool.fill_small(p, len) };
+            barrier(p);
+            after(Pass::Random, p, len);
+            // SAFETY: as above.
+            unsafe { set_small(p, 0x00, len) };
             barrier(p);
             after(Pass::Zero2, p, len);
         }
