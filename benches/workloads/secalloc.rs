@@ -1,0 +1,15 @@
+//! Workload binary of the benchmark suite with `SecAlloc` as the global allocator, in the
+//! configuration its `SECALLOC_*` environment selects (the driver sets it per run).
+//! Run by `cargo bench --bench suite`; see `mod.rs` for the protocol.
+
+#[path = "mod.rs"]
+mod workloads;
+
+#[global_allocator]
+static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new();
+
+fn main() {
+    workloads::main_with("secalloc", || {
+        assert!(secalloc::is_installed(), "SecAlloc is the global allocator");
+    });
+}
