@@ -118,7 +118,10 @@ fn is_threaded(workload: &str) -> bool {
 /// One child run's figures.
 #[derive(Clone, Copy)]
 struct Sample {
-    ns: u128,
+    /// Wall-clock nanoseconds of the workload.
+    wall: u128,
+    /// Process CPU nanoseconds of the workload (all threads).
+    cpu: u128,
     ops: u64,
     maxrss_kib: i64,
 }
@@ -333,16 +336,17 @@ fn parse_result(stdout: &str, maxrss_kib: i64) -> Result<(Sample, u64), String> 
         .ok_or_else(|| format!("no result line in {stdout:?}"))?;
     let f: Vec<&str> = line.split_whitespace().collect();
     let bad = || format!("bad result line {line:?}");
-    if f.len() != 4 {
+    if f.len() != 5 {
         return Err(bad());
     }
     Ok((
         Sample {
-            ns: f[1].parse().map_err(|_| bad())?,
-            ops: f[2].parse().map_err(|_| bad())?,
+            wall: f[1].parse().map_err(|_| bad())?,
+            cpu: f[2].parse().map_err(|_| bad())?,
+            ops: f[3].parse().map_err(|_| bad())?,
             maxrss_kib,
         },
-        f[3].parse().map_err(|_| bad())?,
+        f[4].parse().map_err(|_| bad())?,
     ))
 }
 
@@ -370,17 +374,32 @@ struct Summary {
     label: String,
     workload: String,
     threads: usize,
-    /// config name -> (median ns, median ops/s, median peak RSS KiB, median paired ratio
-    /// to System's time in the same round)
-    by_config: Vec<(&'static str, f64, f64, f64, f64)>,
+    by_config: Vec<Stat>,
+}
+
+/// Medians of one configuration's runs of one row.
+#[derive(Clone)]
+struct Stat {
+    name: &'static str,
+    /// Median process CPU time of the workload, ns (what the time ratios use).
+    cpu: f64,
+    /// Median wall-clock time, ns.
+    wall: f64,
+    /// Median throughput, operations per wall-clock second (what thread scaling uses).
+    ops_s: f64,
+    /// Median peak RSS, KiB.
+    rss: f64,
+    /// Median over rounds of CPU time / System's CPU time in the same round.
+    paired: f64,
 }
 
 impl Summary {
+    /// (CPU ns, ops per wall second, peak RSS KiB, paired ratio)
     fn get(&self, cfg: &str) -> Option<(f64, f64, f64, f64)> {
         self.by_config
             .iter()
-            .find(|c| c.0 == cfg)
-            .map(|c| (c.1, c.2, c.3, c.4))
+            .find(|c| c.name == cfg)
+            .map(|c| (c.cpu, c.ops_s, c.rss, c.paired))
     }
 }
 
@@ -427,10 +446,11 @@ fn run_row(
         .iter()
         .zip(&samples)
         .map(|(cfg, ss)| {
-            let ns = median_f(ss.iter().map(|s| s.ns as f64).collect());
+            let cpu = median_f(ss.iter().map(|s| s.cpu as f64).collect());
+            let wall = median_f(ss.iter().map(|s| s.wall as f64).collect());
             let ops_s = median_f(
                 ss.iter()
-                    .map(|s| s.ops as f64 / (s.ns as f64 / 1e9))
+                    .map(|s| s.ops as f64 / (s.wall as f64 / 1e9))
                     .collect(),
             );
             let rss = median_f(ss.iter().map(|s| s.maxrss_kib as f64).collect());
@@ -438,12 +458,19 @@ fn run_row(
                 Some(si) => median_f(
                     ss.iter()
                         .zip(&samples[si])
-                        .map(|(a, b)| a.ns as f64 / b.ns as f64)
+                        .map(|(a, b)| a.cpu as f64 / b.cpu as f64)
                         .collect(),
                 ),
                 None => f64::NAN,
             };
-            (cfg.name, ns, ops_s, rss, paired)
+            Stat {
+                name: cfg.name,
+                cpu,
+                wall,
+                ops_s,
+                rss,
+                paired,
+            }
         })
         .collect();
     Summary {
@@ -507,13 +534,20 @@ fn fmt_time(ns: f64) -> String {
 fn table(sums: &[Summary], configs: &[&'static str]) -> String {
     let mut t = String::new();
     let shown: Vec<&str> = configs.iter().copied().filter(|c| *c != "system").collect();
-    t.push_str("| workload | System time | System peak RSS |");
+    let dhat_col = shown.contains(&"dhat") && shown.contains(&"full");
+    t.push_str("| workload | System CPU time | System peak RSS |");
     for c in &shown {
         let _ = write!(t, " {c} time× | {c} RSS× |");
+    }
+    if dhat_col {
+        t.push_str(" dhat / full time |");
     }
     t.push_str("\n|---|---:|---:|");
     for _ in &shown {
         t.push_str("---:|---:|");
+    }
+    if dhat_col {
+        t.push_str("---:|");
     }
     t.push('\n');
     for s in sums {
@@ -533,6 +567,14 @@ fn table(sums: &[Summary], configs: &[&'static str]) -> String {
                     let _ = write!(t, " {:.2} | {:.2} |", ns / sys_ns, rss / sys_rss);
                 }
                 None => t.push_str(" – | – |"),
+            }
+        }
+        if dhat_col {
+            match (s.get("dhat"), s.get("full")) {
+                (Some(d), Some(f)) => {
+                    let _ = write!(t, " {:.1} |", d.0 / f.0);
+                }
+                _ => t.push_str(" – |"),
             }
         }
         t.push('\n');
@@ -633,7 +675,7 @@ fn svg_ratios(sums: &[Summary], configs: &[&'static str], title: &str) -> String
             let sys = s.get("system").map(|x| x.0);
             s.by_config
                 .iter()
-                .filter_map(move |c| sys.map(|sys| c.1 / sys))
+                .filter_map(move |c| sys.map(|sys| c.cpu / sys))
         })
         .fold(2.0f64, f64::max);
     let (lo, hi) = (0.5f64.ln(), (max_ratio * 1.2).ln());
@@ -984,9 +1026,9 @@ fn main() {
         let s = run_row(row, &bins, &opts, &dhat_file);
         let sys = s.get("system").map(|x| x.0).unwrap_or(f64::NAN);
         let mut line = format!("System {:>9}", fmt_time(sys));
-        for (name, ns, _, _, _) in &s.by_config {
-            if *name != "system" {
-                let _ = write!(line, "  {name} {:.2}x", ns / sys);
+        for st in &s.by_config {
+            if st.name != "system" {
+                let _ = write!(line, "  {} {:.2}x", st.name, st.cpu / sys);
             }
         }
         eprintln!("{line}");
@@ -1004,8 +1046,12 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "scale {}, {} rounds, threads {:?}; medians; ratios are to System in the same run.\n",
-        opts.scale, opts.rounds, opts.threads
+        "scale {}, {} rounds (dhat-rs: {}), threads {:?}; medians of process CPU time and peak RSS; \
+         ratios are to System in the same run.\n",
+        opts.scale,
+        opts.rounds,
+        opts.rounds.min(DHAT_ROUNDS),
+        opts.threads
     );
     md.push_str(&table(&sums, &configs));
     let (scaling_md, scaling_lines) = scaling_table(&sums, &opts.threads);
@@ -1039,10 +1085,11 @@ fn main() {
             "label": s.label,
             "workload": s.workload,
             "threads": s.threads,
-            "configs": s.by_config.iter().map(|(n, ns, ops, rss, paired)| serde_json::json!({
-                "config": n, "median_ns": ns, "median_ops_per_s": ops,
-                "median_maxrss_kib": rss,
-                "median_paired_time_ratio": if paired.is_nan() { serde_json::Value::Null } else { serde_json::json!(paired) },
+            "configs": s.by_config.iter().map(|st| serde_json::json!({
+                "config": st.name, "median_cpu_ns": st.cpu, "median_wall_ns": st.wall,
+                "median_ops_per_wall_s": st.ops_s,
+                "median_maxrss_kib": st.rss,
+                "median_paired_cpu_ratio": if st.paired.is_nan() { serde_json::Value::Null } else { serde_json::json!(st.paired) },
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "wipe_sweep": sweep.iter().map(|&(size, m, w)| serde_json::json!({

@@ -3,8 +3,9 @@
 //!
 //! A workload binary is run by the driver (`benches/suite.rs`) as
 //! `suite-<alloc> <workload> <threads> <scale>` and prints one line,
-//! `result <nanoseconds> <ops> <checksum>`: the time of the workload alone (set-up such as
-//! generating the input document is outside it), the number of operations it did, and a
+//! `result <wall ns> <cpu ns> <ops> <checksum>`: the wall-clock and process CPU time of the
+//! workload alone (set-up such as generating the input document is outside it), the number
+//! of operations it did, and a
 //! checksum of what it computed. The checksum depends only on the work, never on the
 //! allocator, so the driver can check that every configuration did the same work.
 //!
@@ -35,12 +36,54 @@ use std::time::Instant;
 
 /// What a workload run measured.
 pub struct Outcome {
-    /// Nanoseconds the workload took.
-    pub ns: u128,
+    /// Wall-clock and process CPU time the workload took.
+    pub time: Elapsed,
     /// Operations done (allocations, or documents, or words: per workload).
     pub ops: u64,
     /// A checksum of the results, independent of the allocator.
     pub checksum: u64,
+}
+
+/// Wall-clock and CPU nanoseconds.
+#[derive(Clone, Copy)]
+pub struct Elapsed {
+    /// Wall-clock nanoseconds.
+    pub wall: u128,
+    /// CPU nanoseconds of the whole process (all threads), user + system.
+    pub cpu: u128,
+}
+
+/// Starts both clocks. CPU time is what single-threaded ratios use on a shared machine:
+/// unlike wall time, it does not count the time the process waited for a core.
+pub struct Timer {
+    wall: Instant,
+    cpu: u128,
+}
+
+fn process_cpu_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; CLOCK_PROCESS_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+impl Timer {
+    pub fn start() -> Timer {
+        Timer {
+            cpu: process_cpu_ns(),
+            wall: Instant::now(),
+        }
+    }
+    pub fn elapsed(&self) -> Elapsed {
+        let wall = self.wall.elapsed().as_nanos();
+        Elapsed {
+            wall,
+            cpu: process_cpu_ns() - self.cpu,
+        }
+    }
 }
 
 /// Deterministic, allocation-free PRNG (SplitMix64).
@@ -181,7 +224,7 @@ fn roundtrip(size: usize, lifo: bool, scale: u64) -> Outcome {
     let batches = total / batch;
     let mut held: Vec<Block> = Vec::with_capacity(batch);
     let mut sum = 0u64;
-    let t = Instant::now();
+    let t = Timer::start();
     for i in 0..batches {
         for j in 0..batch {
             let mut b = block(size, 0);
@@ -199,7 +242,7 @@ fn roundtrip(size: usize, lifo: bool, scale: u64) -> Outcome {
         }
     }
     Outcome {
-        ns: t.elapsed().as_nanos(),
+        time: t.elapsed(),
         ops: (batches * batch) as u64,
         checksum: sum,
     }
@@ -220,7 +263,7 @@ fn inverse_square_sizes(seed: u64) -> Vec<usize> {
 
 /// Runs `f(thread_index)` on `threads` threads at once and returns the wall time and the
 /// results.
-fn on_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> (u128, Vec<R>) {
+fn on_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> (Elapsed, Vec<R>) {
     let barrier = std::sync::Barrier::new(threads + 1);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -233,9 +276,9 @@ fn on_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> (u128, 
             })
             .collect();
         barrier.wait();
-        let t = Instant::now();
+        let t = Timer::start();
         let out: Vec<R> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        (t.elapsed().as_nanos(), out)
+        (t.elapsed(), out)
     })
 }
 
@@ -243,7 +286,7 @@ fn on_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> (u128, 
 fn churn(threads: usize, scale: u64) -> Outcome {
     let steps = 400_000 * scale;
     let sizes = inverse_square_sizes(7);
-    let (ns, sums) = on_threads(threads, |ti| {
+    let (time, sums) = on_threads(threads, |ti| {
         let mut rng = Rng::new(ti as u64 + 1);
         let mut slots: Vec<Option<Block>> = (0..1024).map(|_| None).collect();
         let mut sum = 0u64;
@@ -258,7 +301,7 @@ fn churn(threads: usize, scale: u64) -> Outcome {
         sum
     });
     Outcome {
-        ns,
+        time,
         ops: steps * threads as u64,
         checksum: sums.into_iter().fold(0, mix),
     }
@@ -273,7 +316,7 @@ fn larson(threads: usize, scale: u64) -> Outcome {
         .map(|_| (0..SLOTS).map(|_| None).collect())
         .collect();
     let mut sum = 0u64;
-    let t = Instant::now();
+    let t = Timer::start();
     for round in 0..rounds {
         let (rest, sums): (Vec<_>, Vec<u64>) = std::thread::scope(|s| {
             let handles: Vec<_> = sets
@@ -304,7 +347,7 @@ fn larson(threads: usize, scale: u64) -> Outcome {
     }
     drop(sets);
     Outcome {
-        ns: t.elapsed().as_nanos(),
+        time: t.elapsed(),
         ops: rounds as u64 * steps * threads as u64,
         checksum: sum,
     }
@@ -315,7 +358,7 @@ fn xmalloc(pairs: usize, scale: u64) -> Outcome {
     const BATCH: usize = 256;
     let batches = 1_200 * scale as usize;
     let barrier = std::sync::Barrier::new(2 * pairs + 1);
-    let (ns, sum) = std::thread::scope(|s| {
+    let (time, sum) = std::thread::scope(|s| {
         let mut consumers = Vec::new();
         for p in 0..pairs {
             let (tx, rx) = mpsc::sync_channel::<Vec<Block>>(16);
@@ -342,15 +385,15 @@ fn xmalloc(pairs: usize, scale: u64) -> Outcome {
             }));
         }
         barrier.wait();
-        let t = Instant::now();
+        let t = Timer::start();
         let sum = consumers
             .into_iter()
             .map(|h| h.join().unwrap())
             .fold(0, mix);
-        (t.elapsed().as_nanos(), sum)
+        (t.elapsed(), sum)
     });
     Outcome {
-        ns,
+        time,
         ops: (batches * BATCH * pairs) as u64,
         checksum: sum,
     }
@@ -367,7 +410,7 @@ fn cache_scratch(threads: usize, scale: u64) -> Outcome {
         .into_iter()
         .map(|b| std::sync::Mutex::new(Some(b)))
         .collect();
-    let (ns, sums) = on_threads(threads, |ti| {
+    let (time, sums) = on_threads(threads, |ti| {
         let mut sum = 0u64;
         if let Some(b) = slots[ti].lock().unwrap().take() {
             sum += first_last(&b);
@@ -385,7 +428,7 @@ fn cache_scratch(threads: usize, scale: u64) -> Outcome {
         sum
     });
     Outcome {
-        ns,
+        time,
         ops: iterations * threads as u64,
         checksum: sums.into_iter().fold(0, mix),
     }
@@ -436,7 +479,7 @@ fn json(scale: u64) -> Outcome {
     let doc = generate_json(10_000);
     let reps = 2 * scale;
     let mut sum = 0u64;
-    let t = Instant::now();
+    let t = Timer::start();
     for _ in 0..reps {
         let v: serde_json::Value = serde_json::from_str(&doc).expect("generated JSON parses");
         let records = v["records"].as_array().map_or(0, |a| a.len());
@@ -447,7 +490,7 @@ fn json(scale: u64) -> Outcome {
         drop(text);
     }
     Outcome {
-        ns: t.elapsed().as_nanos(),
+        time: t.elapsed(),
         ops: reps * doc.len() as u64,
         checksum: sum,
     }
@@ -458,7 +501,7 @@ fn maps(scale: u64) -> Outcome {
     let keys = 50_000 * scale as usize;
     let mut rng = Rng::new(5);
     let mut sum = 0u64;
-    let t = Instant::now();
+    let t = Timer::start();
     let mut h: HashMap<String, Vec<u64>> = HashMap::new();
     for i in 0..keys {
         let k = format!("key-{:x}-{}", rng.next() & 0xFFFF_FFFF, i);
@@ -490,7 +533,7 @@ fn maps(scale: u64) -> Outcome {
     drop(b);
     drop(doomed);
     Outcome {
-        ns: t.elapsed().as_nanos(),
+        time: t.elapsed(),
         ops: keys as u64,
         checksum: sum,
     }
@@ -513,7 +556,7 @@ fn text(scale: u64) -> Outcome {
     let reps = scale;
     let mut sum = 0u64;
     let mut words = 0u64;
-    let t = Instant::now();
+    let t = Timer::start();
     for _ in 0..reps {
         let mut counts: HashMap<String, usize> = HashMap::new();
         let mut lines_out: Vec<String> = Vec::new();
@@ -549,40 +592,42 @@ fn text(scale: u64) -> Outcome {
         sum = mix(sum, freq.len() as u64);
     }
     Outcome {
-        ns: t.elapsed().as_nanos(),
+        time: t.elapsed(),
         ops: words,
         checksum: sum,
     }
 }
 
-/// The wipe sweep: for 64 B … 16 MiB, the median time of one `memset` of a block and of
+/// The wipe sweep: for 64 B … 16 MiB, the time of one `memset` of a block and of
 /// `secalloc::wipe_bytes(FourPass)` on it; prints `wipe <size> <memset ns> <wipe ns>` lines.
+/// Samples of the two alternate (so a busy neighbour slows both alike) and the best of 9
+/// is kept for each, as microbenchmarks do on a shared machine.
 fn wipe_sweep(scale: u64) {
     let mut size = 64usize;
     while size <= 16 << 20 {
         let mut buf = vec![1u8; size];
-        // Each timing covers about 32 MiB of memset (8 of wipe), at least 4 calls.
-        let iters = ((32usize << 20) * scale as usize / size).max(4);
-        let mut time = |f: &mut dyn FnMut(&mut [u8])| -> f64 {
-            f(black_box(&mut buf[..])); // warm: pages faulted in, caches as in steady state
-            let mut samples: Vec<f64> = (0..5)
-                .map(|_| {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        f(black_box(&mut buf[..]));
-                    }
-                    t.elapsed().as_nanos() as f64 / iters as f64
-                })
-                .collect();
-            samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            samples[2]
+        // Each sample covers about 8 MiB of memset (2 MiB of wipe), at least 4 calls.
+        let iters = ((8usize << 20) * scale as usize / size).max(4);
+        let mut sample = |f: &dyn Fn(&mut [u8])| -> f64 {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f(black_box(&mut buf[..]));
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
         };
-        let memset = time(&mut |b: &mut [u8]| {
+        let memset = |b: &mut [u8]| {
             // SAFETY: b is a live, exclusive buffer of b.len() bytes.
             unsafe { std::ptr::write_bytes(b.as_mut_ptr(), 0, b.len()) }
-        });
-        let wipe = time(&mut |b: &mut [u8]| secalloc::wipe_bytes(b, secalloc::Wipe::FourPass));
-        println!("wipe {size} {memset:.2} {wipe:.2}");
+        };
+        let wipe = |b: &mut [u8]| secalloc::wipe_bytes(b, secalloc::Wipe::FourPass);
+        sample(&memset); // warm up: pages faulted in, caches in steady state
+        sample(&wipe);
+        let (mut best_m, mut best_w) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..9 {
+            best_m = best_m.min(sample(&memset));
+            best_w = best_w.min(sample(&wipe));
+        }
+        println!("wipe {size} {best_m:.2} {best_w:.2}");
         size *= 4;
     }
 }
@@ -612,7 +657,10 @@ pub fn main_with(alloc_name: &str, before: impl FnOnce()) {
     }
     before();
     match run(&args[0], threads, scale) {
-        Ok(o) => println!("result {} {} {}", o.ns, o.ops, o.checksum),
+        Ok(o) => println!(
+            "result {} {} {} {}",
+            o.time.wall, o.time.cpu, o.ops, o.checksum
+        ),
         Err(e) => {
             eprintln!("suite-{alloc_name}: {e}");
             std::process::exit(2);
