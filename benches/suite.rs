@@ -23,8 +23,10 @@
 //!   workloads (for `xmalloc`, producer/consumer pairs);
 //! - `--only LIST`: run only the workloads whose name contains one of these words
 //!   (`wipe` selects the wipe sweep);
-//! - `--configs LIST`: only these configurations (`system` always runs; `bare` = SecAlloc
-//!   with neither stacks nor wipe, off by default);
+//! - `--configs LIST`: only these configurations (`system` always runs). Besides the default
+//!   `full`, `tracking` (`SECALLOC_WIPE=0`), `wipe` (`SECALLOC_STACK_DEPTH=0`) and `dhat`,
+//!   two more attribute costs: `bare` (neither stacks nor wipe) and `minimal` (also no
+//!   zeroing on allocation and no canaries: the live set, headers and statistics alone);
 //! - `--bin-dir DIR`: use prebuilt `suite-system`, `suite-secalloc`, `suite-dhat` from DIR
 //!   instead of building (for running on a machine without the toolchain);
 //! - `--out DIR` (default `target/bench-suite`): where `results.json`, `table.md` and the
@@ -87,12 +89,24 @@ const BARE: Config = Config {
     kind: Kind::SecAlloc,
     env: &[("SECALLOC_STACK_DEPTH", "0"), ("SECALLOC_WIPE", "0")],
 };
+/// SecAlloc with only the live set, headers and statistics: no stacks, no wipe, no zeroing,
+/// no canaries (off by default; for attributing costs).
+const MINIMAL: Config = Config {
+    name: "minimal",
+    kind: Kind::SecAlloc,
+    env: &[
+        ("SECALLOC_STACK_DEPTH", "0"),
+        ("SECALLOC_WIPE", "0"),
+        ("SECALLOC_ZERO_ON_ALLOC", "0"),
+        ("SECALLOC_CANARY", "0"),
+    ],
+};
 const DHAT: Config = Config {
     name: "dhat",
     kind: Kind::Dhat,
     env: &[],
 };
-const ALL_CONFIGS: [Config; 6] = [SYSTEM, FULL, TRACKING, WIPE, BARE, DHAT];
+const ALL_CONFIGS: [Config; 7] = [SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL, DHAT];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {
@@ -206,7 +220,7 @@ fn options() -> Options {
     for c in &o.configs {
         if !ALL_CONFIGS.iter().any(|k| k.name == c) {
             fail(format!(
-                "unknown configuration {c:?} (system, full, tracking, wipe, bare, dhat)"
+                "unknown configuration {c:?} (system, full, tracking, wipe, bare, minimal, dhat)"
             ));
         }
     }
@@ -973,13 +987,13 @@ fn main() {
             .copied()
             .filter(|c| {
                 c.name == "system"
-                    || (opts.configs.is_empty() && c.name != "bare")
+                    || (opts.configs.is_empty() && c.name != "bare" && c.name != "minimal")
                     || opts.configs.iter().any(|n| n == c.name)
             })
             .collect()
     };
-    let secalloc_configs = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE]);
-    let with_dhat = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE, DHAT]);
+    let secalloc_configs = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL]);
+    let with_dhat = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL, DHAT]);
 
     let mut rows = Vec::new();
     for size in [8usize, 64, 512, 4096, 65536, 1 << 20, 4 << 20] {
