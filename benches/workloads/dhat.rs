@@ -16,9 +16,17 @@ fn main() {
             std::env::temp_dir().join(format!("suite-dhat-{}.json", std::process::id()))
         });
     let mut profiler = None;
-    workloads::main_with("dhat", || {
-        profiler = Some(dhat::Profiler::builder().file_name(&file).build());
-    });
+    workloads::main_with(
+        "dhat",
+        || profiler = Some(dhat::Profiler::builder().file_name(&file).build()),
+        || {
+            let s = dhat::HeapStats::get();
+            if s.total_blocks == 0 {
+                return Err("dhat-rs recorded no allocation".into());
+            }
+            Ok(())
+        },
+    );
     // Writes the profile (outside the timed region, inside the peak-RSS figure).
     drop(profiler);
 }

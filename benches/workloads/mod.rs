@@ -633,7 +633,14 @@ fn wipe_sweep(scale: u64) {
 }
 
 /// Prints the outcome line the driver parses, or an error and a failing exit status.
-pub fn main_with(alloc_name: &str, before: impl FnOnce()) {
+///
+/// `before` runs right before the workload; `after` right after it, and may return an error
+/// (a configuration that did not measure what it claims) which fails the run.
+pub fn main_with(
+    alloc_name: &str,
+    before: impl FnOnce(),
+    after: impl FnOnce() -> Result<(), String>,
+) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` runs every bench target with `--bench`: this binary is only meant to be
     // run by the driver, so say so and succeed.
@@ -657,10 +664,16 @@ pub fn main_with(alloc_name: &str, before: impl FnOnce()) {
     }
     before();
     match run(&args[0], threads, scale) {
-        Ok(o) => println!(
-            "result {} {} {} {}",
-            o.time.wall, o.time.cpu, o.ops, o.checksum
-        ),
+        Ok(o) => {
+            if let Err(e) = after() {
+                eprintln!("suite-{alloc_name}: {e}");
+                std::process::exit(3);
+            }
+            println!(
+                "result {} {} {} {}",
+                o.time.wall, o.time.cpu, o.ops, o.checksum
+            )
+        }
         Err(e) => {
             eprintln!("suite-{alloc_name}: {e}");
             std::process::exit(2);

@@ -8,5 +8,5 @@ mod workloads;
 static GLOBAL: std::alloc::System = std::alloc::System;
 
 fn main() {
-    workloads::main_with("system", || {});
+    workloads::main_with("system", || {}, || Ok(()));
 }
