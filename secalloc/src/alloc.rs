@@ -377,7 +377,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let mode = RUNTIME.wipe();
         // SAFETY: the whole inner allocation is ours until inner.dealloc below, and no other
         // thread can reach it (it left the live set, and no reader holds a pin on it).
-        unsafe { wipe_on_thread(ts, base, il.size(), mode) };
+        unsafe { wipe::wipe_on_thread(ts, base, il.size(), mode) };
         if meta.stack != INTERNAL {
             // SAFETY: `ts` is null or this thread's own state.
             account_free(
@@ -431,7 +431,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let mode = RUNTIME.wipe();
         // SAFETY: the tail (old bytes past new_size, and the old canary) is inside the block,
         // which left the live set: nobody else touches it.
-        unsafe { wipe_on_thread(ts, user.add(new_size), tail, mode) };
+        unsafe { wipe::wipe_on_thread(ts, user.add(new_size), tail, mode) };
         let old_size = meta.size;
         // SAFETY: base is the inner allocation; the new size is smaller, so inner realloc
         // shrinks in place (glibc) or moves whole pages (mremap) — no copy is left behind.
@@ -464,22 +464,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             return done(ptr::null_mut());
         }
         done(nu)
-    }
-}
-
-/// Wipes with this thread's random pool, or the shared fallback pool when the thread has no
-/// state (while it is being created, or after it was released at thread exit).
-///
-/// # Safety
-/// `p..p+len` must be writable and not accessed by anyone else; `ts` null or this thread's.
-#[inline(always)]
-unsafe fn wipe_on_thread(ts: *mut ThreadState, p: *mut u8, len: usize, mode: Wipe) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match ts.as_mut() {
-            Some(ts) => wipe::wipe(p, len, mode, &mut ts.pool),
-            None => wipe::wipe(p, len, mode, &mut wipe::FALLBACK_POOL.lock()),
-        }
     }
 }
 

@@ -220,21 +220,11 @@ pub mod __bench {
         crate::live::clear_live(addr) == crate::live::Cleared::WasLive
     }
 
-    /// Wipes `buf` with the given mode, using a per-thread random pool.
+    /// Wipes `buf` with the given mode, using this thread's random pool.
     pub fn wipe(buf: &mut [u8], mode: crate::Wipe) {
-        thread_local! {
-            static POOL: core::cell::RefCell<Option<Box<crate::wipe::RandPool>>> = const { core::cell::RefCell::new(None) };
-        }
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let pool = p.get_or_insert_with(|| {
-                // SAFETY: RandPool is plain integers and bytes; all-zero is valid, then seeded.
-                let mut b: Box<crate::wipe::RandPool> = unsafe { Box::new(core::mem::zeroed()) };
-                b.init();
-                b
-            });
-            // SAFETY: buf is an exclusive, live slice.
-            unsafe { crate::wipe::wipe(buf.as_mut_ptr(), buf.len(), mode, pool) };
-        });
+        // Creating the thread's state may allocate: do it untracked.
+        let ts = crate::thread::untracked(crate::thread::current);
+        // SAFETY: buf is an exclusive, live slice; ts is null or this thread's own state.
+        unsafe { crate::wipe::wipe_on_thread(ts, buf.as_mut_ptr(), buf.len(), mode) };
     }
 }
