@@ -361,18 +361,13 @@ impl<A: GlobalAlloc> SecAlloc<A> {
 
     /// Wipes a validated block and hands it to the inner allocator.
     #[inline(always)]
-    unsafe fn release(&self, user: *mut u8, meta: Meta, tracked: bool) {
+    unsafe fn release(&self, user: *mut u8, meta: Meta, ts: *mut ThreadState) {
         let canary = RUNTIME.canaries();
         let off = block::offset(meta.align());
         // SAFETY: the block was allocated with this offset.
         let base = unsafe { user.sub(off) };
         let Some(il) = block::inner_layout(meta.size, meta.align(), canary) else {
             return;
-        };
-        let ts = if tracked {
-            thread::current()
-        } else {
-            thread::current_if_any()
         };
         let mode = RUNTIME.wipe();
         // SAFETY: the whole inner allocation is ours until inner.dealloc below, and no other
@@ -407,7 +402,12 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             }
             p
         };
-        match live::clear_live(user as usize) {
+        let ts = if tracked {
+            thread::current()
+        } else {
+            thread::current_if_any()
+        };
+        match live::clear_live(user as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {}
             Cleared::NotLive => {
                 self.bad_free(user, layout);
@@ -423,11 +423,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let off = block::offset(meta.align());
         let old_il = block::inner_layout(meta.size, meta.align(), canary).expect("valid before");
         let tail = meta.size - new_size + canary_len;
-        let ts = if tracked {
-            thread::current()
-        } else {
-            thread::current_if_any()
-        };
         let mode = RUNTIME.wipe();
         // SAFETY: the tail (old bytes past new_size, and the old canary) is inside the block,
         // which left the live set: nobody else touches it.
@@ -465,6 +460,13 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         done(nu)
     }
+}
+
+/// The calling thread's live-set free marker, if it has a state.
+#[inline(always)]
+fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::AtomicU64> {
+    // SAFETY: `ts` is null or this thread's own state, which is never unmapped.
+    unsafe { ts.as_ref() }.map(|t| &t.free_marker)
 }
 
 #[inline(always)]
@@ -584,13 +586,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         }
         self.ready();
         let tracked = thread::enter();
-        match live::clear_live(ptr as usize) {
+        let ts = if tracked {
+            thread::current()
+        } else {
+            thread::current_if_any()
+        };
+        match live::clear_live(ptr as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {
                 // SAFETY: the block was live: its header and canary are readable, and it is
                 // ours to wipe and free now that it left the live set.
                 unsafe {
                     if let Some(meta) = self.validate(ptr, layout) {
-                        self.release(ptr, meta, tracked);
+                        self.release(ptr, meta, ts);
                     }
                 }
             }

@@ -39,6 +39,9 @@ pub(crate) fn initialise(config: &Config) {
     }
     RUNTIME.store(&cfg);
 
+    // Plain-store frees from here on, if the kernel offers the readers' barrier.
+    crate::live::enable_fast_clear();
+
     // SAFETY: the handlers are `extern "C" fn()` with static lifetime; registering them has no
     // other preconditions. Failure only loses fork consistency / the exit report.
     unsafe {
@@ -70,6 +73,7 @@ extern "C" fn fork_child() {
         crate::report::unlock_after_fork();
     }
     crate::thread::after_fork_in_child();
+    crate::live::after_fork_in_child();
 }
 
 extern "C" fn at_exit() {

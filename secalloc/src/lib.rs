@@ -159,7 +159,7 @@ pub fn stats() -> Stats {
     add(&thread::ORPHAN);
     s.live_bytes = s.total_allocated_bytes.saturating_sub(s.total_freed_bytes);
     s.live_blocks = s.total_allocations.saturating_sub(s.total_frees);
-    s.peak_live_bytes = thread::PEAK.load(Ordering::Relaxed).max(s.live_bytes);
+    s.peak_live_bytes = thread::peak_live_bytes().max(s.live_bytes);
     s.unique_stacks = u64::from(stack::unique_stacks());
     s.frame_pointers = config::RUNTIME.frame_pointers.load(Ordering::Relaxed);
     s.corruptions_detected = corruption::DETECTED.load(Ordering::Relaxed);
@@ -216,8 +216,11 @@ pub mod __bench {
     /// Inserts `addr` (16-byte aligned) into the live set and removes it again.
     #[inline(never)]
     pub fn live_insert_remove(addr: usize) -> bool {
+        let ts = crate::thread::untracked(crate::thread::current);
+        // SAFETY: null or this thread's own state.
+        let marker = unsafe { ts.as_ref() }.map(|t| &t.free_marker);
         crate::live::set_live(addr);
-        crate::live::clear_live(addr) == crate::live::Cleared::WasLive
+        crate::live::clear_live(addr, marker) == crate::live::Cleared::WasLive
     }
 
     /// Wipes `buf` with the given mode, using this thread's random pool.

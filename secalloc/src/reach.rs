@@ -230,7 +230,10 @@ pub(crate) fn classify(
         });
     }
     // Everything reachable from the roots.
-    flood(&index, &mut state, &mut work, REACHABLE, |s| s == UNSEEN);
+    let session = live::read_session();
+    flood(&session, &index, &mut state, &mut work, REACHABLE, |s| {
+        s == UNSEEN
+    });
 
     // Lost structures: each unreached block not yet claimed leads a clique; blocks reached
     // from it are indirectly lost (a former leader reached this way becomes indirect too).
@@ -240,7 +243,7 @@ pub(crate) fn classify(
         }
         state[i] = LEADER;
         work.push(i);
-        flood(&index, &mut state, &mut work, INDIRECT, |s| {
+        flood(&session, &index, &mut state, &mut work, INDIRECT, |s| {
             s == UNSEEN || s == LEADER
         });
         state[i] = LEADER;
@@ -258,6 +261,7 @@ pub(crate) fn classify(
 /// Scans the blocks on `work`, marking the blocks they point to with `mark` when `take`
 /// accepts their current state.
 fn flood(
+    session: &live::ReadSession,
     index: &Index<'_>,
     state: &mut [u8],
     work: &mut Vec<usize>,
@@ -267,7 +271,7 @@ fn flood(
     let leader = work.last().copied();
     while let Some(i) = work.pop() {
         let b = index.blocks[i];
-        if !live::pin(b.addr) {
+        if !session.pin(b.addr) {
             continue;
         }
         let words = b.size / 8;
@@ -282,7 +286,7 @@ fn flood(
                 }
             }
         }
-        live::unpin(b.addr);
+        session.unpin(b.addr);
     }
 }
 

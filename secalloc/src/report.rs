@@ -37,12 +37,13 @@ pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
     let _g = SNAPSHOT.lock();
     let mut tracked = Vec::new();
     let mut internal = Vec::new();
+    let session = live::read_session();
     live::for_each_live(|addr| {
-        if live::pin(addr) {
+        if session.pin(addr) {
             // SAFETY: the block is live and pinned: it cannot be freed until unpin, so its
             // header is readable.
             let meta = unsafe { block::read_header(addr as *const u8) };
-            live::unpin(addr);
+            session.unpin(addr);
             if let Some(m) = meta {
                 let b = Block {
                     addr,
@@ -666,8 +667,9 @@ pub(crate) fn at_exit() {
 fn wipe_live_blocks() {
     let (tracked, _) = snapshot_all();
     let mode = RUNTIME.wipe();
+    let session = live::read_session();
     for b in tracked {
-        if live::pin(b.addr) {
+        if session.pin(b.addr) {
             // SAFETY: the block is live and pinned: its `size` bytes stay mapped until unpin.
             let bytes = unsafe { core::slice::from_raw_parts_mut(b.addr as *mut u8, b.size) };
             crate::__bench::wipe(
@@ -678,7 +680,7 @@ fn wipe_live_blocks() {
                     mode
                 },
             );
-            live::unpin(b.addr);
+            session.unpin(b.addr);
         }
     }
 }

@@ -67,6 +67,11 @@ pub(crate) struct RecentFree {
 #[repr(C)]
 pub(crate) struct ThreadState {
     pub counters: Counters,
+    /// Odd while this thread clears a live-set byte without a lock (see `live`).
+    pub free_marker: AtomicU64,
+    /// The highest live-bytes estimate this thread has seen (the global figure plus its own
+    /// unpublished bytes); only the owner writes it.
+    pub peak_seen: AtomicU64,
     pub pending_live: i64,
     pub stack_top: usize,
     pub index: u32,
@@ -244,9 +249,11 @@ pub(crate) fn for_each_slot(mut f: impl FnMut(&ThreadState)) {
 pub(crate) fn note_live(ts: &mut ThreadState, delta: i64) {
     ts.pending_live += delta;
     if delta > 0 {
+        // Per-thread maximum, merged by `stats`: a plain store, no shared RMW while the
+        // heap grows.
         let est = LIVE_FLUSHED.load(Ordering::Relaxed) + ts.pending_live;
-        if est > 0 && est as u64 > PEAK.load(Ordering::Relaxed) {
-            PEAK.fetch_max(est as u64, Ordering::Relaxed);
+        if est > 0 && est as u64 > ts.peak_seen.load(Ordering::Relaxed) {
+            ts.peak_seen.store(est as u64, Ordering::Relaxed);
         }
     }
     if ts.pending_live.abs() >= FLUSH_BYTES {
@@ -310,14 +317,44 @@ pub(crate) fn find_recent_free(addr: usize) -> Option<(u32, usize)> {
     found
 }
 
-/// In a freshly forked child only the forking thread exists: release every other slot.
+/// In a freshly forked child only the forking thread exists: release every other slot
+/// (and end the lock-free clears they were in the middle of when the parent forked).
 pub(crate) fn after_fork_in_child() {
     let me = current_if_any();
     for_each_slot(|s| {
         if !ptr::eq(s, me) {
+            let m = s.free_marker.load(Ordering::Relaxed);
+            s.free_marker.store(m + (m & 1), Ordering::Relaxed);
             s.in_use.store(false, Ordering::Release);
         }
     });
+}
+
+/// Waits until every lock-free live-set clear that was in flight has finished (for a
+/// reader, after its barrier: see `live`).
+pub(crate) fn wait_for_frees_in_flight() {
+    for_each_slot(|s| {
+        let m = s.free_marker.load(Ordering::Acquire);
+        if m & 1 == 1 {
+            let mut spins = 0u32;
+            while s.free_marker.load(Ordering::Acquire) == m {
+                spins += 1;
+                if spins < 128 {
+                    core::hint::spin_loop();
+                } else {
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+            }
+        }
+    });
+}
+
+/// The highest live-bytes figure any thread has seen.
+pub(crate) fn peak_live_bytes() -> u64 {
+    let mut peak = PEAK.load(Ordering::Relaxed);
+    for_each_slot(|s| peak = peak.max(s.peak_seen.load(Ordering::Relaxed)));
+    peak
 }
 
 /// A number unique to the calling thread while it lives (the address of a thread-local).
