@@ -13,8 +13,8 @@ use core::ptr;
 /// Bytes in the per-thread random pool that feeds the random pass.
 pub(crate) const POOL_BYTES: usize = 4096;
 /// Random-pass bytes served from one filling of the pool before it is regenerated.
-/// Regenerating costs about as much as wiping 64 KiB four times; serving each pool
-/// 16 times (from a moving offset) keeps that under 2% of the wipe.
+/// Regenerating 4 KiB takes ~0.2 µs (wyrand: independent multiplies, ~8 bytes a cycle), a
+/// few percent of wiping 64 KiB four times; each pool is served 16 times from a moving offset.
 const REFRESH_AFTER: usize = 64 << 10;
 
 /// Tells the compiler the memory behind `p` may be read and written by code it cannot see.
@@ -28,65 +28,51 @@ pub(crate) fn barrier(p: *const u8) {
 }
 
 /// A per-thread pool of random bytes for the random pass: seeded from the OS with
-/// `getrandom`, refilled with a xoshiro256** generator as it is consumed.
+/// `getrandom`, refilled with the wyrand generator as it is consumed.
 #[repr(C)]
 pub(crate) struct RandPool {
     bytes: [u8; POOL_BYTES],
     pos: usize,
     served: usize,
-    s: [u64; 4],
+    state: u64,
     seeded: bool,
 }
 
 impl RandPool {
     /// Seeds and fills the pool in place (it lives in mmap'd memory, so no constructor by value).
     pub(crate) fn init(&mut self) {
-        let mut seed = [0u8; 32];
+        let mut seed = [0u8; 8];
         if getrandom::getrandom(&mut seed).is_err() {
             // No OS randomness: fall back to addresses and time (the random pass then only
             // has to be unpredictable enough to differ from the data it overwrites).
             let t = now_ns();
             let a = self as *const _ as u64;
-            seed[..8].copy_from_slice(&t.to_le_bytes());
-            seed[8..16].copy_from_slice(&a.to_le_bytes());
-            seed[16..24].copy_from_slice(&(t ^ a.rotate_left(29)).to_le_bytes());
-            seed[24] = 1;
+            seed = (t ^ a.rotate_left(29)).to_le_bytes();
         }
-        for (i, w) in self.s.iter_mut().enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&seed[i * 8..i * 8 + 8]);
-            *w = u64::from_le_bytes(b);
-        }
-        if self.s == [0; 4] {
-            self.s[0] = 0x9E37_79B9_7F4A_7C15;
-        }
+        self.state = u64::from_le_bytes(seed);
         self.refill();
         self.seeded = true;
     }
 
-    #[inline]
+    /// wyrand: a counter step and one 64×64→128-bit multiply. Unlike xoshiro's state
+    /// update, successive outputs do not wait on each other's multiplies, so a refill runs
+    /// at the multiplier's throughput.
+    #[inline(always)]
     fn next(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
+        self.state = self.state.wrapping_add(0xA076_1D64_78BD_642F);
+        let t = u128::from(self.state) * u128::from(self.state ^ 0xE703_7ED1_A0B4_28DB);
+        (t >> 64) as u64 ^ t as u64
     }
 
     #[cold]
     fn refill(&mut self) {
-        let mut words = [0u64; POOL_BYTES / 8];
-        for w in words.iter_mut() {
-            *w = self.next();
+        let mut state = self.state;
+        for dst in self.bytes.chunks_exact_mut(8) {
+            state = state.wrapping_add(0xA076_1D64_78BD_642F);
+            let t = u128::from(state) * u128::from(state ^ 0xE703_7ED1_A0B4_28DB);
+            dst.copy_from_slice(&((t >> 64) as u64 ^ t as u64).to_le_bytes());
         }
-        for (dst, w) in self.bytes.chunks_exact_mut(8).zip(words) {
-            dst.copy_from_slice(&w.to_le_bytes());
-        }
+        self.state = state;
         self.pos = (self.next() as usize) % POOL_BYTES;
         self.served = 0;
     }
@@ -333,12 +319,7 @@ pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
         pos: 0,
         served: 0,
         seeded: false,
-        s: [
-            0x9E37_79B9_7F4A_7C15,
-            0xBF58_476D_1CE4_E5B9,
-            0x94D0_49BB_1331_11EB,
-            0x2545_F491_4F6C_DD1D,
-        ],
+        state: 0x9E37_79B9_7F4A_7C15,
     });
 
 #[cfg(test)]
