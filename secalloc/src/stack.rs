@@ -38,9 +38,24 @@ fn frame_pointer() -> usize {
     fp
 }
 
+/// splitmix64's finaliser: a bijection, so it spreads a walk's hash over all bits without
+/// adding collisions. Needed only where bits are used as a table index.
+#[inline(always)]
+fn finalise(raw: u64) -> u64 {
+    let mut h = (raw ^ (raw >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    if h == 0 {
+        1
+    } else {
+        h
+    }
+}
+
 /// Result of a walk.
 pub(crate) struct Walk {
     pub len: usize,
+    /// Hash of the return addresses and their count, before [`finalise`]; never 0.
     pub hash: u64,
     /// The walk stopped at a frame pointer that failed validation before reaching the
     /// outermost frame or the depth limit.
@@ -83,11 +98,8 @@ pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
         }
         fp = next;
     }
-    // splitmix64's finaliser.
+    // Not yet mixed (see `finalise`): the thread's cache compares this as it is.
     hash ^= len as u64;
-    hash = (hash ^ (hash >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    hash ^= hash >> 31;
     if hash == 0 {
         hash = 1;
     }
@@ -162,9 +174,15 @@ pub(crate) struct StackCache {
 }
 
 impl StackCache {
+    /// Slot of a walk's (unfinalised) hash: one multiply-shift, off the walk's critical path
+    /// as far as possible (the full finaliser is two more dependent multiplies).
+    #[inline(always)]
+    fn slot(hash: u64) -> usize {
+        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55) as usize & (CACHE_ENTRIES - 1)
+    }
     #[inline]
     pub(crate) fn get(&self, hash: u64) -> u32 {
-        let i = (hash >> 55) as usize & (CACHE_ENTRIES - 1);
+        let i = Self::slot(hash);
         if self.hashes[i] == hash {
             self.ids[i]
         } else {
@@ -173,7 +191,7 @@ impl StackCache {
     }
     #[inline]
     pub(crate) fn put(&mut self, hash: u64, id: u32) {
-        let i = (hash >> 55) as usize & (CACHE_ENTRIES - 1);
+        let i = Self::slot(hash);
         self.hashes[i] = hash;
         self.ids[i] = id;
     }
@@ -285,6 +303,12 @@ pub(crate) fn intern(frames: &[usize], hash: u64, cache: &mut StackCache) -> u32
     if id != NO_STACK {
         return id;
     }
+    intern_uncached(frames, hash, cache)
+}
+
+#[inline(never)]
+fn intern_uncached(frames: &[usize], raw: u64, cache: &mut StackCache) -> u32 {
+    let hash = finalise(raw);
     let id = find(TABLE.load(Ordering::Acquire), hash);
     let id = if id != NO_STACK {
         id
@@ -292,7 +316,7 @@ pub(crate) fn intern(frames: &[usize], hash: u64, cache: &mut StackCache) -> u32
         intern_slow(frames, hash)
     };
     if id != NO_STACK {
-        cache.put(hash, id);
+        cache.put(raw, id);
     }
     id
 }
