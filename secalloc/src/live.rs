@@ -65,8 +65,19 @@ static L1: [AtomicPtr<Leaf>; L1_ENTRIES] = [const { AtomicPtr::new(ptr::null_mut
 
 /// Readers in progress, plus one for good when the asymmetric barrier is unavailable. While
 /// non-zero, frees use the atomic path. Starts at one: frees made before [`enable_fast_clear`]
-/// are atomic.
-static READERS: AtomicUsize = AtomicUsize::new(1);
+/// are atomic. Every free reads it, so it has a cache line (pair) of its own: no write to a
+/// neighbouring static can evict it from every core.
+static READERS: ReadersCount = ReadersCount(AtomicUsize::new(1));
+
+#[repr(align(128))]
+struct ReadersCount(AtomicUsize);
+
+impl core::ops::Deref for ReadersCount {
+    type Target = AtomicUsize;
+    fn deref(&self) -> &AtomicUsize {
+        &self.0
+    }
+}
 /// Whether [`enable_fast_clear`] took `READERS`' initial one away.
 static FAST_ENABLED: AtomicBool = AtomicBool::new(false);
 
