@@ -6,7 +6,9 @@
 //! - records it with a deduplicated callsite stack, its scope and thread;
 //! - hands it out zeroed;
 //! - checks it on free (canary after the block, checked header before it, live-set lookup
-//!   for double and invalid frees) and aborts with both callsites on corruption;
+//!   for double and invalid frees) and aborts with both callsites on corruption (the live set
+//!   takes no locked instruction, so two threads freeing the same block at the very same
+//!   instant may both pass; a double free in any other order is caught);
 //! - wipes every freed byte in four passes (`0x00`, `0xFF`, random, `0x00`) that no optimiser
 //!   can remove;
 //! - keeps live statistics ([`stats`]), per-operation figures ([`scope`]), and prints a leak
