@@ -278,8 +278,16 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         // inside it by construction of `inner_layout`.
         let user = unsafe { base.add(block::offset(layout.align())) };
         if zero && small {
-            // SAFETY: the user bytes lie inside the block just allocated.
-            unsafe { ptr::write_bytes(user, 0, layout.size()) };
+            let n = layout.size();
+            // SAFETY: the user bytes lie inside the block just allocated. Up to 256 bytes
+            // the zeroing is a few inlined vector stores instead of a call into libc.
+            unsafe {
+                if n <= wipe::SMALL {
+                    wipe::set_small(user, 0, n);
+                } else {
+                    ptr::write_bytes(user, 0, n);
+                }
+            }
         }
         // SAFETY: as above.
         unsafe {

@@ -147,8 +147,8 @@ pub(crate) unsafe fn wipe_on_thread(
     }
 }
 
-/// Wipes up to this many bytes use inlined stores.
-const SMALL: usize = 256;
+/// Wipes (and zeroing on allocation) up to this many bytes use inlined stores.
+pub(crate) const SMALL: usize = 256;
 
 /// Sets `len` (1..=256) bytes at `p` to `b` with two overlapping constant-size writes, which
 /// the compiler turns into a few vector stores.
@@ -156,7 +156,7 @@ const SMALL: usize = 256;
 /// # Safety
 /// `p..p+len` must be writable.
 #[inline(always)]
-unsafe fn set_small(p: *mut u8, b: u8, len: usize) {
+pub(crate) unsafe fn set_small(p: *mut u8, b: u8, len: usize) {
     macro_rules! two {
         ($n:expr) => {{
             // SAFETY: len >= $n, so both ranges lie within `p..p+len`.

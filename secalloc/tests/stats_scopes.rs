@@ -192,6 +192,52 @@ fn zeroed_on_alloc() {
     }
 }
 
+/// An inner allocator that hands out dirty memory, so zeroing on allocation is seen on its
+/// own (recycled blocks are already zero after the wipe's last pass).
+struct Dirty;
+
+// SAFETY: forwards to System, then only writes inside the block it returns.
+unsafe impl std::alloc::GlobalAlloc for Dirty {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded contract; the block holds layout.size() bytes.
+        unsafe {
+            let p = std::alloc::System.alloc(layout);
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0xCD, layout.size());
+            }
+            p
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[test]
+fn zeroed_on_alloc_over_dirty_memory() {
+    use std::alloc::GlobalAlloc;
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = secalloc::SecAlloc::with_inner(Dirty);
+    let sizes = (1usize..=300).chain([511, 1000, 4096, 65_000, 70_000, 200_000]);
+    for size in sizes {
+        for align in [1usize, 8, 16, 64] {
+            let layout = std::alloc::Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero size; freed below with the same layout.
+            unsafe {
+                let p = a.alloc(layout);
+                assert!(!p.is_null());
+                let bytes = std::slice::from_raw_parts(p, size);
+                assert!(
+                    bytes.iter().all(|&b| b == 0),
+                    "size {size} align {align}: not zeroed"
+                );
+                a.dealloc(p, layout);
+            }
+        }
+    }
+}
+
 #[test]
 fn large_alignment() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
