@@ -410,11 +410,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             }
             p
         };
-        let ts = if tracked {
-            thread::current()
-        } else {
-            thread::current_if_any()
-        };
+        let ts = thread::for_free(tracked);
         match live::clear_live(user as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {}
             Cleared::NotLive => {
@@ -594,11 +590,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         }
         self.ready();
         let tracked = thread::enter();
-        let ts = if tracked {
-            thread::current()
-        } else {
-            thread::current_if_any()
-        };
+        let ts = thread::for_free(tracked);
         match live::clear_live(ptr as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {
                 // SAFETY: the block was live: its header and canary are readable, and it is

@@ -263,16 +263,7 @@ fn clear_atomic(cell: &AtomicU8, want: u8) -> Cleared {
 
 #[cold]
 fn wait_unpinned(cell: &AtomicU8) {
-    let mut spins = 0u32;
-    while cell.load(Ordering::Acquire) & PIN != 0 {
-        spins += 1;
-        if spins < 128 {
-            core::hint::spin_loop();
-        } else {
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
-        }
-    }
+    crate::sys::wait_while(|| cell.load(Ordering::Acquire) & PIN != 0);
 }
 
 /// Whether `addr` is live right now (racy by nature; for diagnostics).

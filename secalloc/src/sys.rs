@@ -50,6 +50,21 @@ pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
     p.cast()
 }
 
+/// Waits while `busy()` holds: spins briefly, then yields the CPU between checks (the
+/// thread we wait for may be descheduled on a busy machine). Never allocates.
+pub(crate) fn wait_while(mut busy: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while busy() {
+        if spins < 128 {
+            spins += 1;
+            core::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+}
+
 /// A test-and-test-and-set spin lock that never allocates. Used only off the hot path
 /// (interning a new stack, creating a scope record, thread start and exit, fork).
 pub(crate) struct SpinLock<T> {
@@ -76,24 +91,13 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock without producing a guard (for `pthread_atfork` handlers).
     pub(crate) fn raw_lock(&self) {
-        let mut spins = 0u32;
-        loop {
-            if !self.locked.load(Ordering::Relaxed)
-                && self
+        wait_while(|| {
+            self.locked.load(Ordering::Relaxed)
+                || self
                     .locked
                     .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            spins += 1;
-            if spins < 64 {
-                core::hint::spin_loop();
-            } else {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-        }
+                    .is_err()
+        });
     }
 
     /// Releases a lock taken with [`SpinLock::raw_lock`].

@@ -159,6 +159,18 @@ pub(crate) fn current() -> *mut ThreadState {
     current_slow()
 }
 
+/// The state a free on this thread works with: created if needed when the free is tracked
+/// (`entered`: the guard was taken), otherwise only an existing one (the tracker's own frees
+/// must not create state).
+#[inline(always)]
+pub(crate) fn for_free(entered: bool) -> *mut ThreadState {
+    if entered {
+        current()
+    } else {
+        current_if_any()
+    }
+}
+
 /// This thread's state if it already has one (never creates it).
 #[inline(always)]
 pub(crate) fn current_if_any() -> *mut ThreadState {
@@ -336,16 +348,7 @@ pub(crate) fn wait_for_frees_in_flight() {
     for_each_slot(|s| {
         let m = s.free_marker.load(Ordering::Acquire);
         if m & 1 == 1 {
-            let mut spins = 0u32;
-            while s.free_marker.load(Ordering::Acquire) == m {
-                spins += 1;
-                if spins < 128 {
-                    core::hint::spin_loop();
-                } else {
-                    // SAFETY: sched_yield has no preconditions.
-                    unsafe { libc::sched_yield() };
-                }
-            }
+            crate::sys::wait_while(|| s.free_marker.load(Ordering::Acquire) == m);
         }
     });
 }
