@@ -228,7 +228,7 @@ pub(crate) fn clear_live(addr: usize, marker: Option<&AtomicU64>) -> Cleared {
             } else if b & (LIVE | HIGH) != want {
                 Some(Cleared::NotLive)
             } else {
-                None // pinned (a reader that just ended left it): take the atomic path
+                None // a pin whose release this thread does not see yet: the atomic path waits
             }
         } else {
             None
