@@ -635,15 +635,21 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         }
         // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let keep = layout.size().min(new_size);
+        let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
+        // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
+        // pages from the kernel are not written), so the capacity the program has not used
+        // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
+        // `keep` below.
+        let large = zero_tail && new_size > ZERO_INLINE_MAX;
         // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
-        let new = unsafe { self.alloc_block(new_layout, false) };
+        let new = unsafe { self.alloc_block(new_layout, large) };
         if new.is_null() {
             return new;
         }
-        let keep = layout.size().min(new_size);
         // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
         unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
-        if new_size > keep && RUNTIME.zero_on_alloc() {
+        if zero_tail && !large {
             // SAFETY: new holds new_size bytes.
             unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
         }

@@ -239,6 +239,39 @@ fn zeroed_on_alloc_over_dirty_memory() {
 }
 
 #[test]
+fn grown_blocks_are_zeroed_past_the_kept_bytes() {
+    use std::alloc::GlobalAlloc;
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = secalloc::SecAlloc::with_inner(Dirty);
+    // Small to small, small to large (zeroed by the inner allocator), large to larger.
+    for (from, to) in [
+        (100usize, 200usize),
+        (1000, 100_000),
+        (70_000, 300_000),
+        (10, 65_536),
+    ] {
+        let layout = std::alloc::Layout::from_size_align(from, 8).unwrap();
+        // SAFETY: non-zero sizes; the block is freed with its final layout.
+        unsafe {
+            let p = a.alloc(layout);
+            std::ptr::write_bytes(p, 0x5A, from);
+            let q = a.realloc(p, layout, to);
+            assert!(!q.is_null());
+            let bytes = std::slice::from_raw_parts(q, to);
+            assert!(
+                bytes[..from].iter().all(|&b| b == 0x5A),
+                "{from} -> {to}: kept bytes"
+            );
+            assert!(
+                bytes[from..].iter().all(|&b| b == 0),
+                "{from} -> {to}: tail not zeroed"
+            );
+            a.dealloc(q, std::alloc::Layout::from_size_align(to, 8).unwrap());
+        }
+    }
+}
+
+#[test]
 fn large_alignment() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     #[repr(align(4096))]
