@@ -674,6 +674,23 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Starts an SVG document of `width` × `height` on a white background, with `title`
+/// centred at `title_x`.
+fn svg_start(width: f64, height: f64, title_x: f64, title: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{title_x}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+        esc(title)
+    );
+    s
+}
+
 /// Horizontal grouped bars of time ratio to System, log scale.
 fn svg_ratios(sums: &[Summary], configs: &[&'static str], title: &str) -> String {
     let shown: Vec<&str> = configs.iter().copied().filter(|c| *c != "system").collect();
@@ -694,18 +711,7 @@ fn svg_ratios(sums: &[Summary], configs: &[&'static str], title: &str) -> String
         .fold(2.0f64, f64::max);
     let (lo, hi) = (0.5f64.ln(), (max_ratio * 1.2).ln());
     let x = |r: f64| left + plot_w * (r.max(0.5).ln() - lo) / (hi - lo);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
-        width / 2.0,
-        esc(title)
-    );
+    let mut s = svg_start(width, height, width / 2.0, title);
     // Grid at 0.5, 1, 2, 5, 10, 20, 50, 100, ...
     let mut g = 0.5;
     let steps = [2.0, 2.5, 2.0];
@@ -790,18 +796,7 @@ fn svg_scaling(lines: &[ScalingLine], title: &str) -> String {
         .ceil();
     let x = |t: f64| left + plot_w * (t - 1.0) / (max_t - 1.0).max(1.0);
     let y = |v: f64| top + plot_h * (1.0 - v / max_y);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
-        (left + plot_w / 2.0),
-        esc(title)
-    );
+    let mut s = svg_start(width, height, left + plot_w / 2.0, title);
     // Axes and ideal line.
     let _ = writeln!(
         s,
@@ -907,16 +902,11 @@ fn svg_wipe(sweep: &[(usize, f64, f64)]) -> String {
     let n = sweep.len().max(2) as f64;
     let x = |i: usize| left + plot_w * i as f64 / (n - 1.0);
     let y = |v: f64| top + plot_h * (1.0 - v / 1.25);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">4-pass wipe: bandwidth as a share of 4 × memset</text>"#,
-        width / 2.0
+    let mut s = svg_start(
+        width,
+        height,
+        width / 2.0,
+        "4-pass wipe: bandwidth as a share of 4 × memset",
     );
     for v in [0.0, 0.25, 0.5, 0.75, 1.0, 1.25] {
         let _ = writeln!(

@@ -107,15 +107,7 @@ fn parse_line(mut s: &[u8]) -> Result<(Vec<u8>, Digest, Mode), LineError> {
         let split = find_last(rest, b") = ").ok_or(LineError::BsdSyntax)?;
         let (raw_name, hex) = (&rest[..split], &rest[split + 4..]);
         let digest = Digest::from_hex_bytes(hex)?;
-        if raw_name.is_empty() {
-            return Err(LineError::NoName);
-        }
-        let name = if escaped {
-            unescape(raw_name)?
-        } else {
-            raw_name.to_vec()
-        };
-        return Ok((name, digest, Mode::Binary));
+        return Ok((entry_name(raw_name, escaped)?, digest, Mode::Binary));
     }
     if let Some(tag) = other_bsd_tag(s) {
         return Err(LineError::Tag(tag));
@@ -129,16 +121,18 @@ fn parse_line(mut s: &[u8]) -> Result<(Vec<u8>, Digest, Mode), LineError> {
         [_, b'*', ..] => Mode::Binary,
         _ => return Err(LineError::Separator),
     };
-    let raw_name = &rest[2..];
-    if raw_name.is_empty() {
-        return Err(LineError::NoName);
-    }
-    let name = if escaped {
-        unescape(raw_name)?
+    Ok((entry_name(&rest[2..], escaped)?, digest, mode))
+}
+
+/// The file name of an entry: non-empty, unescaped when the line started with `\`.
+fn entry_name(raw: &[u8], escaped: bool) -> Result<Vec<u8>, LineError> {
+    if raw.is_empty() {
+        Err(LineError::NoName)
+    } else if escaped {
+        unescape(raw)
     } else {
-        raw_name.to_vec()
-    };
-    Ok((name, digest, mode))
+        Ok(raw.to_vec())
+    }
 }
 
 /// Recognises `TAG (` at the start of a BSD line for an algorithm other than SHA-256.
