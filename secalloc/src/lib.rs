@@ -78,6 +78,7 @@ mod alloc;
 mod block;
 mod config;
 mod corruption;
+mod heap;
 mod init;
 mod live;
 mod reach;
@@ -93,6 +94,7 @@ mod wipe;
 use core::sync::atomic::Ordering;
 
 pub use crate::alloc::SecAlloc;
+pub use crate::heap::SecHeap;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
 pub use crate::reach::LeakKind;
 pub use crate::report::{

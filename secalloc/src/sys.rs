@@ -42,12 +42,37 @@ pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
     if p == libc::MAP_FAILED {
         return core::ptr::null_mut();
     }
+    record_region(p as usize, len);
+    p.cast()
+}
+
+/// Reserves `len` bytes of address space without access or memory (`PROT_NONE`), and
+/// records it as the allocator's own. Returns null on failure.
+pub(crate) fn reserve(len: usize) -> *mut u8 {
+    // SAFETY: as in `map_zeroed`; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    record_region(p as usize, len);
+    p.cast()
+}
+
+fn record_region(start: usize, len: usize) {
     let i = NREGIONS.fetch_add(1, Ordering::AcqRel);
     if i < MAX_REGIONS {
         REGIONS[i].1.store(len, Ordering::Release);
-        REGIONS[i].0.store(p as usize, Ordering::Release);
+        REGIONS[i].0.store(start, Ordering::Release);
     }
-    p.cast()
 }
 
 /// Waits while `busy()` holds: spins briefly, then yields the CPU between checks (the

@@ -1,0 +1,957 @@
+//! [`SecHeap`]: secalloc's own heap, with every byte of metadata kept apart from user data.
+//!
+//! Small blocks (up to 256 KiB, alignments up to 64 KiB) come from size-class *spans* carved
+//! out of 4 MiB *segments* in one large reservation of address space, so the span of any
+//! address is found with a subtraction and two shifts. What the heap knows about a span —
+//! its class, which slots are free, which were freed by other threads — lives in a separate
+//! mapping, never next to or inside the blocks: an overflow out of a block can reach other
+//! blocks but no allocator state, and a freed block holds no free-list pointer to corrupt or
+//! to leak. Larger blocks are mapped directly, each with a guard page after it.
+//!
+//! Each thread allocates from a heap of its own (per-class lists of spans with free slots),
+//! with plain loads and stores. A free from another thread sets a bit in the span's separate
+//! atomic *remote* bitmap and queues the span on its owner's lock-free list; the owner folds
+//! those bits back when it runs out of slots. The free bitmaps are also the double-free check:
+//! freeing a slot whose bit is already set is detected exactly, whichever thread frees it.
+//! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache,
+//! and past a bound (1 MiB a span size) their pages are returned to the kernel.
+//!
+//! `SecHeap` is a complete [`GlobalAlloc`]: install it on its own, or under the tracker with
+//! [`SecAlloc::with_inner`](crate::SecAlloc::with_inner):
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: secalloc::SecAlloc<secalloc::SecHeap> =
+//!     secalloc::SecAlloc::with_inner(secalloc::SecHeap::new());
+//! ```
+//!
+//! Corruption it sees (a double free, a free of an address it never handed out, a free of
+//! a pointer into the middle of a block) stops the process with a message on stderr.
+
+mod class;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::fmt::Write as _;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+
+use crate::sys::{self, SpinLock};
+use class::{MAX_SPAN_SHIFT, MIN_SPAN_SHIFT, NCLASSES, SPAN_KINDS};
+
+const SEGMENT_SHIFT: u32 = MAX_SPAN_SHIFT;
+const SEGMENT: usize = 1 << SEGMENT_SHIFT;
+/// Spans in a segment of the smallest span size.
+const SPANS_MAX: usize = SEGMENT >> MIN_SPAN_SHIFT;
+/// Slots in the fullest span (64 KiB of 16-byte blocks).
+pub(crate) const MAX_SLOTS: usize = (1 << MIN_SPAN_SHIFT) / 16;
+const WORDS: usize = MAX_SLOTS / 64;
+const PAGE: usize = 4096;
+/// Address space reserved for spans, largest first until the kernel agrees.
+const RESERVE_TRIES: [usize; 5] = [64 << 30, 16 << 30, 4 << 30, 1 << 30, 256 << 20];
+/// Empty-span bytes a heap keeps mapped per span size before returning pages to the kernel.
+const EMPTY_KEEP_BYTES: usize = 1 << 20;
+/// Heaps mapped at a time when no exited thread's heap can be adopted.
+const HEAPS_PER_CHUNK: usize = 64;
+/// Entries of the table of directly mapped blocks (a power of two).
+const LARGE_SLOTS: usize = 1 << 20;
+
+/// secalloc's own heap (see the module documentation).
+///
+/// A zero-sized handle: all instances share one process-wide heap.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SecHeap;
+
+impl SecHeap {
+    /// The process-wide heap (nothing is mapped before the first allocation).
+    pub const fn new() -> Self {
+        SecHeap
+    }
+}
+
+/// What the heap knows about one span. Only the owning heap's thread writes the fields
+/// marked "owner" (relaxed loads and stores, no read-modify-write); other threads read
+/// `free` to detect double frees and write `remote` with atomic operations.
+#[repr(C)]
+struct Span {
+    /// Owner: a set bit is a free slot.
+    free: [AtomicU64; WORDS],
+    /// Slots freed by other threads, not yet folded into `free`.
+    remote: [AtomicU64; WORDS],
+    /// Class index + 1; 0 while the span is unassigned.
+    class: AtomicU32,
+    /// Block size of the class.
+    size: AtomicU32,
+    /// Owner: slots in the span.
+    capacity: AtomicU32,
+    /// Owner: set bits in `free`.
+    nfree: AtomicU32,
+    /// Owner: the word where the next search for a free slot starts.
+    cursor: AtomicU32,
+    /// Owner: bytes from the span's start that may hold data (the rest is still zero).
+    dirty: AtomicU32,
+    /// Owner: whether the span is on its class's list in the owner heap.
+    listed: AtomicBool,
+    /// Whether the span is queued on its owner's remote list.
+    queued: AtomicBool,
+    /// Owner: list links (class lists, or the empty-span cache).
+    prev: AtomicPtr<Span>,
+    next: AtomicPtr<Span>,
+    /// Link in the owner's remote list.
+    next_remote: AtomicPtr<Span>,
+    /// The heap that owns the span (fixed from first use).
+    owner: AtomicPtr<Heap>,
+    /// The span's first byte (fixed when its segment is set up).
+    base: AtomicUsize,
+}
+
+/// Metadata of one segment.
+#[repr(C)]
+struct Segment {
+    /// log2 of the span size; 0 until the segment is set up.
+    shift: AtomicU32,
+    /// Owner: spans handed out so far.
+    used: AtomicU32,
+    spans: [Span; SPANS_MAX],
+}
+
+/// One thread's heap.
+#[repr(C)]
+struct Heap {
+    /// Per class: the first span with free slots.
+    bins: [AtomicPtr<Span>; NCLASSES],
+    /// Spans that other threads freed into (a push-only list taken whole by the owner).
+    remote: AtomicPtr<Span>,
+    /// Per span size: the segment spans are being carved from.
+    segment: [AtomicPtr<Segment>; SPAN_KINDS],
+    /// Per span size: empty spans, kept mapped (`cached`) or returned to the kernel.
+    empty: [AtomicPtr<Span>; SPAN_KINDS],
+    cached: [AtomicU32; SPAN_KINDS],
+    /// Link in the pool of heaps of exited threads.
+    next_free: AtomicPtr<Heap>,
+}
+
+struct Pool {
+    /// Heaps of exited threads, waiting to be adopted.
+    abandoned: *mut Heap,
+    chunk: *mut Heap,
+    chunk_used: usize,
+}
+
+// SAFETY: the pool is only reached through its SpinLock; the heaps it points to are mmap'd
+// and never unmapped, and adopting one hands it to exactly one thread.
+unsafe impl Send for Pool {}
+
+struct Large {
+    /// (address, mapped length without the guard page); address 0: empty.
+    slots: *mut (usize, usize),
+}
+
+// SAFETY: the table is only reached through its SpinLock and lives in an mmap'd region that
+// is never unmapped.
+unsafe impl Send for Large {}
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Start and length of the span reservation.
+static BASE: AtomicUsize = AtomicUsize::new(0);
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
+/// Segment metadata, one `Segment` per 4 MiB of the reservation.
+static META: AtomicPtr<Segment> = AtomicPtr::new(ptr::null_mut());
+/// Segments handed out so far (they are never given back).
+static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
+static POOL: SpinLock<Pool> = SpinLock::new(Pool {
+    abandoned: ptr::null_mut(),
+    chunk: ptr::null_mut(),
+    chunk_used: HEAPS_PER_CHUNK,
+});
+static LARGE: SpinLock<Large> = SpinLock::new(Large {
+    slots: ptr::null_mut(),
+});
+/// The heap of threads whose own heap is gone (allocations during thread teardown).
+static ORPHAN: SpinLock<Orphan> = SpinLock::new(Orphan(ptr::null_mut()));
+
+struct Orphan(*mut Heap);
+
+// SAFETY: the orphan heap is mmap'd, never unmapped, and only used under its SpinLock.
+unsafe impl Send for Orphan {}
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread whose heap was handed back: its frees are remote, its allocations orphans.
+const EXITED: *mut Heap = 1 as *mut Heap;
+
+thread_local! {
+    static CURRENT: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
+}
+
+// ---------------------------------------------------------------------------------------
+// Set-up
+
+/// Maps the reservation and the metadata once. Returns false if the heap is unusable.
+#[cold]
+fn init() -> bool {
+    loop {
+        match STATE.compare_exchange(UNINIT, BUSY, Acquire, Acquire) {
+            Ok(_) => break,
+            Err(READY) => return true,
+            Err(FAILED) => return false,
+            Err(_) => sys::wait_while(|| STATE.load(Acquire) == BUSY),
+        }
+    }
+    let ok = init_once();
+    STATE.store(if ok { READY } else { FAILED }, Release);
+    ok
+}
+
+fn init_once() -> bool {
+    let mut base = 0;
+    let mut len = 0;
+    for want in RESERVE_TRIES {
+        let p = sys::reserve(want + SEGMENT);
+        if !p.is_null() {
+            base = (p as usize + SEGMENT - 1) & !(SEGMENT - 1);
+            len = want;
+            break;
+        }
+    }
+    if base == 0 {
+        return false;
+    }
+    let meta = sys::map_zeroed((len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>());
+    let large = sys::map_zeroed(LARGE_SLOTS * core::mem::size_of::<(usize, usize)>());
+    let orphan = sys::map_zeroed(core::mem::size_of::<Heap>());
+    if meta.is_null() || large.is_null() || orphan.is_null() {
+        return false;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer and `thread_exit` an `extern "C"` function that
+    // lives for the whole program.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } != 0 {
+        return false;
+    }
+    KEY.store(key as usize, Relaxed);
+    META.store(meta.cast(), Relaxed);
+    LARGE.lock().slots = large.cast();
+    ORPHAN.lock().0 = orphan.cast();
+    RESERVED.store(len, Relaxed);
+    BASE.store(base, Release);
+    // SAFETY: the handlers are `extern "C" fn()`s with static lifetime.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+    true
+}
+
+extern "C" fn fork_prepare() {
+    POOL.raw_lock();
+    LARGE.raw_lock();
+    ORPHAN.raw_lock();
+}
+
+extern "C" fn fork_release() {
+    // SAFETY: fork_prepare took the three locks on this thread, and no guard exists for them
+    // (a guard is never held across a call that can fork).
+    unsafe {
+        ORPHAN.raw_unlock();
+        LARGE.raw_unlock();
+        POOL.raw_unlock();
+    }
+}
+
+/// The calling thread's heap, adopting or mapping one on first use. Null when the thread's
+/// heap was already handed back (thread teardown) or no heap can be had.
+#[inline(always)]
+fn current() -> *mut Heap {
+    let h = CURRENT.with(Cell::get);
+    if h.is_null() {
+        return current_slow();
+    }
+    if h == EXITED {
+        return ptr::null_mut();
+    }
+    h
+}
+
+#[cold]
+fn current_slow() -> *mut Heap {
+    if STATE.load(Acquire) != READY && !init() {
+        return ptr::null_mut();
+    }
+    let h = {
+        let mut pool = POOL.lock();
+        if !pool.abandoned.is_null() {
+            let h = pool.abandoned;
+            // SAFETY: heaps in the pool are valid mmap'd heaps; the lock makes this thread
+            // the only one to take `h`.
+            pool.abandoned = unsafe { (*h).next_free.load(Relaxed) };
+            h
+        } else {
+            if pool.chunk_used == HEAPS_PER_CHUNK {
+                let c = sys::map_zeroed(HEAPS_PER_CHUNK * core::mem::size_of::<Heap>());
+                if c.is_null() {
+                    return ptr::null_mut();
+                }
+                pool.chunk = c.cast();
+                pool.chunk_used = 0;
+            }
+            // SAFETY: chunk_used < HEAPS_PER_CHUNK, inside the chunk; zeroed memory is an
+            // empty heap (null pointers, zero counts).
+            let h = unsafe { pool.chunk.add(pool.chunk_used) };
+            pool.chunk_used += 1;
+            h
+        }
+    };
+    CURRENT.with(|c| c.set(h));
+    // SAFETY: KEY was created in init; the value is only passed back to thread_exit.
+    unsafe { libc::pthread_setspecific(KEY.load(Relaxed) as libc::pthread_key_t, h.cast()) };
+    h
+}
+
+/// Thread exit (the pthread key's destructor): hand the heap to the pool for adoption.
+extern "C" fn thread_exit(p: *mut libc::c_void) {
+    CURRENT.with(|c| c.set(EXITED));
+    let h: *mut Heap = p.cast();
+    let mut pool = POOL.lock();
+    // SAFETY: `h` is this thread's heap; from here on no thread owns it until adopted.
+    unsafe { (*h).next_free.store(pool.abandoned, Relaxed) };
+    pool.abandoned = h;
+}
+
+// ---------------------------------------------------------------------------------------
+// Spans
+
+#[inline(always)]
+fn seg_meta(i: usize) -> *mut Segment {
+    // SAFETY: callers pass i < RESERVED >> SEGMENT_SHIFT, inside the metadata mapping.
+    unsafe { META.load(Relaxed).add(i) }
+}
+
+/// The span holding `addr` and the slot index, if `addr` is a block start of a live span.
+#[inline(always)]
+fn locate(addr: usize) -> Located {
+    let base = BASE.load(Relaxed);
+    let off = addr.wrapping_sub(base);
+    if base == 0 || off >= RESERVED.load(Relaxed) {
+        return Located::Outside;
+    }
+    let seg = off >> SEGMENT_SHIFT;
+    if seg >= SEGMENTS.load(Acquire) {
+        return Located::Invalid;
+    }
+    let m = seg_meta(seg);
+    // SAFETY: segment metadata below SEGMENTS is mapped; fields are atomics.
+    let shift = unsafe { (*m).shift.load(Acquire) };
+    if shift == 0 {
+        return Located::Invalid;
+    }
+    let in_seg = off & (SEGMENT - 1);
+    // SAFETY: in_seg >> shift < SEGMENT >> shift <= SPANS_MAX.
+    let span = unsafe { ptr::addr_of_mut!((*m).spans[in_seg >> shift]) };
+    // SAFETY: `span` points into mapped metadata.
+    let s = unsafe { &*span };
+    let size = s.size.load(Relaxed) as usize;
+    if s.class.load(Acquire) == 0 || size == 0 {
+        return Located::Invalid;
+    }
+    let in_span = in_seg & ((1 << shift) - 1);
+    if in_span % size != 0 {
+        return Located::Interior;
+    }
+    Located::Slot(span, in_span / size)
+}
+
+enum Located {
+    Outside,
+    Invalid,
+    Interior,
+    Slot(*mut Span, usize),
+}
+
+/// Links `s` at the front of `list` (owner only).
+///
+/// # Safety
+/// `s` is an unlisted span of the calling thread's heap.
+unsafe fn push_front(list: &AtomicPtr<Span>, s: *mut Span) {
+    let head = list.load(Relaxed);
+    // SAFETY: per the contract; `head` is null or a span of the same heap.
+    unsafe {
+        (*s).prev.store(ptr::null_mut(), Relaxed);
+        (*s).next.store(head, Relaxed);
+        if !head.is_null() {
+            (*head).prev.store(s, Relaxed);
+        }
+    }
+    list.store(s, Relaxed);
+}
+
+/// Unlinks `s` from `list` (owner only).
+///
+/// # Safety
+/// `s` is on `list`, a list of the calling thread's heap.
+unsafe fn unlink(list: &AtomicPtr<Span>, s: *mut Span) {
+    // SAFETY: per the contract, `s` and its neighbours are spans of this heap.
+    unsafe {
+        let prev = (*s).prev.load(Relaxed);
+        let next = (*s).next.load(Relaxed);
+        if prev.is_null() {
+            list.store(next, Relaxed);
+        } else {
+            (*prev).next.store(next, Relaxed);
+        }
+        if !next.is_null() {
+            (*next).prev.store(prev, Relaxed);
+        }
+        (*s).prev.store(ptr::null_mut(), Relaxed);
+        (*s).next.store(ptr::null_mut(), Relaxed);
+    }
+}
+
+/// A fresh or recycled span of `shift` for heap `h`, not yet assigned a class.
+///
+/// # Safety
+/// `h` is the calling thread's heap.
+unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
+    let kind = (shift - MIN_SPAN_SHIFT) as usize;
+    let s = h.empty[kind].load(Relaxed);
+    if !s.is_null() {
+        // SAFETY: spans on the empty list are this heap's.
+        unsafe {
+            h.empty[kind].store((*s).next.load(Relaxed), Relaxed);
+            // Spans whose pages went back to the kernel are clean (`dirty` 0) and were not
+            // counted as cached; every other empty span held blocks, so it is dirty.
+            if (*s).dirty.load(Relaxed) != 0 {
+                let c = h.cached[kind].load(Relaxed);
+                h.cached[kind].store(c.saturating_sub(1), Relaxed);
+            }
+            (*s).next.store(ptr::null_mut(), Relaxed);
+        }
+        return s;
+    }
+    let mut m = h.segment[kind].load(Relaxed);
+    // SAFETY: a heap's current segment is mapped metadata owned by this heap.
+    if m.is_null() || unsafe { (*m).used.load(Relaxed) } as usize == SEGMENT >> shift {
+        m = new_segment(shift);
+        if m.is_null() {
+            return ptr::null_mut();
+        }
+        h.segment[kind].store(m, Relaxed);
+    }
+    // SAFETY: as above; `used` < spans in the segment.
+    unsafe {
+        let i = (*m).used.load(Relaxed);
+        (*m).used.store(i + 1, Relaxed);
+        let s = ptr::addr_of_mut!((*m).spans[i as usize]);
+        (*s).owner.store(h as *const Heap as *mut Heap, Relaxed);
+        s
+    }
+}
+
+/// Commits the next segment of the reservation for spans of `shift`.
+fn new_segment(shift: u32) -> *mut Segment {
+    let max = RESERVED.load(Relaxed) >> SEGMENT_SHIFT;
+    let i = SEGMENTS.fetch_add(1, AcqRel);
+    if i >= max {
+        return ptr::null_mut();
+    }
+    let start = BASE.load(Relaxed) + (i << SEGMENT_SHIFT);
+    // SAFETY: [start, start + SEGMENT) lies inside our PROT_NONE reservation and was claimed
+    // by this thread alone.
+    if unsafe { libc::mprotect(start as *mut libc::c_void, SEGMENT, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        return ptr::null_mut();
+    }
+    let m = seg_meta(i);
+    // SAFETY: `m` is this segment's (zeroed) metadata; `locate` ignores it until `shift` is
+    // published below.
+    unsafe {
+        for j in 0..(SEGMENT >> shift) {
+            (*m).spans[j].base.store(start + (j << shift), Relaxed);
+        }
+        (*m).used.store(0, Relaxed);
+        (*m).shift.store(shift, Release);
+    }
+    m
+}
+
+/// Sets span `s` up for class `idx` with every slot free, and lists it.
+///
+/// # Safety
+/// `s` is an unassigned span of the calling thread's heap `h`.
+unsafe fn assign(h: &Heap, s: *mut Span, idx: usize) {
+    let size = class::size_of(idx);
+    // SAFETY: per the contract; metadata fields are atomics.
+    let sp = unsafe { &*s };
+    // SAFETY: `s` belongs to a set-up segment, whose shift is published.
+    let shift = span_shift(sp.base.load(Relaxed));
+    let cap = (1usize << shift) / size;
+    let words = cap.div_ceil(64);
+    for w in 0..WORDS {
+        let bits = if w + 1 < words {
+            u64::MAX
+        } else if w + 1 == words {
+            u64::MAX >> (words * 64 - cap)
+        } else {
+            0
+        };
+        sp.free[w].store(bits, Relaxed);
+    }
+    sp.size.store(size as u32, Relaxed);
+    sp.capacity.store(cap as u32, Relaxed);
+    sp.nfree.store(cap as u32, Relaxed);
+    sp.cursor.store(0, Relaxed);
+    sp.class.store(idx as u32 + 1, Release);
+    sp.listed.store(true, Relaxed);
+    // SAFETY: per the contract.
+    unsafe { push_front(&h.bins[idx], s) };
+}
+
+/// The span shift of the segment holding `addr` (inside the reservation).
+fn span_shift(addr: usize) -> u32 {
+    let seg = (addr - BASE.load(Relaxed)) >> SEGMENT_SHIFT;
+    // SAFETY: the segment holding a span's base is set up.
+    unsafe { (*seg_meta(seg)).shift.load(Relaxed) }
+}
+
+/// Takes a free slot of class `idx` from heap `h`; null when out of memory.
+///
+/// # Safety
+/// `h` is the calling thread's heap (or the orphan heap, under its lock).
+#[inline(always)]
+unsafe fn alloc_small(h: &Heap, idx: usize, zero: bool) -> *mut u8 {
+    let mut s = h.bins[idx].load(Relaxed);
+    if s.is_null() {
+        // SAFETY: forwarded.
+        s = unsafe { refill(h, idx) };
+        if s.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: spans on a heap's class list are its own, with at least one free slot.
+    let sp = unsafe { &*s };
+    let words = (sp.capacity.load(Relaxed) as usize).div_ceil(64);
+    let mut w = sp.cursor.load(Relaxed) as usize;
+    let slot = loop {
+        let v = sp.free[w].load(Relaxed);
+        if v != 0 {
+            sp.free[w].store(v & (v - 1), Relaxed);
+            break w * 64 + v.trailing_zeros() as usize;
+        }
+        w += 1;
+        if w == words {
+            w = 0;
+        }
+    };
+    sp.cursor.store(w as u32, Relaxed);
+    let left = sp.nfree.load(Relaxed) - 1;
+    sp.nfree.store(left, Relaxed);
+    if left == 0 {
+        sp.listed.store(false, Relaxed);
+        // SAFETY: `s` heads this heap's list for the class.
+        unsafe { unlink(&h.bins[idx], s) };
+    }
+    let size = sp.size.load(Relaxed) as usize;
+    let off = slot * size;
+    let p = (sp.base.load(Relaxed) + off) as *mut u8;
+    let dirty = sp.dirty.load(Relaxed) as usize;
+    if zero && off < dirty {
+        // SAFETY: the slot is `size` bytes of our committed memory, now owned by the caller.
+        unsafe { ptr::write_bytes(p, 0, size.min(dirty - off)) };
+    }
+    if off + size > dirty {
+        sp.dirty.store((off + size) as u32, Relaxed);
+    }
+    p
+}
+
+/// Finds or makes a span with free slots for class `idx`.
+///
+/// # Safety
+/// As [`alloc_small`].
+#[cold]
+unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
+    // SAFETY: forwarded.
+    unsafe { collect_remote(h) };
+    let s = h.bins[idx].load(Relaxed);
+    if !s.is_null() {
+        return s;
+    }
+    // SAFETY: forwarded.
+    let s = unsafe { take_span(h, class::span_shift_of(idx)) };
+    if !s.is_null() {
+        // SAFETY: a span just taken is unassigned and this heap's.
+        unsafe { assign(h, s, idx) };
+    }
+    s
+}
+
+/// Folds the slots other threads freed back into their spans' free bitmaps.
+///
+/// # Safety
+/// As [`alloc_small`].
+unsafe fn collect_remote(h: &Heap) {
+    let mut s = h.remote.swap(ptr::null_mut(), Acquire);
+    while !s.is_null() {
+        // SAFETY: queued spans are this heap's; the link is read before `queued` is cleared,
+        // after which a freeing thread may queue the span again.
+        let sp = unsafe { &*s };
+        let next = sp.next_remote.load(Relaxed);
+        sp.queued.store(false, SeqCst);
+        let class = sp.class.load(Relaxed);
+        if class != 0 {
+            let words = (sp.capacity.load(Relaxed) as usize).div_ceil(64);
+            let mut got = 0;
+            for w in 0..words {
+                if sp.remote[w].load(Relaxed) != 0 {
+                    let v = sp.remote[w].swap(0, AcqRel);
+                    sp.free[w].store(sp.free[w].load(Relaxed) | v, Relaxed);
+                    got += v.count_ones();
+                }
+            }
+            if got > 0 {
+                // SAFETY: forwarded.
+                unsafe { add_free(h, s, class as usize - 1, got) };
+            }
+        }
+        s = next;
+    }
+}
+
+/// Accounts `n` slots just freed into span `s` of class `idx`: lists the span again, and
+/// gives it back when it is empty and not the class's only span.
+///
+/// # Safety
+/// `s` is a span of the calling thread's heap `h`.
+#[inline(always)]
+unsafe fn add_free(h: &Heap, s: *mut Span, idx: usize, n: u32) {
+    // SAFETY: per the contract.
+    let sp = unsafe { &*s };
+    let nfree = sp.nfree.load(Relaxed) + n;
+    sp.nfree.store(nfree, Relaxed);
+    if !sp.listed.load(Relaxed) {
+        sp.listed.store(true, Relaxed);
+        // SAFETY: per the contract; the span was not listed.
+        unsafe { push_front(&h.bins[idx], s) };
+    }
+    if nfree == sp.capacity.load(Relaxed)
+        && !(sp.prev.load(Relaxed).is_null() && sp.next.load(Relaxed).is_null())
+    {
+        // SAFETY: per the contract.
+        unsafe { release(h, s, idx) };
+    }
+}
+
+/// Gives back an empty span: unassigned, cached mapped up to a bound, pages returned to the
+/// kernel beyond it.
+///
+/// # Safety
+/// `s` is an empty, listed span of class `idx` of the calling thread's heap `h`.
+#[cold]
+unsafe fn release(h: &Heap, s: *mut Span, idx: usize) {
+    // SAFETY: per the contract.
+    unsafe { unlink(&h.bins[idx], s) };
+    // SAFETY: per the contract.
+    let sp = unsafe { &*s };
+    sp.listed.store(false, Relaxed);
+    sp.class.store(0, Release);
+    let base = sp.base.load(Relaxed);
+    let shift = span_shift(base);
+    let kind = (shift - MIN_SPAN_SHIFT) as usize;
+    let cached = h.cached[kind].load(Relaxed);
+    if ((cached as usize + 1) << shift) <= EMPTY_KEEP_BYTES.max(1 << shift) {
+        h.cached[kind].store(cached + 1, Relaxed);
+    } else {
+        // SAFETY: the span holds no live block; its pages read as zero afterwards.
+        unsafe { libc::madvise(base as *mut libc::c_void, 1 << shift, libc::MADV_DONTNEED) };
+        sp.dirty.store(0, Relaxed);
+    }
+    sp.next.store(h.empty[kind].load(Relaxed), Relaxed);
+    h.empty[kind].store(s, Relaxed);
+}
+
+/// Frees slot `slot` of span `s`, from whichever thread.
+///
+/// # Safety
+/// `s` is an assigned span and `slot` one of its slots.
+#[inline(always)]
+unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
+    // SAFETY: per the contract.
+    let sp = unsafe { &*s };
+    let (w, bit) = (slot / 64, 1u64 << (slot % 64));
+    let owner = sp.owner.load(Relaxed);
+    let me = CURRENT.with(Cell::get);
+    if owner == me {
+        if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0 {
+            corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
+        }
+        sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
+        let idx = sp.class.load(Relaxed) as usize - 1;
+        // SAFETY: `me` is this thread's heap and owns `s`.
+        unsafe { add_free(&*me, s, idx, 1) };
+        return;
+    }
+    let old = sp.remote[w].fetch_or(bit, SeqCst);
+    if (old | sp.free[w].load(Relaxed)) & bit != 0 {
+        corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
+    }
+    if !sp.queued.swap(true, SeqCst) {
+        // SAFETY: a span's owner heap is mmap'd and never unmapped.
+        let list = unsafe { &(*owner).remote };
+        let mut head = list.load(Relaxed);
+        loop {
+            sp.next_remote.store(head, Relaxed);
+            match list.compare_exchange_weak(head, s, Release, Relaxed) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+    }
+}
+
+/// Stops the process over a bad free the heap cannot survive:
+/// `secalloc: heap corruption: {what} of {addr}{note}`, with the slot size when known.
+#[cold]
+fn corrupt(what: &str, addr: usize, size: usize, note: &str) -> ! {
+    let mut w = sys::FdWriter::stderr();
+    let _ = write!(w, "secalloc: heap corruption: {what} of {addr:#x}");
+    if size > 0 {
+        let _ = write!(w, " (a {size}-byte slot)");
+    }
+    let _ = writeln!(w, "{note}");
+    w.flush();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+const NOT_OURS: &str = ": not a block this heap handed out";
+const INTERIOR: &str = ", a pointer into the middle of a block";
+
+// ---------------------------------------------------------------------------------------
+// Directly mapped blocks
+
+fn large_hash(addr: usize) -> usize {
+    (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - LARGE_SLOTS.trailing_zeros())
+}
+
+/// Maps a block of `size` bytes aligned to `align`, followed by a guard page.
+fn alloc_large(size: usize, align: usize) -> *mut u8 {
+    if STATE.load(Acquire) != READY && !init() {
+        return ptr::null_mut();
+    }
+    let body = match size.max(1).checked_add(PAGE - 1) {
+        Some(v) => v & !(PAGE - 1),
+        None => return ptr::null_mut(),
+    };
+    let extra = if align > PAGE { align } else { 0 };
+    let Some(total) = body.checked_add(PAGE + extra) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: an anonymous private mapping with a null hint; checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return ptr::null_mut();
+    }
+    let p = p as usize;
+    let start = (p + align.max(PAGE) - 1) & !(align.max(PAGE) - 1);
+    // SAFETY: all three ranges lie inside the mapping just made and are ours alone: the head
+    // before `start`, the guard page after the body, and the tail after the guard.
+    unsafe {
+        if start > p {
+            libc::munmap(p as *mut libc::c_void, start - p);
+        }
+        libc::mprotect((start + body) as *mut libc::c_void, PAGE, libc::PROT_NONE);
+        let end = start + body + PAGE;
+        if p + total > end {
+            libc::munmap(end as *mut libc::c_void, p + total - end);
+        }
+    }
+    let t = LARGE.lock();
+    let mut i = large_hash(start);
+    loop {
+        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
+        let e = unsafe { &mut *t.slots.add(i) };
+        if e.0 == 0 {
+            *e = (start, body);
+            break;
+        }
+        i = (i + 1) & (LARGE_SLOTS - 1);
+    }
+    drop(t);
+    start as *mut u8
+}
+
+/// The mapped length of the directly mapped block at `addr`, if there is one.
+fn large_len(addr: usize) -> Option<usize> {
+    let t = LARGE.lock();
+    if t.slots.is_null() {
+        return None;
+    }
+    let mut i = large_hash(addr);
+    loop {
+        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
+        let e = unsafe { *t.slots.add(i) };
+        if e.0 == addr {
+            return Some(e.1);
+        }
+        if e.0 == 0 {
+            return None;
+        }
+        i = (i + 1) & (LARGE_SLOTS - 1);
+    }
+}
+
+/// Unmaps the directly mapped block at `addr`; false if there is none.
+fn free_large(addr: usize) -> bool {
+    let t = LARGE.lock();
+    if t.slots.is_null() {
+        return false;
+    }
+    let slots = t.slots;
+    let mut i = large_hash(addr);
+    let body = loop {
+        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
+        let e = unsafe { *slots.add(i) };
+        if e.0 == addr {
+            break e.1;
+        }
+        if e.0 == 0 {
+            return false;
+        }
+        i = (i + 1) & (LARGE_SLOTS - 1);
+    };
+    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
+    let mut hole = i;
+    let mut j = i;
+    loop {
+        j = (j + 1) & (LARGE_SLOTS - 1);
+        // SAFETY: as above.
+        let e = unsafe { *slots.add(j) };
+        if e.0 == 0 {
+            break;
+        }
+        let home = large_hash(e.0);
+        // Move e into the hole if its home is not in (hole, j] (cyclically).
+        let dist_j = j.wrapping_sub(home) & (LARGE_SLOTS - 1);
+        let dist_hole = hole.wrapping_sub(home) & (LARGE_SLOTS - 1);
+        if dist_hole < dist_j {
+            // SAFETY: as above.
+            unsafe { *slots.add(hole) = e };
+            hole = j;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *slots.add(hole) = (0, 0) };
+    drop(t);
+    // SAFETY: [addr, addr + body + PAGE) is the block's mapping with its guard page, which
+    // nothing references any more.
+    unsafe { libc::munmap(addr as *mut libc::c_void, body + PAGE) };
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// GlobalAlloc
+
+impl SecHeap {
+    #[inline(always)]
+    fn alloc_layout(&self, layout: Layout, zero: bool) -> *mut u8 {
+        let Some(idx) = class::for_layout(layout.size(), layout.align()) else {
+            return alloc_large(layout.size(), layout.align());
+        };
+        let h = current();
+        let p = if h.is_null() {
+            if STATE.load(Acquire) != READY {
+                return ptr::null_mut();
+            }
+            let g = ORPHAN.lock();
+            // SAFETY: the orphan heap is only used under its lock.
+            unsafe { alloc_small(&*g.0, idx, zero) }
+        } else {
+            // SAFETY: `h` is this thread's heap.
+            unsafe { alloc_small(&*h, idx, zero) }
+        };
+        if p.is_null() {
+            // Out of reservation: map it directly instead.
+            return alloc_large(layout.size(), layout.align());
+        }
+        p
+    }
+}
+
+// SAFETY: blocks come from committed memory that no other live block overlaps, sized and
+// aligned as the layout asks (class sizes are multiples of the alignment, spans aligned to
+// 64 KiB; mapped blocks are page- or `align`-aligned); a slot is handed out only while its
+// free bit is set and that bit is cleared by its owner before it is returned.
+unsafe impl GlobalAlloc for SecHeap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.alloc_layout(layout, false)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.alloc_layout(layout, true)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        let addr = ptr as usize;
+        match locate(addr) {
+            // SAFETY: `locate` found an assigned span and a slot start.
+            Located::Slot(s, slot) => unsafe { free_small(s, slot, addr) },
+            Located::Interior => corrupt("free", addr, 0, INTERIOR),
+            Located::Invalid => corrupt("invalid free", addr, 0, NOT_OURS),
+            Located::Outside => {
+                if !free_large(addr) {
+                    corrupt("invalid free", addr, 0, NOT_OURS)
+                }
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let addr = ptr as usize;
+        let old = match locate(addr) {
+            Located::Slot(s, _) => {
+                // SAFETY: `locate` found an assigned span.
+                let size = unsafe { (*s).size.load(Relaxed) } as usize;
+                // In place while the block stays in its class or is at least half used.
+                if new_size <= size && (new_size > size / 2 || size <= 128) {
+                    return ptr;
+                }
+                size
+            }
+            Located::Outside => match large_len(addr) {
+                Some(body) => {
+                    if new_size <= body && new_size > class::MAX_CLASS_SIZE {
+                        return ptr;
+                    }
+                    body
+                }
+                None => corrupt("invalid realloc", addr, 0, NOT_OURS),
+            },
+            Located::Interior => corrupt("realloc", addr, 0, INTERIOR),
+            Located::Invalid => corrupt("invalid realloc", addr, 0, NOT_OURS),
+        };
+        // SAFETY: the caller guarantees new_size, rounded to the alignment, fits isize.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let p = self.alloc_layout(new_layout, false);
+        if !p.is_null() {
+            // SAFETY: both blocks are live and distinct; we copy what both hold.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, p, old.min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        p
+    }
+}

@@ -1,0 +1,248 @@
+//! `SecHeap` as the global allocator on its own: a randomised multi-thread workout, zeroed
+//! allocations of reused slots, pages returned to the kernel, fork, and the corruption it
+//! refuses (checked in child processes: this binary re-runs itself with `HEAP_TEST_CHILD`).
+
+mod heap_common;
+
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::hint::black_box;
+use std::process::Command;
+
+#[global_allocator]
+static GLOBAL: secalloc::SecHeap = secalloc::SecHeap::new();
+
+#[test]
+fn randomised_threads_keep_every_block_intact() {
+    for seed in 1..=3 {
+        heap_common::workout(seed, 4, 4000);
+    }
+}
+
+#[test]
+fn zeroed_allocations_of_reused_slots_are_zero() {
+    for size in [1usize, 16, 24, 100, 1000, 5000, 70_000, 300_000] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..3 {
+            // SAFETY: non-zero size; each block is freed with its layout.
+            unsafe {
+                let p = alloc(layout);
+                std::ptr::write_bytes(p, 0xAB, size);
+                dealloc(p, layout);
+                let q = alloc_zeroed(layout);
+                let bytes = std::slice::from_raw_parts(q, size);
+                assert!(bytes.iter().all(|&b| b == 0), "size {size}");
+                dealloc(q, layout);
+            }
+        }
+    }
+}
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn freed_spans_go_back_to_the_kernel() {
+    // Run alone in a child: other tests' allocations would blur the figures.
+    let out = child("rss", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert!(out.1.contains("returned"), "stdout: {}", out.1);
+}
+
+fn rss_case() {
+    let before = resident_bytes();
+    let blocks: Vec<Box<[u8; 1000]>> = (0..64 * 1024).map(|_| Box::new([1u8; 1000])).collect();
+    let full = resident_bytes();
+    drop(black_box(blocks));
+    let after = resident_bytes();
+    let grown = full - before;
+    let kept = after.saturating_sub(before);
+    assert!(grown > 60 << 20, "64 MiB of blocks grew RSS by {grown} bytes only");
+    // Each span size keeps at most 1 MiB of empty spans mapped.
+    assert!(kept < 4 << 20, "RSS still {kept} bytes above the start after freeing everything");
+    println!("returned {} of {} bytes", grown - kept, grown);
+}
+
+#[test]
+fn fork_while_threads_allocate() {
+    let out = child("fork", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert_eq!(out.1.matches("child ok").count(), 20, "stdout: {}", out.1);
+}
+
+fn fork_case() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut rng = heap_common::Rng::new(t + 7);
+                let mut v: Vec<Vec<u8>> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    v.push(vec![1u8; 1 + rng.below(400_000) as usize]);
+                    if v.len() > 32 {
+                        v.swap_remove(rng.below(32) as usize);
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        // SAFETY: the child only allocates, frees, prints and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let v: Vec<Vec<u8>> = (0..1000).map(|i| vec![2u8; i * 37 + 1]).collect();
+            let big = vec![3u8; 2 << 20];
+            let ok = v.iter().enumerate().all(|(i, b)| b.len() == i * 37 + 1) && big[12345] == 3;
+            drop(v);
+            drop(big);
+            let msg: &[u8] = if ok { b"child ok\n" } else { b"child bad\n" };
+            // SAFETY: writing a static buffer to stdout and leaving without running the
+            // parent's exit handlers.
+            unsafe {
+                libc::write(1, msg.as_ptr().cast(), msg.len());
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[inline(never)]
+fn double_free_case() {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: the second free is the bug under test; the heap must stop before reusing it.
+    unsafe {
+        let p = black_box(alloc(layout));
+        println!("block {:#x}", p as usize);
+        dealloc(p, layout);
+        dealloc(p, layout);
+    }
+}
+
+#[inline(never)]
+fn remote_double_free_case() {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: as above, with the second free from another thread.
+    let p = unsafe { black_box(alloc(layout)) } as usize;
+    println!("block {p:#x}");
+    // SAFETY: the first free is valid.
+    unsafe { dealloc(p as *mut u8, layout) };
+    std::thread::spawn(move || {
+        // SAFETY: the double free under test.
+        unsafe { dealloc(p as *mut u8, layout) }
+    })
+    .join()
+    .unwrap();
+}
+
+#[inline(never)]
+fn interior_free_case() {
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    // SAFETY: deliberately frees a pointer into the middle of a block.
+    unsafe {
+        let p = black_box(alloc(layout));
+        println!("block {:#x}", p as usize);
+        dealloc(p.add(16), layout);
+    }
+}
+
+#[inline(never)]
+fn foreign_free_case() {
+    let x = 5u64;
+    println!("block {:#x}", &x as *const u64 as usize);
+    // SAFETY: deliberately frees a stack address.
+    unsafe { dealloc(black_box(&x as *const u64 as *mut u8), Layout::new::<u64>()) };
+}
+
+#[test]
+fn child_entry() {
+    let case = match std::env::var("HEAP_TEST_CHILD") {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    match case.as_str() {
+        "rss" => rss_case(),
+        "fork" => fork_case(),
+        "double-free" => double_free_case(),
+        "remote-double-free" => remote_double_free_case(),
+        "interior-free" => interior_free_case(),
+        "foreign-free" => foreign_free_case(),
+        other => panic!("unknown case {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn child(case: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("HEAP_TEST_CHILD", case);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.signal(),
+    )
+}
+
+fn block_addr(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("block ").map(|(_, a)| a))
+        .unwrap_or_else(|| panic!("no block line in {stdout:?}"));
+    line.trim().to_string()
+}
+
+fn assert_aborts(case: &str, message: impl Fn(&str) -> String) {
+    let (code, stdout, stderr, signal) = child(case, &[]);
+    assert_eq!(code, None, "{case} must not exit normally: {stderr}");
+    assert_eq!(signal, Some(libc::SIGABRT), "{case}: {stderr}");
+    let want = message(&block_addr(&stdout));
+    assert_eq!(stderr.lines().last(), Some(want.as_str()), "{case}: {stderr}");
+}
+
+#[test]
+fn double_free_on_the_same_thread_aborts() {
+    assert_aborts("double-free", |a| {
+        format!("secalloc: heap corruption: double free of {a} (a 48-byte slot)")
+    });
+}
+
+#[test]
+fn double_free_from_another_thread_aborts() {
+    assert_aborts("remote-double-free", |a| {
+        format!("secalloc: heap corruption: double free of {a} (a 48-byte slot)")
+    });
+}
+
+#[test]
+fn free_of_an_interior_pointer_aborts() {
+    assert_aborts("interior-free", |a| {
+        let a = usize::from_str_radix(a.trim_start_matches("0x"), 16).unwrap() + 16;
+        format!("secalloc: heap corruption: free of {a:#x}, a pointer into the middle of a block")
+    });
+}
+
+#[test]
+fn free_of_a_foreign_address_aborts() {
+    assert_aborts("foreign-free", |a| {
+        format!("secalloc: heap corruption: invalid free of {a}: not a block this heap handed out")
+    });
+}

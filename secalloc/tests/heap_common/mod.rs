@@ -1,0 +1,211 @@
+//! A randomised multi-thread workout shared by the heap's test binaries: allocations of
+//! random sizes (1 byte to 1 MiB) and alignments (to 128 KiB), reallocations, frees on the
+//! allocating thread and on others, threads that exit with blocks still live. Every block is
+//! filled with a pattern of its own and checked before it is resized or freed.
+
+use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
+use std::sync::mpsc;
+
+/// A small deterministic generator (xorshift*), so a failing seed can be rerun.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A block handed between threads.
+pub struct Block {
+    pub ptr: usize,
+    pub layout: Layout,
+    pub tag: u8,
+}
+
+// SAFETY: the block is plain memory owned by whoever holds this value.
+unsafe impl Send for Block {}
+
+impl Block {
+    fn fill(&self) {
+        // SAFETY: the block is live and `layout.size()` bytes long.
+        unsafe { std::ptr::write_bytes(self.ptr as *mut u8, self.tag, self.layout.size()) };
+    }
+    fn check(&self) {
+        // SAFETY: as in fill.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.layout.size()) };
+        if let Some(i) = bytes.iter().position(|&b| b != self.tag) {
+            panic!(
+                "block {:#x} ({} bytes): byte {i} is {:#x}, expected {:#x}",
+                self.ptr,
+                self.layout.size(),
+                bytes[i],
+                self.tag
+            );
+        }
+    }
+    fn free(self) {
+        self.check();
+        // SAFETY: allocated with this layout and not freed yet.
+        unsafe { dealloc(self.ptr as *mut u8, self.layout) };
+    }
+}
+
+fn random_layout(rng: &mut Rng) -> Layout {
+    let size = match rng.below(100) {
+        0..=69 => 1 + rng.below(256),
+        70..=89 => 1 + rng.below(8192),
+        90..=97 => 1 + rng.below(300_000),
+        _ => 1 + rng.below(1 << 20),
+    } as usize;
+    let align = match rng.below(50) {
+        0 => 1usize << rng.below(18),
+        1..=4 => 1usize << rng.below(7),
+        _ => 8,
+    };
+    Layout::from_size_align(size, align).unwrap()
+}
+
+fn new_block(rng: &mut Rng) -> Block {
+    let layout = random_layout(rng);
+    let zeroed = rng.below(4) == 0;
+    // SAFETY: the layout has a non-zero size.
+    let ptr = unsafe {
+        if zeroed {
+            alloc_zeroed(layout)
+        } else {
+            alloc(layout)
+        }
+    };
+    assert!(!ptr.is_null(), "out of memory for {layout:?}");
+    assert_eq!(ptr as usize % layout.align(), 0, "misaligned block for {layout:?}");
+    if zeroed {
+        // SAFETY: the block is live and `layout.size()` bytes long.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+        assert!(bytes.iter().all(|&b| b == 0), "alloc_zeroed gave dirty memory");
+    }
+    let b = Block {
+        ptr: ptr as usize,
+        layout,
+        tag: (rng.next() as u8) | 1,
+    };
+    b.fill();
+    b
+}
+
+fn resize(b: Block, rng: &mut Rng) -> Block {
+    b.check();
+    let new_size = 1 + rng.below(b.layout.size() as u64 * 2 + 64) as usize;
+    // SAFETY: `b` is live with this layout; the new size is non-zero and small.
+    let p = unsafe { realloc(b.ptr as *mut u8, b.layout, new_size) };
+    assert!(!p.is_null());
+    assert_eq!(p as usize % b.layout.align(), 0, "realloc lost the alignment");
+    let kept = b.layout.size().min(new_size);
+    // SAFETY: the new block is live and at least `kept` bytes long.
+    let bytes = unsafe { std::slice::from_raw_parts(p, kept) };
+    assert!(bytes.iter().all(|&x| x == b.tag), "realloc lost the contents");
+    let nb = Block {
+        ptr: p as usize,
+        layout: Layout::from_size_align(new_size, b.layout.align()).unwrap(),
+        tag: b.tag.wrapping_add(2),
+    };
+    nb.fill();
+    nb
+}
+
+/// Runs `threads` threads for `rounds` operations each; each thread also receives blocks
+/// from its neighbour and frees them. Some threads exit early with blocks still live (freed
+/// later by the main thread), so their heaps are adopted by newer threads.
+pub fn workout(seed: u64, threads: usize, rounds: usize) {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..threads {
+        let (tx, rx) = mpsc::channel::<Block>();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let mut handles = Vec::new();
+    for (t, rx) in receivers.into_iter().enumerate() {
+        let tx = senders[(t + 1) % threads].clone();
+        handles.push(std::thread::spawn(move || {
+            let mut rng = Rng::new(seed ^ (t as u64 + 1) * 0x1000_0001);
+            let mut mine: Vec<Block> = Vec::new();
+            for _ in 0..rounds {
+                match rng.below(10) {
+                    0..=4 => mine.push(new_block(&mut rng)),
+                    5 if !mine.is_empty() => {
+                        let i = rng.below(mine.len() as u64) as usize;
+                        let b = mine.swap_remove(i);
+                        mine.push(resize(b, &mut rng));
+                    }
+                    6 | 7 if !mine.is_empty() => {
+                        let i = rng.below(mine.len() as u64) as usize;
+                        mine.swap_remove(i).free();
+                    }
+                    8 if !mine.is_empty() => {
+                        let i = rng.below(mine.len() as u64) as usize;
+                        let _ = tx.send(mine.swap_remove(i));
+                    }
+                    _ => {
+                        while let Ok(b) = rx.try_recv() {
+                            b.free();
+                        }
+                    }
+                }
+            }
+            drop(tx);
+            // Leave the rest to the main thread: this thread's heap is handed back while
+            // its blocks are still live.
+            let mut left: Vec<Block> = mine;
+            while let Ok(b) = rx.try_recv() {
+                left.push(b);
+            }
+            (left, rx)
+        }));
+    }
+    drop(senders);
+    let mut rest = Vec::new();
+    for h in handles {
+        let (left, rx) = h.join().unwrap();
+        rest.extend(left);
+        rest.extend(rx.try_iter());
+    }
+    // A second generation of threads adopts the first one's heaps and frees the rest.
+    let chunks: Vec<Vec<Block>> = {
+        let mut v: Vec<Vec<Block>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, b) in rest.into_iter().enumerate() {
+            v[i % threads].push(b);
+        }
+        v
+    };
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(t, blocks)| {
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed ^ 0xABCD ^ t as u64);
+                let mut mine: Vec<Block> = (0..64).map(|_| new_block(&mut rng)).collect();
+                for b in blocks {
+                    b.free();
+                }
+                for b in mine.drain(..) {
+                    b.free();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
