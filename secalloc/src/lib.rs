@@ -94,8 +94,8 @@ mod wipe;
 use core::sync::atomic::Ordering;
 
 pub use crate::alloc::SecAlloc;
-pub use crate::heap::SecHeap;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
+pub use crate::heap::SecHeap;
 pub use crate::reach::LeakKind;
 pub use crate::report::{
     leak_check, report, Callsite, LeakReport, LeakSummary, ReportParseError, ScopeTotal,

@@ -59,9 +59,15 @@ fn rss_case() {
     let after = resident_bytes();
     let grown = full - before;
     let kept = after.saturating_sub(before);
-    assert!(grown > 60 << 20, "64 MiB of blocks grew RSS by {grown} bytes only");
+    assert!(
+        grown > 60 << 20,
+        "64 MiB of blocks grew RSS by {grown} bytes only"
+    );
     // Each span size keeps at most 1 MiB of empty spans mapped.
-    assert!(kept < 4 << 20, "RSS still {kept} bytes above the start after freeing everything");
+    assert!(
+        kept < 4 << 20,
+        "RSS still {kept} bytes above the start after freeing everything"
+    );
     println!("returned {} of {} bytes", grown - kept, grown);
 }
 
@@ -215,7 +221,11 @@ fn assert_aborts(case: &str, message: impl Fn(&str) -> String) {
     assert_eq!(code, None, "{case} must not exit normally: {stderr}");
     assert_eq!(signal, Some(libc::SIGABRT), "{case}: {stderr}");
     let want = message(&block_addr(&stdout));
-    assert_eq!(stderr.lines().last(), Some(want.as_str()), "{case}: {stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(want.as_str()),
+        "{case}: {stderr}"
+    );
 }
 
 #[test]

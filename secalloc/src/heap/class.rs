@@ -19,7 +19,7 @@ pub(crate) const SPAN_KINDS: usize = (MAX_SPAN_SHIFT - MIN_SPAN_SHIFT + 1) as us
 #[inline(always)]
 pub(crate) const fn index_of(size: usize) -> usize {
     if size <= 128 {
-        (size + 15) / 16 - 1
+        size.div_ceil(16) - 1
     } else {
         // size lies in (2^k, 2^(k+1)]; classes step by 2^(k-2) there.
         let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
@@ -91,7 +91,10 @@ mod tests {
             assert_eq!(index_of(s), idx, "a class size maps to its own class");
             assert_eq!(index_of(last + 1), idx, "the size after the previous class");
             if s > 128 {
-                assert!((s - last) * 4 <= s, "slack above 128 bytes stays within 25%");
+                assert!(
+                    (s - last) * 4 <= s,
+                    "slack above 128 bytes stays within 25%"
+                );
             }
             last = s;
         }
@@ -121,10 +124,12 @@ mod tests {
                         assert_eq!(s % align.max(16), 0, "size {size} align {align}");
                         assert!(align <= MAX_CLASS_ALIGN);
                     }
-                    None => assert!(size > MAX_CLASS_SIZE || align > MAX_CLASS_ALIGN || {
-                        let rounded = (size.max(align) + align - 1) & !(align - 1);
-                        rounded > MAX_CLASS_SIZE
-                    }),
+                    None => assert!(
+                        size > MAX_CLASS_SIZE || align > MAX_CLASS_ALIGN || {
+                            let rounded = (size.max(align) + align - 1) & !(align - 1);
+                            rounded > MAX_CLASS_SIZE
+                        }
+                    ),
                 }
             }
         }

@@ -34,8 +34,8 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::fmt::Write as _;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
 use crate::sys::{self, SpinLock};
 use class::{MAX_SPAN_SHIFT, MIN_SPAN_SHIFT, NCLASSES, SPAN_KINDS};
@@ -459,7 +459,14 @@ fn new_segment(shift: u32) -> *mut Segment {
     let start = BASE.load(Relaxed) + (i << SEGMENT_SHIFT);
     // SAFETY: [start, start + SEGMENT) lies inside our PROT_NONE reservation and was claimed
     // by this thread alone.
-    if unsafe { libc::mprotect(start as *mut libc::c_void, SEGMENT, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+    if unsafe {
+        libc::mprotect(
+            start as *mut libc::c_void,
+            SEGMENT,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    } != 0
+    {
         return ptr::null_mut();
     }
     let m = seg_meta(i);

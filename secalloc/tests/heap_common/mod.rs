@@ -89,11 +89,18 @@ fn new_block(rng: &mut Rng) -> Block {
         }
     };
     assert!(!ptr.is_null(), "out of memory for {layout:?}");
-    assert_eq!(ptr as usize % layout.align(), 0, "misaligned block for {layout:?}");
+    assert_eq!(
+        ptr as usize % layout.align(),
+        0,
+        "misaligned block for {layout:?}"
+    );
     if zeroed {
         // SAFETY: the block is live and `layout.size()` bytes long.
         let bytes = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-        assert!(bytes.iter().all(|&b| b == 0), "alloc_zeroed gave dirty memory");
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "alloc_zeroed gave dirty memory"
+        );
     }
     let b = Block {
         ptr: ptr as usize,
@@ -110,11 +117,18 @@ fn resize(b: Block, rng: &mut Rng) -> Block {
     // SAFETY: `b` is live with this layout; the new size is non-zero and small.
     let p = unsafe { realloc(b.ptr as *mut u8, b.layout, new_size) };
     assert!(!p.is_null());
-    assert_eq!(p as usize % b.layout.align(), 0, "realloc lost the alignment");
+    assert_eq!(
+        p as usize % b.layout.align(),
+        0,
+        "realloc lost the alignment"
+    );
     let kept = b.layout.size().min(new_size);
     // SAFETY: the new block is live and at least `kept` bytes long.
     let bytes = unsafe { std::slice::from_raw_parts(p, kept) };
-    assert!(bytes.iter().all(|&x| x == b.tag), "realloc lost the contents");
+    assert!(
+        bytes.iter().all(|&x| x == b.tag),
+        "realloc lost the contents"
+    );
     let nb = Block {
         ptr: p as usize,
         layout: Layout::from_size_align(new_size, b.layout.align()).unwrap(),
@@ -139,7 +153,7 @@ pub fn workout(seed: u64, threads: usize, rounds: usize) {
     for (t, rx) in receivers.into_iter().enumerate() {
         let tx = senders[(t + 1) % threads].clone();
         handles.push(std::thread::spawn(move || {
-            let mut rng = Rng::new(seed ^ (t as u64 + 1) * 0x1000_0001);
+            let mut rng = Rng::new(seed ^ ((t as u64 + 1) * 0x1000_0001));
             let mut mine: Vec<Block> = Vec::new();
             for _ in 0..rounds {
                 match rng.below(10) {
@@ -155,7 +169,10 @@ pub fn workout(seed: u64, threads: usize, rounds: usize) {
                     }
                     8 if !mine.is_empty() => {
                         let i = rng.below(mine.len() as u64) as usize;
-                        let _ = tx.send(mine.swap_remove(i));
+                        // The neighbour may have finished: then the block comes back.
+                        if let Err(back) = tx.send(mine.swap_remove(i)) {
+                            back.0.free();
+                        }
                     }
                     _ => {
                         while let Ok(b) = rx.try_recv() {
@@ -176,9 +193,14 @@ pub fn workout(seed: u64, threads: usize, rounds: usize) {
     }
     drop(senders);
     let mut rest = Vec::new();
+    let mut receivers = Vec::new();
     for h in handles {
         let (left, rx) = h.join().unwrap();
         rest.extend(left);
+        receivers.push(rx);
+    }
+    // Every sender is gone now: what is still queued is all that was sent and not freed.
+    for rx in receivers {
         rest.extend(rx.try_iter());
     }
     // A second generation of threads adopts the first one's heaps and frees the rest.
