@@ -1,4 +1,5 @@
-//! The benchmark suite's driver: SecAlloc against `System` and dhat-rs (see BENCHMARKS.md).
+//! The benchmark suite's driver: SecAlloc against `System`, mimalloc and dhat-rs, over the
+//! system allocator, over mimalloc and over its own heap (see BENCHMARKS.md).
 //!
 //! ```text
 //! cargo bench --bench suite                       # default run, a few minutes on 2 cores
@@ -7,8 +8,10 @@
 //! cargo bench --bench suite -- --plots docs       # also write the SVG plots into docs/
 //! ```
 //!
-//! A process has one global allocator, so every workload lives in three binaries built from
-//! one module (`benches/workloads/`): `suite-system`, `suite-secalloc` and `suite-dhat`. The
+//! A process has one global allocator, so every workload lives in one binary per allocator,
+//! all built from one module (`benches/workloads/`): `suite-system`, `suite-secalloc`,
+//! `suite-dhat`, `suite-mimalloc`, `suite-secalloc-mimalloc`, `suite-secheap` and
+//! `suite-secalloc-heap`. The
 //! driver builds them (through the `cargo` that runs it), then for every workload runs each
 //! configuration as a child process, interleaved (round 1: A B C …, round 2: B C … A, …), and
 //! reports the median workload time, the median peak RSS (`ru_maxrss` of the child, from
@@ -25,9 +28,12 @@
 //!   (`wipe` selects the wipe sweep);
 //! - `--configs LIST`: only these configurations (`system` always runs). Besides the default
 //!   `full`, `tracking` (`SECALLOC_WIPE=0`), `wipe` (`SECALLOC_STACK_DEPTH=0`) and `dhat`,
-//!   two more attribute costs: `bare` (neither stacks nor wipe) and `minimal` (also no
-//!   zeroing on allocation and no canaries: the live set, headers and statistics alone);
-//! - `--bin-dir DIR`: use prebuilt `suite-system`, `suite-secalloc`, `suite-dhat` from DIR
+//!   and the peers `mimalloc`, `full-mi` (SecAlloc over mimalloc), `secheap` (secalloc's own
+//!   heap alone) and `full-heap` (SecAlloc over it), four more attribute costs: `bare`
+//!   (neither stacks nor wipe), `minimal` (also no zeroing on allocation and no canaries: the
+//!   live set, headers and statistics alone), `tracking-heap` and `wipe-heap` (as `tracking`
+//!   and `wipe`, over the own heap);
+//! - `--bin-dir DIR`: use the prebuilt workload binaries (named as above) from DIR
 //!   instead of building (for running on a machine without the toolchain);
 //! - `--out DIR` (default `target/bench-suite`): where `results.json`, `table.md` and the
 //!   plots go; `--plots DIR`: also copy the plots there.
@@ -44,7 +50,22 @@ enum Kind {
     System,
     SecAlloc,
     Dhat,
+    Mimalloc,
+    SecAllocMimalloc,
+    SecHeap,
+    SecAllocHeap,
 }
+
+/// Every workload binary.
+const ALL_KINDS: [Kind; 7] = [
+    Kind::System,
+    Kind::SecAlloc,
+    Kind::Dhat,
+    Kind::Mimalloc,
+    Kind::SecAllocMimalloc,
+    Kind::SecHeap,
+    Kind::SecAllocHeap,
+];
 
 impl Kind {
     fn target(self) -> &'static str {
@@ -52,6 +73,10 @@ impl Kind {
             Kind::System => "suite-system",
             Kind::SecAlloc => "suite-secalloc",
             Kind::Dhat => "suite-dhat",
+            Kind::Mimalloc => "suite-mimalloc",
+            Kind::SecAllocMimalloc => "suite-secalloc-mimalloc",
+            Kind::SecHeap => "suite-secheap",
+            Kind::SecAllocHeap => "suite-secalloc-heap",
         }
     }
 }
@@ -106,7 +131,57 @@ const DHAT: Config = Config {
     kind: Kind::Dhat,
     env: &[],
 };
-const ALL_CONFIGS: [Config; 7] = [SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL, DHAT];
+/// mimalloc alone (the `mimalloc` crate): the fastest peer.
+const MIMALLOC: Config = Config {
+    name: "mimalloc",
+    kind: Kind::Mimalloc,
+    env: &[],
+};
+/// SecAlloc's defaults over mimalloc (`SecAlloc::with_inner(MiMalloc)`).
+const FULL_MIMALLOC: Config = Config {
+    name: "full-mi",
+    kind: Kind::SecAllocMimalloc,
+    env: &[],
+};
+/// secalloc's own heap alone (`SecHeap`), no tracking.
+const SECHEAP: Config = Config {
+    name: "secheap",
+    kind: Kind::SecHeap,
+    env: &[],
+};
+/// SecAlloc's defaults over its own heap (`SecAlloc::with_inner(SecHeap)`).
+const FULL_HEAP: Config = Config {
+    name: "full-heap",
+    kind: Kind::SecAllocHeap,
+    env: &[],
+};
+const TRACKING_HEAP: Config = Config {
+    name: "tracking-heap",
+    kind: Kind::SecAllocHeap,
+    env: &[("SECALLOC_WIPE", "0")],
+};
+const WIPE_HEAP: Config = Config {
+    name: "wipe-heap",
+    kind: Kind::SecAllocHeap,
+    env: &[("SECALLOC_STACK_DEPTH", "0")],
+};
+const ALL_CONFIGS: [Config; 13] = [
+    SYSTEM,
+    FULL,
+    TRACKING,
+    WIPE,
+    BARE,
+    MINIMAL,
+    DHAT,
+    MIMALLOC,
+    FULL_MIMALLOC,
+    SECHEAP,
+    FULL_HEAP,
+    TRACKING_HEAP,
+    WIPE_HEAP,
+];
+/// Configurations left out of a run unless `--configs` names them.
+const OPT_IN: [&str; 4] = ["bare", "minimal", "tracking-heap", "wipe-heap"];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {
@@ -219,18 +294,20 @@ fn options() -> Options {
     }
     for c in &o.configs {
         if !ALL_CONFIGS.iter().any(|k| k.name == c) {
+            let names: Vec<&str> = ALL_CONFIGS.iter().map(|k| k.name).collect();
             fail(format!(
-                "unknown configuration {c:?} (system, full, tracking, wipe, bare, minimal, dhat)"
+                "unknown configuration {c:?} ({})",
+                names.join(", ")
             ));
         }
     }
     o
 }
 
-/// Builds the three workload binaries through cargo and returns their paths.
+/// Builds the workload binaries through cargo and returns their paths.
 fn build_binaries() -> BTreeMap<&'static str, PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let kinds = [Kind::System, Kind::SecAlloc, Kind::Dhat];
+    let kinds = ALL_KINDS;
     let mut cmd = Command::new(cargo);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "bench",
@@ -273,7 +350,7 @@ fn build_binaries() -> BTreeMap<&'static str, PathBuf> {
 }
 
 fn prebuilt(dir: &Path) -> BTreeMap<&'static str, PathBuf> {
-    [Kind::System, Kind::SecAlloc, Kind::Dhat]
+    ALL_KINDS
         .into_iter()
         .map(|k| {
             let p = dir.join(k.target());
@@ -977,13 +1054,16 @@ fn main() {
             .copied()
             .filter(|c| {
                 c.name == "system"
-                    || (opts.configs.is_empty() && c.name != "bare" && c.name != "minimal")
+                    || (opts.configs.is_empty() && !OPT_IN.contains(&c.name))
                     || opts.configs.iter().any(|n| n == c.name)
             })
             .collect()
     };
-    let secalloc_configs = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL]);
-    let with_dhat = pick(&[SYSTEM, FULL, TRACKING, WIPE, BARE, MINIMAL, DHAT]);
+    let secalloc_configs: Vec<Config> = pick(&ALL_CONFIGS)
+        .into_iter()
+        .filter(|c| c.kind != Kind::Dhat)
+        .collect();
+    let with_dhat = pick(&ALL_CONFIGS);
 
     let mut rows = Vec::new();
     for size in [8usize, 64, 512, 4096, 65536, 1 << 20, 4 << 20] {

@@ -680,3 +680,30 @@ pub fn main_with(
         }
     }
 }
+
+/// Before a SecAlloc workload: the binary really runs on SecAlloc.
+#[allow(dead_code)] // used by the SecAlloc binaries only
+pub fn assert_secalloc_installed() {
+    assert!(secalloc::is_installed(), "SecAlloc is the global allocator");
+}
+
+/// After a SecAlloc workload: the configuration did what it is named for — callsite stacks
+/// recorded unless `SECALLOC_STACK_DEPTH=0`, bytes wiped unless `SECALLOC_WIPE=0`. (A build
+/// whose frame-pointer check fails records no stacks, and "full" would then measure "wipe
+/// only".)
+#[allow(dead_code)] // used by the SecAlloc binaries only
+pub fn check_secalloc_config() -> Result<(), String> {
+    let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+    let s = secalloc::stats();
+    if !env_is("SECALLOC_STACK_DEPTH", "0") && (!s.frame_pointers || s.unique_stacks == 0) {
+        return Err(format!(
+            "callsite stacks are on but none were recorded (frame pointers detected: {}, \
+             unique stacks: {}): this run would not measure stack capture",
+            s.frame_pointers, s.unique_stacks
+        ));
+    }
+    if !env_is("SECALLOC_WIPE", "0") && s.wiped_bytes == 0 {
+        return Err("the wipe is on but no byte was wiped".into());
+    }
+    Ok(())
+}

@@ -18,6 +18,43 @@ fn randomised_threads_keep_every_block_intact() {
     }
 }
 
+/// Producers allocate, consumers free: every free is remote, racing with the owner folding
+/// remote bits back (a first free must never read as a double one).
+#[test]
+fn producer_consumer_remote_frees() {
+    for round in 0..4 {
+        producer_consumer_round(round, 2, 1500);
+    }
+}
+
+fn producer_consumer_round(round: u64, pairs: u64, batches: u64) {
+    let handles: Vec<_> = (0..pairs)
+        .flat_map(|p| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(16);
+            let producer = std::thread::spawn(move || {
+                let mut rng = heap_common::Rng::new(round * 100 + p + 1);
+                for b in 0..batches {
+                    let batch = (0..256)
+                        .map(|_| vec![b as u8; 8 + rng.below(249) as usize])
+                        .collect();
+                    tx.send(batch).unwrap();
+                }
+            });
+            let consumer = std::thread::spawn(move || {
+                for batch in rx {
+                    for v in batch {
+                        assert!(v.iter().all(|&x| x == v[0]));
+                    }
+                }
+            });
+            [producer, consumer]
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 #[test]
 fn zeroed_allocations_of_reused_slots_are_zero() {
     for size in [1usize, 16, 24, 100, 1000, 5000, 70_000, 300_000] {

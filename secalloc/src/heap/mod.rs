@@ -698,8 +698,13 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
         unsafe { add_free(&*me, s, idx, 1) };
         return;
     }
+    // Read the owner's bitmap before setting the remote bit: once it is set, the owner may
+    // fold it into `free` at any moment, and reading `free` then would call a first free a
+    // double one. A slot handed out has its free bit clear, and the pointer's hand-over to
+    // this thread made that store visible here.
+    let owned = sp.free[w].load(Acquire);
     let old = sp.remote[w].fetch_or(bit, SeqCst);
-    if (old | sp.free[w].load(Relaxed)) & bit != 0 {
+    if (old | owned) & bit != 0 {
         corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
     }
     if !sp.queued.swap(true, SeqCst) {

@@ -1,0 +1,18 @@
+//! Workload binary of the benchmark suite with `SecAlloc` over mimalloc as the global
+//! allocator, in the configuration its `SECALLOC_*` environment selects (the driver sets it
+//! per run). Run by `cargo bench --bench suite`; see `mod.rs` for the protocol and the checks.
+
+#[path = "mod.rs"]
+mod workloads;
+
+#[global_allocator]
+static GLOBAL: secalloc::SecAlloc<mimalloc::MiMalloc> =
+    secalloc::SecAlloc::with_inner(mimalloc::MiMalloc);
+
+fn main() {
+    workloads::main_with(
+        "secalloc-mimalloc",
+        workloads::assert_secalloc_installed,
+        workloads::check_secalloc_config,
+    );
+}
