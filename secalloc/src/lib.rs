@@ -32,9 +32,9 @@
 //! [`SecHeap`] is secalloc's own heap: size-class spans with all metadata out of line, per-thread
 //! heaps, exact double-free checks, large blocks mapped with a guard page. It will become the
 //! default inner of [`SecAlloc::new`]; today it is used alone or under the tracker with
-//! `SecAlloc::with_inner(SecHeap::new())` (in the benchmark suite's real-work loads: the heap
-//! alone at 0.6–1.0× the system allocator's time, the tracker over it 0.1–0.3 × faster than
-//! over `System`).
+//! `SecAlloc::with_inner(SecHeap::new())`. On the benchmark suite's real-work loads the heap
+//! alone takes 0.6–1.0× the system allocator's time, and the tracker over it 5–20% less time
+//! than over `System` (BENCHMARKS.md).
 //!
 //! # Frame pointers
 //!
