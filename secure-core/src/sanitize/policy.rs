@@ -137,7 +137,6 @@ pub const DEFAULT_DESCRIPTOR_WORDS: &[&str] = &[
     "pattern",
     "regex",
     "callback",
-    "header",
     // time
     "ttl",
     "timeout",
