@@ -44,13 +44,15 @@ use secure_core::audit::{self, Event, EventKind, Severity};
 use secure_core::{secure_operation, Sanitize};
 use serde::Serialize;
 
-/// The service's configuration. Its `admin_token` is a secret: every reply is sanitized, so
-/// it is redacted wherever it would appear.
+/// The service's configuration. Its `admin_token` is a secret, marked `#[secure(redact)]`:
+/// every reply is sanitized, so it is redacted wherever it would appear (in logs and in what
+/// a handler returns).
 #[derive(Clone, Debug, Serialize, Sanitize)]
 pub struct ServiceConfig {
     /// The service's name, shown in the status.
     pub name: String,
     /// The token `POST /api/security/cleanup` requires (`Authorization: Bearer <token>`).
+    #[secure(redact)]
     pub admin_token: String,
     /// Largest `count` the audit endpoint accepts.
     pub max_audit_events: usize,

@@ -215,6 +215,57 @@ fn enums() {
     assert_eq!(raw, Auth::Raw(vec![9]));
 }
 
+#[derive(Debug, Clone, PartialEq, Sanitize)]
+struct ApiKey(String);
+
+#[derive(Debug, Clone, PartialEq, Sanitize)]
+struct KeyId(String);
+
+#[derive(Debug, Clone, PartialEq, Sanitize)]
+enum Credential {
+    ApiKey(String),
+    Token(String),
+    UserName(String),
+    Login { user: String, password: String },
+}
+
+#[test]
+fn newtype_and_variant_names_are_judged_like_keys() {
+    let policy = p();
+    // The field of a newtype or tuple variant has no name: its type's or variant's counts.
+    let key = ApiKey("AKIA-1234".into());
+    assert_eq!(key.to_log_value(&policy), json!(REDACTED));
+    assert_eq!(key.clone().sanitized(&policy), ApiKey(REDACTED.into()));
+    assert_eq!(KeyId("k-1".into()).to_log_value(&policy), json!("k-1"));
+    assert_eq!(
+        Credential::ApiKey("AKIA-1234".into()).to_log_value(&policy),
+        json!({"ApiKey": REDACTED})
+    );
+    assert_eq!(
+        Credential::Token("tok-99".into()).sanitized(&policy),
+        Credential::Token(REDACTED.into())
+    );
+    assert_eq!(
+        Credential::UserName("ada\n".into()).sanitized(&policy),
+        Credential::UserName("ada\\n".into())
+    );
+    // Named fields are judged by their own names, not the variant's.
+    assert_eq!(
+        Credential::Login {
+            user: "ada".into(),
+            password: "pw".into()
+        }
+        .to_log_value(&policy),
+        json!({"Login": {"user": "ada", "password": REDACTED}})
+    );
+    // The policy decides: without `key`/`api_key`, an `ApiKey` is shown.
+    let lenient = SanitizePolicy::default()
+        .without_sensitive_word("key")
+        .without_sensitive_word("api_key")
+        .without_sensitive_word("apikey");
+    assert_eq!(key.to_log_value(&lenient), json!("AKIA-1234"));
+}
+
 #[derive(Debug, Sanitize)]
 enum Never {}
 

@@ -4,8 +4,9 @@
 //!
 //! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file,
 //!   asynchronous bounded writes, verification with distinct verdicts);
-//! - [`sanitize`]: the `Sanitize` trait and its policy (redaction of sensitive keys,
-//!   neutralised control characters, clipped floats);
+//! - [`sanitize`]: the `Sanitize` trait and its policies: for logs (redaction of keys that
+//!   name secrets, neutralised control characters, cut strings, clipped floats) and for
+//!   return values (only what the type marks is redacted);
 //! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the
 //!   integrity lock that halts before anything runs on tampered input;
 //! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on

@@ -23,7 +23,9 @@ use std::time::Instant;
 pub use serde_json;
 
 use crate::audit::{self, Event, EventKind, Severity};
-use crate::sanitize::{default_policy, is_sensitive_key, Sanitize, SanitizePolicy, REDACTED};
+use crate::sanitize::{
+    default_policy, default_return_policy, is_sensitive_key, Sanitize, SanitizePolicy, REDACTED,
+};
 use crate::secalloc::{Scope, ScopeEnter};
 
 /// One running invocation of a `#[secure_operation]` function.
@@ -100,12 +102,7 @@ impl Operation {
                 format!("completed in {}", Elapsed(self.started)),
             ),
             Some(err) => {
-                let text = match err {
-                    ErrView::Display(d) => d.to_string(),
-                    ErrView::Opaque(ty) => {
-                        format!("returned Err (`{ty}` does not implement Display)")
-                    }
-                };
+                let text = err.message();
                 self.log_end(
                     EventKind::OperationError,
                     self.level.max(Severity::Error),
@@ -283,9 +280,72 @@ pub fn redacted_arg() -> serde_json::Value {
     redacted_value()
 }
 
-/// Sanitizes an operation's return value under the process-wide policy.
+/// Sanitizes an operation's return value under the default return policy
+/// ([`SanitizePolicy::for_return_values`]).
 pub fn sanitize_return<T: Sanitize>(value: &mut T) {
+    value.sanitize(default_return_policy());
+}
+
+/// `sanitize = strict`: sanitizes an operation's return value under the process-wide log
+/// policy.
+pub fn sanitize_return_strict<T: Sanitize>(value: &mut T) {
     value.sanitize(default_policy());
+}
+
+/// `sanitize = "path"`: sanitizes an operation's return value under the policy `path()`
+/// returned.
+pub fn sanitize_return_with<T: Sanitize, P: ReturnPolicy>(value: &mut T, policy: P) {
+    value.sanitize(policy.policy());
+}
+
+/// What the function named by `#[secure_operation(sanitize = "path")]` may return.
+#[diagnostic::on_unimplemented(
+    message = "`sanitize = \"...\"` names a function returning `{Self}`, not a `SanitizePolicy`",
+    label = "this returns `{Self}`",
+    note = "the function must take no arguments and return a `SanitizePolicy` or a \
+            `&'static SanitizePolicy` (build it once, in a `std::sync::OnceLock`)"
+)]
+pub trait ReturnPolicy {
+    /// The policy.
+    fn policy(&self) -> &SanitizePolicy;
+}
+
+impl ReturnPolicy for SanitizePolicy {
+    fn policy(&self) -> &SanitizePolicy {
+        self
+    }
+}
+
+impl ReturnPolicy for &SanitizePolicy {
+    fn policy(&self) -> &SanitizePolicy {
+        self
+    }
+}
+
+/// The process-wide log policy's redaction alone (no escaping, cutting or clipping: the
+/// message is escaped when it is logged), for error values rendered into a log message.
+fn log_redaction_policy() -> &'static SanitizePolicy {
+    static POLICY: OnceLock<SanitizePolicy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        default_policy()
+            .clone()
+            .with_escaping(false)
+            .with_max_string_len(usize::MAX)
+            .with_float_clip(f64::INFINITY)
+    })
+}
+
+/// The process-wide log policy without its sensitive words: what a rendering looks like
+/// when nothing is redacted by name.
+fn log_policy_without_words() -> &'static SanitizePolicy {
+    static POLICY: OnceLock<SanitizePolicy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        let mut p = default_policy().clone();
+        for w in p.sensitive_words() {
+            p = p.without_sensitive_word(&w);
+        }
+        p
+    })
 }
 
 /// What `#[secure_operation(err)]` requires of a return type.
@@ -304,8 +364,16 @@ impl<T, E: Display> ErrorResult for Result<T, E> {}
 pub fn require_error_result<R: ErrorResult>(_: &R) {}
 
 /// A borrowed return value, inspected for an error by method-resolution priority
-/// ("autoref specialization"): [`ErrDisplay`] when it is a `Result` whose error implements
-/// `Display`, else [`ErrOpaque`] when it is a `Result`, else [`NotErr`].
+/// ("autoref specialization"), called as `(&&&&Outcome(&ret)).__secure_error()`:
+/// [`ErrRedactedCopy`] when it is a `Result` whose error is `Display + Sanitize + Clone`,
+/// else [`ErrRedactedRendering`] when the error is `Display + Sanitize`, else
+/// [`ErrDisplay`] when it is `Display`, else [`ErrOpaque`] when it is a `Result`, else
+/// [`NotErr`].
+///
+/// The return value the caller gets is sanitized with the return policy, which does not
+/// redact by name; the error *message* goes to the log, so it is made from the error with
+/// the log policy's redaction applied: a `password` field never reaches the log through an
+/// error's `Display`.
 pub struct Outcome<'a, T: ?Sized>(pub &'a T);
 
 /// An operation's error, as seen by [`Operation::finish`].
@@ -314,6 +382,97 @@ pub enum ErrView<'a> {
     Display(&'a dyn Display),
     /// An error whose type (named here) does not implement `Display`.
     Opaque(&'static str),
+    /// An error whose message is made with the log policy's redaction (see [`Outcome`]).
+    Redacted(&'a dyn RedactedText),
+}
+
+impl ErrView<'_> {
+    /// The message logged for this error.
+    pub fn message(&self) -> String {
+        match self {
+            ErrView::Display(d) => d.to_string(),
+            ErrView::Opaque(ty) => format!("returned Err (`{ty}` does not implement Display)"),
+            ErrView::Redacted(r) => r.redacted_text(),
+        }
+    }
+}
+
+/// An error's message with the log policy's redaction applied (see [`Outcome`]).
+pub trait RedactedText {
+    /// The message.
+    fn redacted_text(&self) -> String;
+}
+
+/// A `Clone` error: displayed from a copy redacted under the log policy.
+#[repr(transparent)]
+struct RedactedCopy<E>(E);
+
+/// An error that cannot be copied: displayed as it is when the log policy would redact
+/// nothing in it by name, else rendered as its sanitized log value.
+#[repr(transparent)]
+struct RedactedRendering<E>(E);
+
+macro_rules! view_as {
+    ($wrapper:ident) => {
+        impl<E> $wrapper<E> {
+            fn view(e: &E) -> &Self {
+                // SAFETY: the wrapper is `repr(transparent)` over `E`, so a `&E` is a valid
+                // reference to it, for the same lifetime.
+                unsafe { &*(e as *const E as *const Self) }
+            }
+        }
+    };
+}
+view_as!(RedactedCopy);
+view_as!(RedactedRendering);
+
+impl<E: Display + Sanitize + Clone> RedactedText for RedactedCopy<E> {
+    fn redacted_text(&self) -> String {
+        let mut copy = self.0.clone();
+        copy.sanitize(log_redaction_policy());
+        copy.to_string()
+    }
+}
+
+impl<E: Display + Sanitize> RedactedText for RedactedRendering<E> {
+    fn redacted_text(&self) -> String {
+        let logged = self.0.to_log_value(default_policy());
+        if logged == self.0.to_log_value(log_policy_without_words()) {
+            self.0.to_string()
+        } else {
+            logged.to_string()
+        }
+    }
+}
+
+/// See [`Outcome`].
+pub trait ErrRedactedCopy {
+    /// The error, if the value is an `Err`.
+    fn __secure_error(&self) -> Option<ErrView<'_>>;
+}
+
+impl<T, E: Display + Sanitize + Clone> ErrRedactedCopy for &&&Outcome<'_, Result<T, E>> {
+    fn __secure_error(&self) -> Option<ErrView<'_>> {
+        match self.0 {
+            Ok(_) => None,
+            Err(e) => Some(ErrView::Redacted(RedactedCopy::view(e))),
+        }
+    }
+}
+
+/// See [`Outcome`].
+pub trait ErrRedactedRendering {
+    /// The error, if the value is an `Err`.
+    fn __secure_error(&self) -> Option<ErrView<'_>>;
+}
+
+impl<T, E: Display + Sanitize> ErrRedactedRendering for &&&&Outcome<'_, Result<T, E>> {
+    fn __secure_error(&self) -> Option<ErrView<'_>> {
+        match self.0 {
+            Ok(_) => None,
+            Err(e) => Some(ErrView::Redacted(RedactedRendering::view(e))),
+        }
+    }
 }
 
 /// See [`Outcome`].
@@ -322,7 +481,7 @@ pub trait ErrDisplay {
     fn __secure_error(&self) -> Option<ErrView<'_>>;
 }
 
-impl<T, E: Display> ErrDisplay for &Outcome<'_, Result<T, E>> {
+impl<T, E: Display> ErrDisplay for &&Outcome<'_, Result<T, E>> {
     fn __secure_error(&self) -> Option<ErrView<'_>> {
         match self.0 {
             Ok(_) => None,
@@ -337,7 +496,7 @@ pub trait ErrOpaque {
     fn __secure_error(&self) -> Option<ErrView<'_>>;
 }
 
-impl<T, E> ErrOpaque for &&Outcome<'_, Result<T, E>> {
+impl<T, E> ErrOpaque for &Outcome<'_, Result<T, E>> {
     fn __secure_error(&self) -> Option<ErrView<'_>> {
         match self.0 {
             Ok(_) => None,

@@ -1,5 +1,7 @@
 //! Property tests of the sanitizer's invariants: a sanitized value never contains a sensitive
-//! key's original value, never a control character, never a NaN/Inf or |x| > 1e10.
+//! key's original value, never a control character, never a NaN/Inf or |x| > 1e10; the key
+//! rule is stable (case and separators do not matter, a harmless prefix word changes
+//! nothing, a descriptor at the end names a property); the return policy keeps data.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,38 +13,49 @@ use secure_core::sanitize::{
 use secure_core::{Sanitize, SanitizePolicy, Secret, REDACTED};
 use serde_json::Value;
 
+/// Words that make a key sensitive wherever they stand (unless a descriptor ends the key).
 const SENSITIVE: &[&str] = &[
     "password",
     "passwords",
+    "passwd",
     "secret",
-    "key",
-    "keys",
     "token",
     "apikey",
-    "private",
     "credential",
     "credentials",
     "auth",
     "session",
     "sessions",
+    "cookie",
+    "bearer",
 ];
+/// Words in none of the policy's lists (and no two of which spell a vocabulary word).
 const HARMLESS: &[&str] = &[
     "monkey",
     "author",
     "keyboard",
     "tokenizer",
     "secretary",
-    "user",
-    "id",
-    "name",
-    "count",
+    "widget",
     "donkey",
     "keyss",
     "sessional",
     "authored",
-    "x",
     "value",
+    "river",
+    "blue",
 ];
+/// Descriptor words (not `id`: `session_id` and `secret_id` are entries themselves).
+const DESCRIPTORS: &[&str] = &[
+    "count", "length", "type", "method", "name", "timeout", "path", "counts",
+];
+/// Other words the rule knows: qualifiers, split words, stems with exceptions.
+const OTHERS: &[&str] = &[
+    "key", "keys", "public", "primary", "sort", "max", "prompt", "tokens", "api", "db", "user",
+    "id", "private", "access", "refresh",
+];
+/// Words to put in front of a key: in no list of qualifiers.
+const PREFIXES: &[&str] = &["my", "default", "app", "service", "widget", "blue", "new"];
 
 /// A word in a random case.
 fn cased(word: &'static str) -> impl Strategy<Value = String> {
@@ -58,31 +71,36 @@ fn cased(word: &'static str) -> impl Strategy<Value = String> {
     ]
 }
 
-/// Joins words as snake_case, kebab-case, dotted, or camelCase.
+/// Joins words as snake_case, kebab-case, dotted, spaced, camelCase or PascalCase.
 fn join(words: Vec<String>, style: u8) -> String {
-    match style % 4 {
+    let capitalized = |w: &str| {
+        let w = w.to_lowercase();
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    match style % 6 {
         0 => words.join("_"),
         1 => words.join("-"),
         2 => words.join("."),
-        _ => words
+        3 => words.join(" "),
+        4 => words
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let w = w.to_lowercase();
                 if i == 0 {
-                    w
+                    w.to_lowercase()
                 } else {
-                    let mut c = w.chars();
-                    c.next()
-                        .map(|f| f.to_uppercase().chain(c).collect())
-                        .unwrap_or_default()
+                    capitalized(w)
                 }
             })
             .collect(),
+        _ => words.iter().map(|w| capitalized(w)).collect(),
     }
 }
 
-/// (key, whether it holds a sensitive word).
+/// (key, whether it holds a sensitive word): harmless words with, at times, sensitive ones.
 fn key() -> impl Strategy<Value = (String, bool)> {
     let word = prop_oneof![
         3 => prop::sample::select(HARMLESS).prop_flat_map(cased).prop_map(|w| (w, false)),
@@ -95,6 +113,18 @@ fn key() -> impl Strategy<Value = (String, bool)> {
             sensitive,
         )
     })
+}
+
+/// The words of a key drawn from every list the rule uses, lowercase.
+fn any_words() -> impl Strategy<Value = Vec<&'static str>> {
+    let all: Vec<&'static str> = SENSITIVE
+        .iter()
+        .chain(HARMLESS)
+        .chain(DESCRIPTORS)
+        .chain(OTHERS)
+        .copied()
+        .collect();
+    prop::collection::vec(prop::sample::select(all), 1..5)
 }
 
 /// A secret value that cannot appear in a rendering by accident.
@@ -214,6 +244,61 @@ proptest! {
     }
 
     #[test]
+    fn a_descriptor_at_the_end_names_a_property(
+        before in prop::collection::vec(prop::sample::select(HARMLESS), 0..2),
+        stem in prop::sample::select(SENSITIVE),
+        after in prop::collection::vec(prop::sample::select(HARMLESS), 0..2),
+        descriptor in prop::sample::select(DESCRIPTORS),
+        style in any::<u8>(),
+    ) {
+        let p = SanitizePolicy::default();
+        let mut words: Vec<String> = before.iter().map(|w| w.to_string()).collect();
+        words.push(stem.to_string());
+        words.extend(after.iter().map(|w| w.to_string()));
+        let secret = join(words.clone(), style);
+        words.push(descriptor.to_string());
+        let property = join(words, style);
+        prop_assert!(is_sensitive_key(&secret, &p), "{}", secret);
+        prop_assert!(!is_sensitive_key(&property, &p), "{}", property);
+    }
+
+    #[test]
+    fn case_and_separators_do_not_change_a_verdict(
+        words in any_words(), style in any::<u8>(), upper in any::<bool>(),
+    ) {
+        let p = SanitizePolicy::default();
+        let snake = words.join("_");
+        let mut owned: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        if upper {
+            owned = owned.iter().map(|w| w.to_uppercase()).collect();
+        }
+        let other = join(owned, style);
+        prop_assert_eq!(
+            is_sensitive_key(&snake, &p),
+            is_sensitive_key(&other, &p),
+            "{:?} vs {:?}", snake, other
+        );
+    }
+
+    #[test]
+    fn a_harmless_prefix_word_does_not_change_a_verdict(
+        words in any_words(), prefix in prop::sample::select(PREFIXES), style in any::<u8>(),
+    ) {
+        // Documented exception: a whole harmless key (`keys`) is harmless only alone.
+        prop_assume!(words != ["keys"]);
+        let p = SanitizePolicy::default();
+        let key = join(words.iter().map(|w| w.to_string()).collect(), style);
+        let mut longer = vec![prefix.to_string()];
+        longer.extend(words.iter().map(|w| w.to_string()));
+        let longer = join(longer, style);
+        prop_assert_eq!(
+            is_sensitive_key(&key, &p),
+            is_sensitive_key(&longer, &p),
+            "{:?} vs {:?}", key, longer
+        );
+    }
+
+    #[test]
     fn sensitive_values_never_survive_in_maps(
         entries in prop::collection::vec((key(), secret_value()), 0..12)
     ) {
@@ -296,6 +381,26 @@ proptest! {
         for s in secrets {
             prop_assert!(!text.contains(&s), "{} leaked in {}", s, text);
         }
+    }
+
+    #[test]
+    fn return_values_keep_their_data(
+        s in nasty_string(), x in float(), entries in prop::collection::vec((key(), nasty_string()), 0..8)
+    ) {
+        let p = SanitizePolicy::for_return_values();
+        prop_assert_eq!(&s.clone().sanitized(&p), &s);
+        let long = s.repeat(50);
+        prop_assert_eq!(&long.clone().sanitized(&p), &long);
+        let y = x.sanitized(&p);
+        if x.is_finite() {
+            prop_assert_eq!(y.to_bits(), x.to_bits());
+        } else {
+            prop_assert_eq!(y, 0.0);
+        }
+        // Nothing is redacted for its name.
+        let map: BTreeMap<String, String> =
+            entries.into_iter().map(|((k, _), v)| (k, v)).collect();
+        prop_assert_eq!(&map.clone().sanitized(&p), &map);
     }
 
     #[test]

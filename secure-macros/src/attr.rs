@@ -11,8 +11,37 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, LitBool, LitStr, Token};
 
 /// The options a user can give, for error messages.
-pub(crate) const OPTIONS: &str = "`name = \"...\"`, `level = \"...\"`, `sanitize = false`, \
-     `record(arg, ...)`, `redact(arg, ...)`, `err`";
+pub(crate) const OPTIONS: &str = "`name = \"...\"`, `level = \"...\"`, \
+     `sanitize = true|false|strict|\"path::to::policy\"`, `record(arg, ...)`, `redact(arg, ...)`, \
+     `err`";
+
+/// What `sanitize = ...` asks for: `true` (the default), `false`, `strict`, `"path"`.
+const SANITIZE_VALUES: &str = "`sanitize = true` (the default: redact what the type marks, \
+     clean NaN/infinity), `sanitize = false` (return the value as it is), `sanitize = strict` \
+     (the log policy: escape, truncate, clip, redact by name) or `sanitize = \"path::to::policy\"` \
+     (a function returning the `SanitizePolicy` to apply)";
+
+/// How the return value is sanitized.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ReturnSanitize {
+    /// `sanitize = false`: returned as it is.
+    Off,
+    /// The default (`sanitize = true`): `SanitizePolicy::for_return_values`.
+    Default,
+    /// `sanitize = strict`: the process-wide log policy.
+    Strict,
+    /// `sanitize = "path"`: the policy the function at `path` returns.
+    Policy(syn::Path),
+}
+
+/// `sanitize = ...` as written.
+pub(crate) struct SanitizeOption {
+    /// The value's span, for errors.
+    pub(crate) span: Span,
+    /// The value as written, for errors (`true`, `strict`, `"path"`).
+    pub(crate) text: String,
+    pub(crate) mode: ReturnSanitize,
+}
 
 /// The severity of the operation's start and completion events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +79,8 @@ pub(crate) struct OperationArgs {
     pub(crate) name: Option<LitStr>,
     /// `level = "..."`, with the literal for spans.
     pub(crate) level: Option<(LitStr, Level)>,
-    /// `sanitize = true|false`.
-    pub(crate) sanitize: Option<LitBool>,
+    /// `sanitize = true|false|strict|"path"`.
+    pub(crate) sanitize: Option<SanitizeOption>,
     /// `record(...)`.
     pub(crate) record: Option<ArgList>,
     /// `redact(...)`.
@@ -66,9 +95,11 @@ impl OperationArgs {
         self.level.as_ref().map_or(Level::Info, |(_, l)| *l)
     }
 
-    /// Whether the return value is sanitized (`true` unless `sanitize = false`).
-    pub(crate) fn sanitize(&self) -> bool {
-        self.sanitize.as_ref().map_or(true, |b| b.value)
+    /// How the return value is sanitized (the default unless `sanitize = ...`).
+    pub(crate) fn sanitize(&self) -> ReturnSanitize {
+        self.sanitize
+            .as_ref()
+            .map_or(ReturnSanitize::Default, |s| s.mode.clone())
     }
 }
 
@@ -192,11 +223,11 @@ fn parse_one(
             }
         }
         "sanitize" => {
-            let lit: LitBool = parse_value(input, &key, "`sanitize = false` or `sanitize = true`")?;
+            let value = parse_sanitize(input, &key)?;
             if out.sanitize.is_some() {
                 duplicate(errors, key.span(), "sanitize");
             } else {
-                out.sanitize = Some(lit);
+                out.sanitize = Some(value);
             }
         }
         "record" | "redact" => {
@@ -259,6 +290,79 @@ fn parse_one(
     Ok(())
 }
 
+/// Parses `= true|false|strict|"path"` after `sanitize`.
+fn parse_sanitize(input: ParseStream<'_>, key: &Ident) -> syn::Result<SanitizeOption> {
+    let expected = || format!("`sanitize` expects {SANITIZE_VALUES}");
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(key.span(), expected()));
+    }
+    input.parse::<Token![=]>()?;
+    if input.peek(LitBool) {
+        let lit: LitBool = input.parse()?;
+        return Ok(SanitizeOption {
+            span: lit.span(),
+            text: lit.value.to_string(),
+            mode: if lit.value {
+                ReturnSanitize::Default
+            } else {
+                ReturnSanitize::Off
+            },
+        });
+    }
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        let v = lit.value();
+        let text = format!("{v:?}");
+        let hint = match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some("sanitize = true"),
+            "false" | "no" | "off" | "none" => Some("sanitize = false"),
+            "strict" => Some("sanitize = strict"),
+            _ => None,
+        };
+        if let Some(hint) = hint {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`sanitize = {text}`: a string names a policy function; did you mean \
+                     `{hint}` (without quotes)?"
+                ),
+            ));
+        }
+        let path: syn::Path = lit.parse().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`sanitize = {text}` is not a path: a string names the function that \
+                     returns the policy, such as `sanitize = \"crate::policies::for_csv\"`"
+                ),
+            )
+        })?;
+        return Ok(SanitizeOption {
+            span: lit.span(),
+            text,
+            mode: ReturnSanitize::Policy(path),
+        });
+    }
+    if input.peek(Ident) {
+        let ident: Ident = input.parse()?;
+        if ident == "strict" {
+            return Ok(SanitizeOption {
+                span: ident.span(),
+                text: "strict".into(),
+                mode: ReturnSanitize::Strict,
+            });
+        }
+        return Err(syn::Error::new(
+            ident.span(),
+            format!("unknown `sanitize` value `{ident}`: expected {SANITIZE_VALUES}"),
+        ));
+    }
+    let span = input
+        .parse::<proc_macro2::TokenTree>()
+        .map_or(key.span(), |t| t.span());
+    Err(syn::Error::new(span, expected()))
+}
+
 /// Parses `= VALUE` after `key`.
 fn parse_value<T: syn::parse::Parse>(
     input: ParseStream<'_>,
@@ -310,9 +414,9 @@ mod tests {
             err
         ));
         assert!(r.is_ok());
-        assert_eq!(a.name.unwrap().value(), "op");
+        assert_eq!(a.name.as_ref().unwrap().value(), "op");
         assert_eq!(a.level.as_ref().unwrap().1, Level::Warning);
-        assert!(!a.sanitize.as_ref().unwrap().value);
+        assert_eq!(a.sanitize(), ReturnSanitize::Off);
         let rec: Vec<String> = a
             .record
             .unwrap()
@@ -333,7 +437,28 @@ mod tests {
         let (a, r) = parse(quote!());
         assert!(r.is_ok());
         assert_eq!(a.level(), Level::Info);
-        assert!(a.sanitize());
+        assert_eq!(a.sanitize(), ReturnSanitize::Default);
+    }
+
+    #[test]
+    fn sanitize_values() {
+        assert_eq!(
+            parse(quote!(sanitize = true)).0.sanitize(),
+            ReturnSanitize::Default
+        );
+        assert_eq!(
+            parse(quote!(sanitize = strict)).0.sanitize(),
+            ReturnSanitize::Strict
+        );
+        let (a, r) = parse(quote!(sanitize = "crate::policies::csv"));
+        assert!(r.is_ok());
+        let ReturnSanitize::Policy(path) = a.sanitize() else {
+            panic!("expected a policy path");
+        };
+        assert_eq!(
+            quote!(#path).to_string(),
+            quote!(crate::policies::csv).to_string()
+        );
     }
 
     #[test]
@@ -351,7 +476,7 @@ mod tests {
             messages(r),
             [
                 "unknown level \"loud\": expected \"info\", \"warn\" (or \"warning\"), \"error\" or \"critical\"",
-                "unknown option `verbose` of `#[secure_operation]`; expected `name = \"...\"`, `level = \"...\"`, `sanitize = false`, `record(arg, ...)`, `redact(arg, ...)`, `err`",
+                format!("unknown option `verbose` of `#[secure_operation]`; expected {OPTIONS}").as_str(),
                 "duplicate `level` option",
                 "`x` is listed twice in `record`",
                 "the operation name must come first; write `name = \"...\"` elsewhere",
@@ -374,7 +499,19 @@ mod tests {
             (quote!(name = ""), "the operation name must not be empty"),
             (
                 quote!(sanitize = "no"),
-                "`sanitize` expects `sanitize = false` or `sanitize = true`",
+                "`sanitize = \"no\"`: a string names a policy function; did you mean `sanitize = false` (without quotes)?",
+            ),
+            (
+                quote!(sanitize = "two words"),
+                "`sanitize = \"two words\"` is not a path: a string names the function that returns the policy, such as `sanitize = \"crate::policies::for_csv\"`",
+            ),
+            (
+                quote!(sanitize = lenient),
+                "unknown `sanitize` value `lenient`: expected `sanitize = true` (the default: redact what the type marks, clean NaN/infinity), `sanitize = false` (return the value as it is), `sanitize = strict` (the log policy: escape, truncate, clip, redact by name) or `sanitize = \"path::to::policy\"` (a function returning the `SanitizePolicy` to apply)",
+            ),
+            (
+                quote!(sanitize = 3),
+                "`sanitize` expects `sanitize = true` (the default: redact what the type marks, clean NaN/infinity), `sanitize = false` (return the value as it is), `sanitize = strict` (the log policy: escape, truncate, clip, redact by name) or `sanitize = \"path::to::policy\"` (a function returning the `SanitizePolicy` to apply)",
             ),
             (
                 quote!(record),

@@ -31,7 +31,8 @@ enum Mode {
 struct Field {
     /// The field as written, for named fields.
     ident: Option<Ident>,
-    /// The name for named fields (unraw'd), `None` for tuple fields.
+    /// The name the field is judged by (unraw'd): its own for named fields, its struct's or
+    /// variant's for tuple fields.
     name: Option<String>,
     /// The field's position, for tuple fields.
     index: usize,
@@ -94,7 +95,7 @@ fn parse(input: &DeriveInput) -> Result<Vec<Variant>, syn::Error> {
         Data::Struct(s) => vec![Variant {
             ident: None,
             style: style_of(&s.fields),
-            fields: parse_fields(&s.fields, &mut errors),
+            fields: parse_fields(&s.fields, &input.ident, &mut errors),
         }],
         Data::Enum(e) => e
             .variants
@@ -112,7 +113,7 @@ fn parse(input: &DeriveInput) -> Result<Vec<Variant>, syn::Error> {
                 Variant {
                     ident: Some(v.ident.clone()),
                     style: style_of(&v.fields),
-                    fields: parse_fields(&v.fields, &mut errors),
+                    fields: parse_fields(&v.fields, &v.ident, &mut errors),
                 }
             })
             .collect(),
@@ -137,7 +138,10 @@ fn style_of(fields: &Fields) -> Style {
     }
 }
 
-fn parse_fields(fields: &Fields, errors: &mut Errors) -> Vec<Field> {
+/// The fields of a struct or variant named `owner`. A tuple field has no name of its own, so
+/// it is judged by its owner's: the field of `struct ApiKey(String)` or of
+/// `Credential::Token(String)` is redacted like a field named `api_key` or `token`.
+fn parse_fields(fields: &Fields, owner: &Ident, errors: &mut Errors) -> Vec<Field> {
     fields
         .iter()
         .enumerate()
@@ -155,7 +159,7 @@ fn parse_fields(fields: &Fields, errors: &mut Errors) -> Vec<Field> {
             }
             Field {
                 ident: f.ident.clone(),
-                name: f.ident.as_ref().map(|i| i.unraw().to_string()),
+                name: Some(f.ident.as_ref().unwrap_or(owner).unraw().to_string()),
                 index,
                 ty: f.ty.clone(),
                 mode,

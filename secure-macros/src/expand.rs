@@ -12,7 +12,8 @@
 //!             Err(panic) => op.panicked(panic),                    // OperationError, resume
 //!         }
 //!     };
-//!     { let _in = op.enter(); sanitize_return(&mut ret); }          // unless sanitize = false
+//!     { let _in = op.enter(); sanitize_return(&mut ret); }          // or _strict / _with(policy()),
+//!                                                                  // none for sanitize = false
 //!     op.finish(error_of(&ret));                                   // OperationComplete/Error
 //!     ret
 //! }
@@ -26,9 +27,10 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Expr, ReturnType, Stmt};
 
-use crate::attr::Level;
+use crate::attr::{Level, ReturnSanitize};
 use crate::valid::{
     infer_impl_trait, reference_depth, return_span, tail_async_block, BodyKind, Validated,
 };
@@ -84,21 +86,36 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
     };
 
     // What happens to the return value once the body finished: sanitize, check, finish.
-    let sanitize_value = match kind {
+    let can_sanitize = match kind {
         // The block's output is a concrete type, whatever the function's signature says.
-        BodyKind::TailAsync => args.sanitize(),
-        _ => args.sanitize() && output_ty.is_some() && !ret_has_impl_trait,
+        BodyKind::TailAsync => true,
+        _ => output_ty.is_some() && !ret_has_impl_trait,
     };
-    let sanitize = if sanitize_value {
-        quote_spanned! {ret_span=>
+    let sanitize_call = match args.sanitize() {
+        _ if !can_sanitize => None,
+        ReturnSanitize::Off => None,
+        ReturnSanitize::Default => Some(quote_spanned! {ret_span=>
+            ::secure_core::__private::sanitize_return(&mut __secure_ret)
+        }),
+        ReturnSanitize::Strict => Some(quote_spanned! {ret_span=>
+            ::secure_core::__private::sanitize_return_strict(&mut __secure_ret)
+        }),
+        ReturnSanitize::Policy(path) => {
+            let policy = quote_spanned!(path.span()=> #path());
+            Some(quote_spanned! {ret_span=>
+                ::secure_core::__private::sanitize_return_with(&mut __secure_ret, #policy)
+            })
+        }
+    };
+    let sanitize = match sanitize_call {
+        Some(call) => quote_spanned! {ret_span=>
             {
                 let __secure_scope = __secure_op.enter();
-                ::secure_core::__private::sanitize_return(&mut __secure_ret);
+                #call;
                 ::core::mem::drop(__secure_scope);
             }
-        }
-    } else {
-        quote!()
+        },
+        None => quote!(),
     };
     let require_err = if args.err.is_some() {
         quote_spanned! {ret_span=>
@@ -112,8 +129,11 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
         #require_err
         __secure_op.finish({
             #[allow(unused_imports)]
-            use ::secure_core::__private::{ErrDisplay as _, ErrOpaque as _, NotErr as _};
-            (&&::secure_core::__private::Outcome(&__secure_ret)).__secure_error()
+            use ::secure_core::__private::{
+                ErrDisplay as _, ErrOpaque as _, ErrRedactedCopy as _, ErrRedactedRendering as _,
+                NotErr as _,
+            };
+            (&&&&::secure_core::__private::Outcome(&__secure_ret)).__secure_error()
         });
         __secure_ret
     };

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Stmt, Type};
 
-use crate::attr::{Errors, OperationArgs};
+use crate::attr::{Errors, OperationArgs, ReturnSanitize};
 
 /// How the function's body runs.
 pub(crate) enum BodyKind {
@@ -112,13 +112,20 @@ pub(crate) fn validate(
         ReturnType::Default => false,
         ReturnType::Type(_, ty) => contains_impl_trait(ty),
     };
-    if let Some(lit) = &args.sanitize {
-        if lit.value && ret_has_impl_trait && !matches!(kind, BodyKind::TailAsync) {
+    if let Some(opt) = &args.sanitize {
+        if opt.mode != ReturnSanitize::Off
+            && ret_has_impl_trait
+            && !matches!(kind, BodyKind::TailAsync)
+        {
             errors.push_spanned(
-                lit.span(),
-                "`sanitize = true` cannot apply here: the return type contains `impl Trait`, \
-                 whose value `#[secure_operation]` cannot name or sanitize (such values are \
-                 returned as they are); sanitize inside the function, or remove this option",
+                opt.span,
+                format!(
+                    "`sanitize = {}` cannot apply here: the return type contains `impl Trait`, \
+                     whose value `#[secure_operation]` cannot name or sanitize (such values \
+                     are returned as they are); sanitize inside the function, or remove this \
+                     option",
+                    opt.text
+                ),
             );
         }
     }

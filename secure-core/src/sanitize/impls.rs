@@ -97,9 +97,10 @@ fn float_value(x: f64) -> Value {
 }
 
 impl Sanitize for char {
-    /// A dangerous character (see [`is_dangerous_char`]) becomes U+FFFD.
-    fn sanitize(&mut self, _: &SanitizePolicy) {
-        if is_dangerous_char(*self) {
+    /// A dangerous character (see [`is_dangerous_char`]) becomes U+FFFD (when the policy
+    /// escapes strings).
+    fn sanitize(&mut self, policy: &SanitizePolicy) {
+        if policy.escapes() && is_dangerous_char(*self) {
             *self = char::REPLACEMENT_CHARACTER;
         }
     }
@@ -136,7 +137,11 @@ impl Sanitize for str {
     /// In place a `str` cannot change length: every byte of a dangerous character (see
     /// [`is_dangerous_char`]) is replaced with `?`, and an over-long string is not cut.
     /// Use `String` or [`to_log_value`](Sanitize::to_log_value) for the full treatment.
-    fn sanitize(&mut self, _: &SanitizePolicy) {
+    /// Nothing changes when the policy does not escape strings.
+    fn sanitize(&mut self, policy: &SanitizePolicy) {
+        if !policy.escapes() {
+            return;
+        }
         let bad: Vec<(usize, usize)> = self
             .char_indices()
             .filter(|&(_, c)| is_dangerous_char(c))

@@ -1,13 +1,31 @@
 //! Sanitizing values before they are logged or returned.
 //!
 //! [`Sanitize`] rewrites a value so it is safe to put in a log line or hand back to a caller,
-//! following a [`SanitizePolicy`]:
+//! following a [`SanitizePolicy`]. There are two standard policies:
 //!
-//! - **Sensitive keys.** A map entry, struct field or JSON member whose key contains a
-//!   sensitive *word* has its value replaced by [`REDACTED`]. Keys are split into words on
-//!   snake_case, camelCase and kebab-case boundaries and matched as whole words, so `api_key`,
-//!   `sessionId` and `X-Auth-Token` are sensitive while `monkey`, `author` and `keyboard` are
-//!   not (see [`is_sensitive_key`] and [`DEFAULT_SENSITIVE_WORDS`]).
+//! - **for logs**, [`SanitizePolicy::default`] (process-wide: [`default_policy`]): what the
+//!   audit log records (recorded arguments, event fields, error messages) gets all of the
+//!   treatment below;
+//! - **for return values**, [`SanitizePolicy::for_return_values`] (used by
+//!   `#[secure_operation]` unless told otherwise): the caller's data comes back as it was,
+//!   except that what the *type* marks as secret is redacted (`#[secure(redact)]` fields)
+//!   and NaN/±infinity become 0. No escaping, no truncation, no clipping, no redaction by
+//!   name.
+//!
+//! What the log policy does:
+//!
+//! - **Sensitive keys.** A map entry, struct field or JSON member whose key names a secret
+//!   has its value replaced by [`REDACTED`]. Keys are split into words (snake_case,
+//!   camelCase, kebab-case, acronyms, and run-together lowercase such as `userpassword` or
+//!   `PHPSESSID` cut with a vocabulary), then the word combination is judged, with
+//!   documented exceptions for counts, ids, lengths and the like (`token_count`, `key_id`)
+//!   and for harmless kinds of keys (`public_key`, `primary_key`, `max_tokens`). So
+//!   `api_key`, `sessionId`, `X-Auth-Token` and `dbpassword` are sensitive while `monkey`,
+//!   `author`, `keyboard` and `sort_key` are not. See [`is_sensitive_key`] for the rule and
+//!   its measured precision and recall, and [`SanitizePolicy`] to change its vocabulary.
+//!   `#[derive(Sanitize)]` also judges the name of a newtype or tuple variant
+//!   (`struct ApiKey(String)`, `Credential::Token(String)`): its fields have no names of
+//!   their own.
 //! - **Strings.** Control characters, ANSI escape sequences, Unicode line separators and bidi
 //!   overrides are neutralised (written as visible escapes such as `\n` or `\u{1b}`), so a
 //!   value can never forge a log line or recolour a terminal; strings longer than the limit
@@ -15,7 +33,8 @@
 //!   bytes were cut (see [`sanitize_str`]).
 //! - **Floats.** NaN and ±infinity become 0; values beyond ±1e10 are clipped to ±1e10
 //!   (see [`sanitize_f64`]).
-//! - **Secrets.** [`Secret<T>`](crate::Secret) always renders as [`REDACTED`].
+//! - **Secrets.** [`Secret<T>`](crate::Secret) always renders as [`REDACTED`] (and keeps its
+//!   value under either policy: exposing it is explicit).
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -32,16 +51,28 @@
 //!
 //! assert_eq!(f64::NAN.to_log_value(&policy), 0.0);
 //! assert_eq!(1e300_f64.to_log_value(&policy), 1e10);
+//!
+//! // A returned value keeps its data.
+//! let returned = SanitizePolicy::for_return_values();
+//! let mut rows = BTreeMap::new();
+//! rows.insert("password".to_string(), "a,b\n1,2".to_string());
+//! let rows = rows.sanitized(&returned);
+//! assert_eq!(rows["password"], "a,b\n1,2");
+//! assert_eq!(1e12_f64.sanitized(&returned), 1e12);
+//! assert_eq!(f64::INFINITY.sanitized(&returned), 0.0);
 //! ```
 //!
 //! Implement [`Sanitize`] for your own types by hand or with `#[derive(Sanitize)]`.
 
 mod impls;
+mod keys;
 mod policy;
 
 pub use policy::{
-    default_policy, set_default_policy, SanitizePolicy, DEFAULT_FLOAT_CLIP, DEFAULT_MAX_ITEMS,
-    DEFAULT_MAX_STRING_LEN, DEFAULT_SENSITIVE_WORDS,
+    default_policy, default_return_policy, set_default_policy, SanitizePolicy,
+    DEFAULT_DESCRIPTOR_WORDS, DEFAULT_FLOAT_CLIP, DEFAULT_HARMLESS_KEYS,
+    DEFAULT_HARMLESS_QUALIFIERS, DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING_LEN,
+    DEFAULT_SENSITIVE_WORDS, DEFAULT_SPLIT_WORDS,
 };
 
 use std::fmt::Write as _;
@@ -90,81 +121,71 @@ pub trait Sanitize {
 
 /// Whether `key` names a sensitive value under `policy`.
 ///
-/// The key is split into words (snake_case, camelCase, kebab-case, dots, spaces, acronyms,
-/// letter/digit changes) and compared, ignoring case, with the policy's sensitive entries as
-/// whole words; the entry's last word may carry a plural `s`.
+/// **Words.** The key is split into words at separators (`_`, `-`, `.`, spaces...), case
+/// changes (`camelCase`, `PascalCase`, the end of an acronym: `APIKey` -> `API`, `Key`) and
+/// letter/digit changes, and lowercased. A run-together token that is not itself a
+/// vocabulary word is cut into the fewest vocabulary words that spell it *exactly*
+/// (`userpassword` -> `user` `password`, `PHPSESSID` -> `php` `sessid`,
+/// `csrfmiddlewaretoken` -> `csrf` `middleware` `token`); a token they cannot spell stays
+/// whole, so `monkey`, `keyboard`, `author` and `tokenizer` are single harmless words. See
+/// [`SanitizePolicy::key_words`].
+///
+/// **Rule.** The key is sensitive when its words contain a sensitive entry
+/// ([`DEFAULT_SENSITIVE_WORDS`]: `password`, `pwd`, `secret`, `token`, `key`, `auth`,
+/// `session`, `cookie`, `bearer`, ...) as consecutive words, the entry's last word
+/// optionally plural, and none of these exceptions applies to that match:
+///
+/// 1. *descriptor*: the key's last word comes after the match and is a descriptor
+///    ([`DEFAULT_DESCRIPTOR_WORDS`]: `count`, `id`, `length`, `type`, `method`, `name`,
+///    `timeout`, `path`, ...): `token_count`, `key_id`, `auth_method`, `session_timeout`
+///    name a property of a secret, not the secret. (`session_id` is itself an entry: a
+///    session id *is* the credential);
+/// 2. *qualifier*: a harmless qualifier of the entry's last word appears before it
+///    ([`DEFAULT_HARMLESS_QUALIFIERS`]): `public_key`, `primary_key`, `foreign_key`,
+///    `sort_key`, `idempotency_key`; `max_tokens`, `prompt_tokens`;
+/// 3. *harmless key*: the whole key is one of [`DEFAULT_HARMLESS_KEYS`] (a lone `keys`).
+///
+/// Every list is configurable in [`SanitizePolicy`]. The rule is stable under change of
+/// case and separator (`api_key`, `API-KEY`, `api.key`, `apiKey`, `ApiKey` agree), and
+/// putting a word in front of a key changes its verdict only when that word is a harmless
+/// qualifier (`primary` before `key`), belongs to a sensitive entry (`session` before `id`),
+/// or the key was a harmless key (`keys` is harmless, `user_keys` is not). The property
+/// tests in `secure-core/tests/sanitize_props.rs` hold it to this. Splitting run-together
+/// tokens can be ambiguous, and is not covered by that guarantee: `sess_id` is `sess`
+/// with a descriptor, `sessid` the PHP session cookie.
+///
+/// **Measured.** On `secure-core/tests/data/key_names.tsv`, 352 real-world key names (HTTP
+/// headers, cookie names, configuration keys of AWS, GitHub, Stripe, Django, Rails, Spring,
+/// Kubernetes, OAuth, language-model APIs and common `.env` files; 141 of them hold a
+/// secret), each labelled by hand, the default policy has a **precision of 0.966** (140 of
+/// the 145 keys it redacts hold a secret) and a **recall of 0.993** (it redacts 140 of the
+/// 141 that do). The five false positives are flags or references named like a secret
+/// (`Access-Control-Allow-Credentials`, `GOOGLE_APPLICATION_CREDENTIALS`,
+/// `imagePullSecrets`, `automountServiceAccountToken`, AWS's `SecretId`); the miss is
+/// WordPress's `wordpress_logged_in` cookie. (The whole-word rule this replaced scored a
+/// precision of 0.649 and a recall of 0.801 on the same table.) The test
+/// `key_names_precision_and_recall` fails if precision falls below 0.96 or recall below
+/// 0.99.
 ///
 /// ```
 /// use secure_core::sanitize::{is_sensitive_key, default_policy};
 ///
 /// let p = default_policy();
-/// for k in ["api_key", "sessionId", "X-Auth-Token", "passwords", "clientSecret", "APIKey"] {
+/// for k in [
+///     "api_key", "sessionId", "X-Auth-Token", "passwords", "clientSecret", "APIKey",
+///     "userpassword", "PHPSESSID", "JSESSIONID", "accesstoken", "bearer", "pwd",
+/// ] {
 ///     assert!(is_sensitive_key(k, p), "{k}");
 /// }
-/// for k in ["monkey", "author", "keyboard", "tokenizer", "user_name"] {
+/// for k in [
+///     "monkey", "author", "keyboard", "tokenizer", "user_name", "max_tokens",
+///     "token_count", "primary_key", "public_key", "keys", "key_id", "auth_method",
+/// ] {
 ///     assert!(!is_sensitive_key(k, p), "{k}");
 /// }
 /// ```
 pub fn is_sensitive_key(key: &str, policy: &SanitizePolicy) -> bool {
-    // Quick rejection: an ASCII key can only match with a word of a length some entry has.
-    // Most keys of a log are short common words and stop here. (Lowercasing can change the
-    // length of a non-ASCII word, so those always take the full comparison.)
-    let lengths = policy.word_lengths();
-    if key.is_ascii() && !policy::split_words(key).any(|w| lengths & (1 << w.len().min(63)) != 0) {
-        return false;
-    }
-    let mut stack: [&str; 16] = [""; 16];
-    let mut n = 0;
-    let mut heap: Vec<&str> = Vec::new();
-    for w in policy::split_words(key) {
-        if n < stack.len() {
-            stack[n] = w;
-            n += 1;
-        } else {
-            if heap.is_empty() {
-                heap.extend_from_slice(&stack);
-            }
-            heap.push(w);
-        }
-    }
-    let words: &[&str] = if heap.is_empty() { &stack[..n] } else { &heap };
-    let mut e = 0;
-    let entries = policy.entries();
-    while e < entries.len() {
-        let entry = &entries[e];
-        e += 1;
-        let m = entry.len();
-        if m > words.len() {
-            continue;
-        }
-        let mut start = 0;
-        while start + m <= words.len() {
-            let mut j = 0;
-            while j + 1 < m && eq_lower(words[start + j], &entry[j]) {
-                j += 1;
-            }
-            if j + 1 == m && word_or_plural(words[start + j], &entry[j]) {
-                return true;
-            }
-            start += 1;
-        }
-    }
-    false
-}
-
-/// `w` equals the lowercase word `e`, ignoring case.
-fn eq_lower(w: &str, e: &str) -> bool {
-    if w.is_ascii() {
-        w.len() == e.len() && w.eq_ignore_ascii_case(e)
-    } else {
-        w.chars().flat_map(char::to_lowercase).eq(e.chars())
-    }
-}
-
-fn word_or_plural(w: &str, e: &str) -> bool {
-    eq_lower(w, e)
-        || w.strip_suffix(['s', 'S'])
-            .is_some_and(|stem| eq_lower(stem, e))
+    keys::is_sensitive_key(key, policy)
 }
 
 /// Whether `c` must be neutralised: control characters (C0, DEL, C1), Unicode line and
@@ -215,6 +236,9 @@ pub fn needs_sanitizing(s: &str, policy: &SanitizePolicy) -> bool {
     if s.len() > policy.max_string_len() {
         return true;
     }
+    if !policy.escapes() {
+        return false;
+    }
     let b = s.as_bytes();
     let mut ascii = true;
     let mut i = 0;
@@ -234,8 +258,9 @@ pub fn needs_sanitizing(s: &str, policy: &SanitizePolicy) -> bool {
 /// and, when the result would exceed the policy's maximum length, cut at a char boundary
 /// with a marker saying how many bytes of `s` were cut.
 ///
-/// The result never contains a character for which [`is_dangerous_char`] holds, and is at
-/// most `policy.max_string_len()` bytes plus the marker.
+/// The result never contains a character for which [`is_dangerous_char`] holds (unless the
+/// policy does not [escape](SanitizePolicy::with_escaping)), and is at most
+/// `policy.max_string_len()` bytes plus the marker.
 ///
 /// ```
 /// use secure_core::sanitize::{sanitize_str, SanitizePolicy};
@@ -250,13 +275,19 @@ pub fn sanitize_str(s: &str, policy: &SanitizePolicy) -> String {
         return s.to_owned();
     }
     let max = policy.max_string_len();
+    let escape = policy.escapes();
     let mut out = String::with_capacity(s.len().min(max) + 32);
     for (i, c) in s.char_indices() {
-        if out.len() + escaped_len(c) > max {
+        let len = if escape { escaped_len(c) } else { c.len_utf8() };
+        if out.len() + len > max {
             out.push_str(&truncation_marker(s.len() - i));
             return out;
         }
-        push_escaped(&mut out, c);
+        if escape {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -308,6 +339,10 @@ mod tests {
             "privateKey",
             "refresh_tokens",
             "Authorization",
+            "userpassword",
+            "PHPSESSID",
+            "csrfmiddlewaretoken",
+            "session_ids",
         ] {
             assert!(is_sensitive_key(k, &p), "{k} should be sensitive");
         }
@@ -320,6 +355,10 @@ mod tests {
             "",
             "__",
             "passwordless_user",
+            "private",
+            "token_types",
+            "max_new_tokens",
+            "keyboard_layout",
         ] {
             assert!(!is_sensitive_key(k, &p), "{k} should not be sensitive");
         }
@@ -342,6 +381,40 @@ mod tests {
         assert!(!is_sensitive_key("key", &p));
         assert!(!is_sensitive_key("api", &p));
         assert!(!is_sensitive_key("api_the_key", &p));
+    }
+
+    #[test]
+    fn exceptions_are_configurable() {
+        let p = SanitizePolicy::default();
+        assert!(!is_sensitive_key("keys", &p));
+        assert!(is_sensitive_key("api_keys", &p));
+        let p = p.without_harmless_key("KEYS").with_harmless_key("api-keys");
+        assert!(is_sensitive_key("keys", &p));
+        assert!(!is_sensitive_key("apiKeys", &p));
+        assert_eq!(p.harmless_keys(), ["api_keys"]);
+        let p = SanitizePolicy::default().without_harmless_qualifier("max", "token");
+        assert!(is_sensitive_key("max_tokens", &p));
+        assert!(!is_sensitive_key("prompt_tokens", &p));
+        let p = SanitizePolicy::default().with_descriptor_word("digest");
+        assert!(!is_sensitive_key("password_digest", &p));
+        assert!(p.descriptor_words().contains(&"digest".to_string()));
+        let p = SanitizePolicy::default().without_split_word("db");
+        assert!(!is_sensitive_key("dbpassword", &p));
+        assert!(is_sensitive_key("db_password", &p));
+    }
+
+    #[test]
+    fn strings_unescaped() {
+        let p = SanitizePolicy::default().with_escaping(false);
+        assert!(!needs_sanitizing("a\nb\u{1b}", &p));
+        assert_eq!(sanitize_str("a\nb", &p), "a\nb");
+        let p = p.with_max_string_len(3);
+        assert_eq!(sanitize_str("a\néb", &p), "a\n...[truncated 3 bytes]");
+        let p = SanitizePolicy::for_return_values();
+        assert!(!needs_sanitizing(&"\n".repeat(5000), &p));
+        assert_eq!(sanitize_f64(1e300, &p), 1e300);
+        assert_eq!(sanitize_f64(f64::NAN, &p), 0.0);
+        assert!(!is_sensitive_key("password", &p));
     }
 
     #[test]
