@@ -58,8 +58,13 @@ fn wrong_digest_length_and_bad_hex() {
         msg,
         "DIR/SUMS:1: improperly formatted SHA-256 checksum line: digest has a non-hex character at position 63"
     );
-    let (_, msg) = err_text(&format!("{H} a\n"));
-    assert!(msg.ends_with("expected two spaces or \" *\" between the digest and the file name"));
+    let (_, msg) = err_text(&format!("{H}  a\n{H} b\n"));
+    assert_eq!(
+        msg,
+        "DIR/SUMS:2: improperly formatted SHA-256 checksum line: one separator character between \
+         the digest and the file name, after lines with two (\"  \" or \" *\"); sha256sum \
+         refuses this mix too"
+    );
     let (_, msg) = err_text(&format!("MD5 (a) = {}\n", &H[..32]));
     assert!(
         msg.ends_with("not a SHA-256 line (BSD tag \"MD5\")"),
@@ -158,8 +163,14 @@ fn missing_and_unreadable_files_are_reported_not_fatal() {
         .collect();
     assert_eq!(outcomes[0], "good: OK");
     assert_eq!(outcomes[1], "gone: missing");
-    assert_eq!(outcomes[2], "a-directory: unreadable: is a directory");
-    assert_eq!(outcomes[3], "a-fifo: unreadable: is not a regular file");
+    assert_eq!(
+        outcomes[2],
+        "a-directory: unreadable: is a directory, not a regular file"
+    );
+    assert_eq!(
+        outcomes[3],
+        "a-fifo: unreadable: is a FIFO, not a regular file"
+    );
     assert!(
         outcomes[4].starts_with("self-loop: unreadable: Too many levels of symbolic links"),
         "{}",

@@ -6,8 +6,10 @@
 //! - `HEX␠␠NAME` (text mode) and `HEX␠*NAME` (binary mode) lines;
 //! - names holding a backslash, newline or carriage return written with a leading `\` on the
 //!   line and those characters as `\\`, `\n`, `\r`;
-//! - on reading: `#` comment lines, empty lines, CRLF line ends, upper- or lower-case hex, and
-//!   the BSD form `SHA256 (NAME) = HEX` (what `sha256sum --tag` writes).
+//! - on reading: `#` comment lines, empty lines, CRLF line ends, upper- or lower-case hex, the
+//!   BSD form `SHA256 (NAME) = HEX` (what `sha256sum --tag` writes), a tab wherever a space
+//!   separates the digest, and the one-separator form `HEX␠NAME` (`md5sum -r`), under GNU's
+//!   rule that one manifest does not mix the one- and two-character forms.
 //!
 //! So a manifest written here passes `sha256sum -c` and one written by `sha256sum` verifies
 //! here. Entries with absolute paths, or with `..` that climbs out of the root, are refused when
@@ -68,6 +70,10 @@ pub(crate) use digest::{hash_open_file, open_regular};
 pub(crate) use walk::lexical_absolute;
 
 use parallel::{hash_all, Job};
+
+/// The largest manifest file [`Manifest::load`] reads: 256 MiB, about two and a half million
+/// entries of 100 bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// One file listed in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,12 +199,17 @@ impl Manifest {
     /// Reads a manifest file. Its names are taken relative to the directory that holds it (as
     /// `cd "$(dirname FILE)" && sha256sum -c FILE` would); use [`with_root`](Self::with_root)
     /// for another root.
+    ///
+    /// Only a regular file is read, and at most [`MAX_MANIFEST_BYTES`] of it: a FIFO, a device
+    /// (`/dev/zero`) or a directory is refused at once, without blocking, as
+    /// [`ManifestError::Read`].
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = fs::read(path).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::input::read_regular_bounded(path, MAX_MANIFEST_BYTES, "a manifest")
+            .map_err(|source| ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let root = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
