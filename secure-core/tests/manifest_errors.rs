@@ -274,9 +274,18 @@ fn strict_mode_finds_unlisted_files_but_not_the_manifest_itself() {
     m.save(root.join("SHA256SUMS")).unwrap();
     let m = Manifest::load(root.join("SHA256SUMS")).unwrap();
     assert_eq!(m.len(), 3, "app, lib/current/a.so, lib/real/a.so");
-    let strict = VerifyOptions::new().strict(true);
+    // Made following links, so verified following links: the link where a listed directory
+    // is (lib/current) is then covered. Without following, it is an unlisted file.
+    let strict = VerifyOptions::new().strict(true).follow_symlinks(true);
     let report = m.verify_with(&strict);
     assert!(report.is_ok(), "{}", report.describe_failures());
+    let report = m.verify_with(&VerifyOptions::new().strict(true));
+    assert_eq!(report.extra, [PathBuf::from("lib/current")]);
+    assert_eq!(
+        report.failures().count(),
+        0,
+        "lib/current stays inside the root"
+    );
 
     std::fs::write(root.join("lib/real/evil.so"), "evil").unwrap();
     std::fs::write(root.join(".hidden"), "h").unwrap();
@@ -294,7 +303,7 @@ fn strict_mode_finds_unlisted_files_but_not_the_manifest_itself() {
     // Listed files are all still fine, and non-strict mode does not look.
     assert_eq!(report.failures().count(), 0);
     assert!(m.verify().is_ok());
-    let report = m.verify_with(&VerifyOptions::new().strict(true).exclude(".hidden"));
+    let report = m.verify_with(&strict.exclude(".hidden"));
     assert_eq!(report.extra.len(), 2);
     assert_eq!(
         report.describe_failures(),

@@ -307,7 +307,8 @@ mod tests {
     fn separators_follow_gnu() {
         // A tab separates like a space; one separator without a mode character is the
         // `md5sum -r` form, as GNU `sha256sum -c` reads it.
-        let names = |text: String| -> Result<Vec<(Vec<u8>, Mode)>, (usize, LineError)> {
+        type Parsed = Result<Vec<(Vec<u8>, Mode)>, (usize, LineError)>;
+        let names = |text: String| -> Parsed {
             parse(text.as_bytes()).map(|l| l.into_iter().map(|l| (l.name, l.mode)).collect())
         };
         let t = |n: &str, m| (n.as_bytes().to_vec(), m);

@@ -50,6 +50,7 @@ mod error;
 mod format;
 mod name;
 mod parallel;
+mod resolve;
 mod verify;
 mod walk;
 
@@ -63,10 +64,12 @@ pub use error::{Location, ManifestError};
 pub use format::{Format, LineError, Mode};
 pub use name::{display_name, NameError};
 pub use parallel::{Progress, ProgressFn};
+pub use resolve::EscapesRoot;
 pub use verify::{Counts, FileCheck, Outcome, VerifyReport};
 pub use walk::{SkipReason, Skipped};
 
 pub(crate) use digest::{hash_open_file, open_regular};
+pub(crate) use resolve::{escapes_root, open_beneath};
 pub(crate) use walk::lexical_absolute;
 
 use parallel::{hash_all, Job};
@@ -348,22 +351,55 @@ impl Manifest {
         self.verify_with(&VerifyOptions::new())
     }
 
-    /// Verifies with options: strict mode, thread count, exclusions, progress.
+    /// Opens the file of `entry` for reading: only through symbolic links that stay inside the
+    /// root unless `follow_symlinks`, and only a regular file, without blocking.
+    pub(crate) fn open_entry(&self, entry: &Entry, follow_symlinks: bool) -> io::Result<fs::File> {
+        if follow_symlinks {
+            open_regular(&self.path_of(entry), true)
+        } else {
+            open_beneath(&self.root, &entry.name)
+        }
+    }
+
+    /// Verifies with options: strict mode, following symbolic links, thread count, exclusions,
+    /// progress.
+    ///
+    /// Unless [`VerifyOptions::follow_symlinks`] is set, a listed name is resolved without
+    /// leaving the root: a symbolic link (to the file, or to a directory on its path) whose
+    /// target lies outside the root makes it fail with [`Outcome::OutsideRoot`], before
+    /// anything outside is opened, so no digest of an outside file is ever computed.
     pub fn verify_with(&self, opts: &VerifyOptions<'_>) -> VerifyReport {
+        let follow = opts.follow_symlinks;
         let jobs: Vec<Job> = self
             .entries
             .iter()
             .map(|e| {
                 let path = self.path_of(e);
                 let size = if opts.progress.is_some() || self.entries.len() > 1 {
-                    fs::metadata(&path).map_or(0, |m| m.len())
+                    let meta = if follow {
+                        fs::metadata(&path)
+                    } else {
+                        fs::symlink_metadata(&path)
+                    };
+                    meta.map_or(0, |m| m.len())
                 } else {
                     0
                 };
                 Job { path, size }
             })
             .collect();
-        let results = hash_all(&jobs, true, opts.threads, opts.progress);
+        let open = |job: &Job| -> io::Result<fs::File> {
+            if follow {
+                open_regular(&job.path, true)
+            } else {
+                let name = job
+                    .path
+                    .strip_prefix(&self.root)
+                    .map_err(io::Error::other)?;
+                open_beneath(&self.root, name)
+            }
+        };
+        let results = hash_all(&jobs, &open, opts.threads, opts.progress);
         let files = self
             .entries
             .iter()
@@ -395,10 +431,13 @@ impl Manifest {
             if let Some(src) = &self.source {
                 exclude.extend(self.relative_name(src));
             }
+            // A symbolic link where a listed directory was is accepted only when links are
+            // followed; otherwise it is an unlisted file like any other.
+            let no_dirs = HashSet::new();
             walk::unlisted(
                 &self.root,
                 &listed,
-                &listed_dirs,
+                if follow { &listed_dirs } else { &no_dirs },
                 &exclude,
                 &mut report.extra,
                 &mut report.walk_errors,
@@ -554,7 +593,9 @@ impl<'a> CreateOptions<'a> {
                 size: f.size,
             })
             .collect();
-        let results = hash_all(&jobs, self.follow_symlinks, self.threads, self.progress);
+        let follow = self.follow_symlinks;
+        let open = |job: &Job| open_regular(&job.path, follow);
+        let results = hash_all(&jobs, &open, self.threads, self.progress);
         let mut manifest = manifest;
         for (f, r) in found.into_iter().zip(results) {
             let digest = r.map_err(|source| ManifestError::Walk {
@@ -579,20 +620,33 @@ impl<'a> CreateOptions<'a> {
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
     strict: bool,
+    follow_symlinks: bool,
     threads: usize,
     exclude: Vec<PathBuf>,
     progress: Option<ProgressFn<'a>>,
 }
 
 impl<'a> VerifyOptions<'a> {
-    /// Defaults: not strict, one thread per core.
+    /// Defaults: not strict, symbolic links followed only inside the root, one thread per
+    /// core.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Follow symbolic links wherever they lead, even out of the root (as GNU `sha256sum -c`
+    /// does, and as [`CreateOptions::follow_symlinks`] records). Off by default: then a
+    /// listed name whose path leads out of the root through a link fails with
+    /// [`Outcome::OutsideRoot`], and in strict mode a link in place of a listed directory is
+    /// reported as unlisted.
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        self.follow_symlinks = yes;
+        self
+    }
+
     /// Also report files under the root that the manifest does not list (the manifest file
     /// itself and [`exclude`](Self::exclude)d paths aside). Symbolic links are not followed
-    /// in this walk.
+    /// in this walk; a link is itself an unlisted file, unless links are
+    /// [followed](Self::follow_symlinks) and it stands where a listed directory was.
     pub fn strict(mut self, yes: bool) -> Self {
         self.strict = yes;
         self
