@@ -92,15 +92,27 @@ impl Config {
         inner_shrinks_in_place: false,
     };
 
-    /// Applies the `SECALLOC_*` environment variables. A bad value prints one line to stderr
-    /// and keeps the configured value.
+    /// Applies the `SECALLOC_*` environment variables. Keywords are matched without regard to
+    /// case (`Stderr`, `JSON`, `Off`). A bad value prints one line to stderr and keeps the
+    /// configured value; so does a `SECALLOC_*` name the allocator does not know (naming the
+    /// closest one it does), once per name.
     pub(crate) fn apply_env(&mut self) {
+        warn_unknown_names();
         if let Some(v) = getenv(b"SECALLOC_WIPE\0") {
-            match v {
-                b"4" | b"fourpass" | b"four-pass" => self.wipe = Wipe::FourPass,
-                b"1" | b"zero" => self.wipe = Wipe::Zero,
-                b"0" | b"off" => self.wipe = Wipe::Off,
-                _ => bad_value("SECALLOC_WIPE", v, "4, 1 or 0"),
+            match keyword(
+                v,
+                &[
+                    ("4", Wipe::FourPass),
+                    ("fourpass", Wipe::FourPass),
+                    ("four-pass", Wipe::FourPass),
+                    ("1", Wipe::Zero),
+                    ("zero", Wipe::Zero),
+                    ("0", Wipe::Off),
+                    ("off", Wipe::Off),
+                ],
+            ) {
+                Some(w) => self.wipe = w,
+                None => bad_value("SECALLOC_WIPE", v, "4, 1 or 0"),
             }
         }
         if let Some(v) = getenv(b"SECALLOC_ZERO_ON_ALLOC\0") {
@@ -116,30 +128,49 @@ impl Config {
             parse_bool("SECALLOC_CANARY", v, &mut self.canaries);
         }
         if let Some(v) = getenv(b"SECALLOC_ON_CORRUPTION\0") {
-            match v {
-                b"abort" => self.on_corruption = OnCorruption::Abort,
-                b"continue" => self.on_corruption = OnCorruption::Continue,
-                _ => bad_value("SECALLOC_ON_CORRUPTION", v, "abort or continue"),
+            match keyword(
+                v,
+                &[
+                    ("abort", OnCorruption::Abort),
+                    ("continue", OnCorruption::Continue),
+                ],
+            ) {
+                Some(c) => self.on_corruption = c,
+                None => bad_value("SECALLOC_ON_CORRUPTION", v, "abort or continue"),
             }
         }
         if let Some(v) = getenv(b"SECALLOC_REPORT\0") {
-            match v {
-                b"off" | b"0" => self.report = ReportDest::Off,
-                b"stderr" | b"1" => self.report = ReportDest::Stderr,
-                b"" => bad_value("SECALLOC_REPORT", v, "off, stderr or a file path"),
-                path => match core::str::from_utf8(path) {
+            match keyword(
+                v,
+                &[
+                    ("off", ReportDest::Off),
+                    ("0", ReportDest::Off),
+                    ("stderr", ReportDest::Stderr),
+                    ("1", ReportDest::Stderr),
+                ],
+            ) {
+                Some(d) => self.report = d,
+                None if v.is_empty() => {
+                    bad_value("SECALLOC_REPORT", v, "off, stderr or a file path")
+                }
+                None => match core::str::from_utf8(v) {
                     Ok(p) => self.report = ReportDest::File(p),
                     Err(_) => bad_value("SECALLOC_REPORT", v, "off, stderr or a UTF-8 file path"),
                 },
             }
         }
         if let Some(v) = getenv(b"SECALLOC_REPORT_FORMAT\0") {
-            match v {
-                b"text" => self.report_format = ReportFormat::Text,
-                b"json" => self.report_format = ReportFormat::Json,
-                b"dhat" => self.report_format = ReportFormat::Dhat,
-                b"folded" => self.report_format = ReportFormat::Folded,
-                _ => bad_value("SECALLOC_REPORT_FORMAT", v, "text, json, dhat or folded"),
+            match keyword(
+                v,
+                &[
+                    ("text", ReportFormat::Text),
+                    ("json", ReportFormat::Json),
+                    ("dhat", ReportFormat::Dhat),
+                    ("folded", ReportFormat::Folded),
+                ],
+            ) {
+                Some(f) => self.report_format = f,
+                None => bad_value("SECALLOC_REPORT_FORMAT", v, "text, json, dhat or folded"),
             }
         }
         if let Some(v) = getenv(b"SECALLOC_REPORT_MIN_BYTES\0") {
@@ -169,6 +200,98 @@ impl Config {
     }
 }
 
+/// Every environment variable the allocator reads. A `SECALLOC_*` name not listed here is
+/// warned about (a misspelling would otherwise be ignored without a word): a variable read
+/// anywhere in the crate must be listed (a unit test checks the sources).
+pub(crate) const KNOWN_VARS: &[&str] = &[
+    "SECALLOC_WIPE",
+    "SECALLOC_ZERO_ON_ALLOC",
+    "SECALLOC_STACK_DEPTH",
+    "SECALLOC_CANARY",
+    "SECALLOC_ON_CORRUPTION",
+    "SECALLOC_REPORT",
+    "SECALLOC_REPORT_FORMAT",
+    "SECALLOC_REPORT_MIN_BYTES",
+    "SECALLOC_REPORT_TOP",
+    "SECALLOC_REPORT_REACHABLE",
+    "SECALLOC_LEAK_EXITCODE",
+    "SECALLOC_WIPE_AT_EXIT",
+];
+
+/// The value of `v` among `options` (keywords matched ignoring ASCII case).
+fn keyword<T: Copy>(v: &[u8], options: &[(&str, T)]) -> Option<T> {
+    options
+        .iter()
+        .find(|(k, _)| v.eq_ignore_ascii_case(k.as_bytes()))
+        .map(|&(_, t)| t)
+}
+
+extern "C" {
+    /// The process environment (POSIX), `NAME=VALUE` strings ending with a null pointer.
+    static environ: *const *const core::ffi::c_char;
+}
+
+/// Prints one line for each `SECALLOC_*` environment variable that is not in
+/// [`KNOWN_VARS`], naming the closest known name. Reads `environ` directly and writes with
+/// `write(2)`: it runs inside the allocator's initialisation and must not allocate.
+fn warn_unknown_names() {
+    // SAFETY: `environ` is the C library's environment array, read once at start-up (as
+    // `getenv` does); it is null-terminated, and so is each entry.
+    let mut p = unsafe { environ };
+    if p.is_null() {
+        return;
+    }
+    loop {
+        // SAFETY: `p` points into the null-terminated array (checked below before advancing).
+        let entry = unsafe { *p };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: each entry is a NUL-terminated string that lives as long as the environment.
+        let bytes = unsafe { core::ffi::CStr::from_ptr(entry) }.to_bytes();
+        let name = bytes.split(|&b| b == b'=').next().unwrap_or(bytes);
+        if name.starts_with(b"SECALLOC_") && !KNOWN_VARS.iter().any(|k| k.as_bytes() == name) {
+            warn_unknown(name);
+        }
+        // SAFETY: the entry was not the terminating null, so the next slot exists.
+        p = unsafe { p.add(1) };
+    }
+}
+
+fn warn_unknown(name: &[u8]) {
+    let closest = KNOWN_VARS
+        .iter()
+        .min_by_key(|k| edit_distance(name, k.as_bytes()))
+        .copied()
+        .unwrap_or("SECALLOC_REPORT");
+    let mut w = FdWriter::stderr();
+    let _ = w.write_str("secalloc: ignoring unknown environment variable ");
+    write_escaped(&mut w, name);
+    let _ = writeln!(w, " (did you mean {closest}?)");
+}
+
+/// Levenshtein distance between `a` and `b`, computed on the stack (names longer than 63
+/// bytes are compared by their first 63).
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    const N: usize = 64;
+    let a = &a[..a.len().min(N - 1)];
+    let b = &b[..b.len().min(N - 1)];
+    let mut prev = [0usize; N];
+    let mut cur = [0usize; N];
+    for (j, slot) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *slot = j;
+    }
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(!ca.eq_ignore_ascii_case(&cb));
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
         return None;
@@ -184,16 +307,24 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 }
 
 fn parse_bool(name: &str, v: &[u8], out: &mut bool) {
-    match v {
-        b"1" | b"true" | b"on" | b"yes" => *out = true,
-        b"0" | b"false" | b"off" | b"no" => *out = false,
-        _ => bad_value(name, v, "0 or 1"),
+    let options = [
+        ("1", true),
+        ("true", true),
+        ("on", true),
+        ("yes", true),
+        ("0", false),
+        ("false", false),
+        ("off", false),
+        ("no", false),
+    ];
+    match keyword(v, &options) {
+        Some(b) => *out = b,
+        None => bad_value(name, v, "0 or 1"),
     }
 }
 
-fn bad_value(name: &str, v: &[u8], expected: &str) {
-    let mut w = FdWriter::stderr();
-    let _ = write!(w, "secalloc: ignoring {name}=\"");
+/// Writes at most 64 bytes of `v`, printable ASCII as it is, other bytes as `\xNN`.
+fn write_escaped(w: &mut FdWriter, v: &[u8]) {
     for &b in v.iter().take(64) {
         if b.is_ascii_graphic() || b == b' ' {
             let _ = w.write_char(b as char);
@@ -201,6 +332,12 @@ fn bad_value(name: &str, v: &[u8], expected: &str) {
             let _ = write!(w, "\\x{b:02x}");
         }
     }
+}
+
+fn bad_value(name: &str, v: &[u8], expected: &str) {
+    let mut w = FdWriter::stderr();
+    let _ = write!(w, "secalloc: ignoring {name}=\"");
+    write_escaped(&mut w, v);
     let _ = writeln!(w, "\": expected {expected}; keeping the configured value");
 }
 
@@ -307,6 +444,59 @@ mod tests {
         assert_eq!(parse_u64(b"-1"), None);
         assert_eq!(parse_u64(b"1e3"), None);
         assert_eq!(parse_u64(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn keywords_ignore_case() {
+        let opts = [("stderr", 1), ("off", 2)];
+        assert_eq!(keyword(b"Stderr", &opts), Some(1));
+        assert_eq!(keyword(b"OFF", &opts), Some(2));
+        assert_eq!(keyword(b"stderr.txt", &opts), None);
+        let mut b = false;
+        parse_bool("X", b"YES", &mut b);
+        assert!(b);
+    }
+
+    #[test]
+    fn closest_names() {
+        assert_eq!(edit_distance(b"SECALLOC_WIPES", b"SECALLOC_WIPE"), 1);
+        assert_eq!(edit_distance(b"", b"abc"), 3);
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+        let closest = |n: &[u8]| {
+            KNOWN_VARS
+                .iter()
+                .min_by_key(|k| edit_distance(n, k.as_bytes()))
+                .copied()
+        };
+        assert_eq!(
+            closest(b"SECALLOC_REPORT_FORMATS"),
+            Some("SECALLOC_REPORT_FORMAT")
+        );
+        assert_eq!(
+            closest(b"SECALLOC_STACKDEPTH"),
+            Some("SECALLOC_STACK_DEPTH")
+        );
+        assert_eq!(closest(b"SECALLOC_report"), Some("SECALLOC_REPORT"));
+    }
+
+    /// Every `SECALLOC_*` name the crate reads is known, so none is warned about as unknown.
+    #[test]
+    fn every_variable_read_is_known() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for (i, _) in text.match_indices("getenv(b\"SECALLOC_") {
+                let rest = &text[i + "getenv(b\"".len()..];
+                let name = &rest[..rest.find('\\').unwrap()];
+                assert!(
+                    KNOWN_VARS.contains(&name),
+                    "{name} is read but not in KNOWN_VARS"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= KNOWN_VARS.len(), "found only {seen} reads");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(crate) fn initialise(config: &Config) {
 }
 
 extern "C" fn fork_prepare() {
+    // First: a thread inside the `backtrace` crate may still need the locks below to finish.
+    crate::symbolize::lock_for_fork();
     crate::report::lock_for_fork();
     crate::stack::lock_for_fork();
     crate::scope::lock_for_fork();
@@ -62,6 +64,7 @@ extern "C" fn fork_parent() {
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();
+        crate::symbolize::unlock_after_fork();
     }
 }
 
@@ -71,7 +74,9 @@ extern "C" fn fork_child() {
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();
+        crate::symbolize::unlock_after_fork();
     }
+    crate::symbolize::after_fork_in_child();
     crate::thread::after_fork_in_child();
     crate::live::after_fork_in_child();
 }

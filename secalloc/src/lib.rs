@@ -69,7 +69,9 @@
 //! `SECALLOC_REPORT_TOP`, `SECALLOC_REPORT_REACHABLE`, `SECALLOC_LEAK_EXITCODE=N` (exit with
 //! N when anything is definitely lost), `SECALLOC_WIPE_AT_EXIT=1` (wipe every block still
 //! live after the report — other threads still running may be using those blocks, so it is
-//! off by default).
+//! off by default). Keywords are matched whatever their case; an unknown `SECALLOC_*` name is
+//! named on stderr with the closest known one; a report file that cannot be written is named
+//! on stderr and the report is written there instead.
 //!
 //! # Guarantees and non-goals
 //!

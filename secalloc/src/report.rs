@@ -639,11 +639,9 @@ pub(crate) fn at_exit() {
                     r.write(cfg.report_format, cfg.report_top, &mut err)
                         .and_then(|_| err.flush())
                 }
-                ReportDest::File(path) => std::fs::File::create(path).and_then(|f| {
-                    let mut w = io::BufWriter::new(f);
-                    r.write(cfg.report_format, cfg.report_top, &mut w)?;
-                    w.flush()
-                }),
+                ReportDest::File(path) => {
+                    write_report_file(path, &mut |w| r.write(cfg.report_format, cfg.report_top, w))
+                }
             };
             if let Err(e) = result {
                 eprintln!("secalloc: could not write the exit report: {e}");
@@ -660,6 +658,27 @@ pub(crate) fn at_exit() {
             unsafe { libc::_exit(i32::from(code)) };
         }
     }
+}
+
+/// Writes the exit report (`write` writes it to the writer it is given) to the file at `path`.
+/// If the file cannot be created or written, says so on stderr, naming the path, and writes
+/// the report to stderr instead: the report is not lost.
+fn write_report_file(
+    path: &str,
+    write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let to_file = std::fs::File::create(path).and_then(|f| {
+        let mut w = io::BufWriter::new(f);
+        write(&mut w)?;
+        w.flush()
+    });
+    let Err(e) = to_file else { return Ok(()) };
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "secalloc: could not write the exit report to {path}: {e}; writing it to standard error instead"
+    );
+    write(&mut err).and_then(|_| err.flush())
 }
 
 /// Wipes (four passes) every block still live. Other threads still running may be using

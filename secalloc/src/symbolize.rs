@@ -1,6 +1,82 @@
 //! Symbolisation of interned stacks, only when a report asks for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::sys::SpinLock;
+
+/// Held around every call into the `backtrace` crate, and taken by the allocator's `fork`
+/// prepare handler.
+///
+/// `backtrace::resolve` holds that crate's global lock (a `Mutex`) while it runs. A `fork`
+/// while another thread is inside it would copy the lock held into a child where its holder
+/// does not exist: the child's first report would wait forever. With this lock taken in the
+/// prepare handler, `fork` waits until no thread is symbolising (at most one address's
+/// resolution), so the child never inherits a held `backtrace` lock and still gets
+/// symbolised reports. (Skipping symbolisation in forked children would have avoided the
+/// wait, but every pre-forked worker would then report raw addresses only.)
+///
+/// Code outside this crate that calls the `backtrace` crate directly is not covered: a fork
+/// during such a call can still leave the child's reports waiting on that crate's lock.
+static BACKTRACE: SpinLock<()> = SpinLock::new(());
+
+/// The thread (`pthread_self`) inside [`with_backtrace_lock`], 0 when none: a corruption
+/// report raised by an allocation the `backtrace` crate makes re-enters symbolisation on the
+/// thread that already holds [`BACKTRACE`] (which does not nest).
+static BACKTRACE_OWNER: AtomicUsize = AtomicUsize::new(0);
+
+/// Threads waiting in the `fork` prepare handler for [`BACKTRACE`]. While any waits, a
+/// symbolising thread lets it go first instead of taking the lock again at once (it takes it
+/// per address, so a report would otherwise keep a fork waiting for its whole length).
+static FORKS_WAITING: AtomicUsize = AtomicUsize::new(0);
+
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Runs `f` (a call into the `backtrace` crate) holding [`BACKTRACE`].
+fn with_backtrace_lock<R>(f: impl FnOnce() -> R) -> R {
+    struct Held<'a> {
+        _guard: crate::sys::SpinGuard<'a, ()>,
+    }
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            // Cleared before the guard (a field, dropped after this) releases the lock.
+            BACKTRACE_OWNER.store(0, Ordering::Relaxed);
+        }
+    }
+    let me = this_thread();
+    if BACKTRACE_OWNER.load(Ordering::Relaxed) == me {
+        return f();
+    }
+    crate::sys::wait_while(|| FORKS_WAITING.load(Ordering::Acquire) > 0);
+    let _held = Held {
+        _guard: BACKTRACE.lock(),
+    };
+    BACKTRACE_OWNER.store(me, Ordering::Relaxed);
+    f()
+}
+
+/// Takes [`BACKTRACE`] for `fork` (the prepare handler; before the allocator's other locks,
+/// which a symbolising thread may still need to finish).
+pub(crate) fn lock_for_fork() {
+    FORKS_WAITING.fetch_add(1, Ordering::AcqRel);
+    BACKTRACE.raw_lock();
+    FORKS_WAITING.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// In the child after `fork`: threads that were waiting to fork do not exist here.
+pub(crate) fn after_fork_in_child() {
+    FORKS_WAITING.store(0, Ordering::Release);
+}
+
+/// # Safety
+/// Only after [`lock_for_fork`] on this thread.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded: the lock was taken by lock_for_fork.
+    unsafe { BACKTRACE.raw_unlock() };
+}
 
 /// One frame of a symbolised stack. An address inside inlined code gives several frames with
 /// the same `ip`: the inlined ones first (`inlined: true`), then the function they were
@@ -64,23 +140,25 @@ impl Symbolizer {
         let mut out = Vec::new();
         // The return address points after the call; look up the call instruction itself.
         let lookup = ip.saturating_sub(1);
-        backtrace::resolve(lookup as *mut core::ffi::c_void, |sym| {
-            let function = sym.name().map(|n| format!("{n:#}"));
-            let file = sym.filename().map(|p| {
-                let s = p.to_string_lossy().into_owned();
-                match &self.cwd {
-                    Some(cwd) if s.starts_with(cwd.as_str()) => s[cwd.len()..].to_string(),
-                    _ => s,
-                }
-            });
-            out.push(Frame {
-                ip,
-                function,
-                file,
-                line: sym.lineno(),
-                column: sym.colno(),
-                inlined: true,
-            });
+        with_backtrace_lock(|| {
+            backtrace::resolve(lookup as *mut core::ffi::c_void, |sym| {
+                let function = sym.name().map(|n| format!("{n:#}"));
+                let file = sym.filename().map(|p| {
+                    let s = p.to_string_lossy().into_owned();
+                    match &self.cwd {
+                        Some(cwd) if s.starts_with(cwd.as_str()) => s[cwd.len()..].to_string(),
+                        _ => s,
+                    }
+                });
+                out.push(Frame {
+                    ip,
+                    function,
+                    file,
+                    line: sym.lineno(),
+                    column: sym.colno(),
+                    inlined: true,
+                });
+            })
         });
         if let Some(last) = out.last_mut() {
             last.inlined = false;

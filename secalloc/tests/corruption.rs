@@ -1,5 +1,5 @@
 //! Heap corruption is caught, reported with both callsites, and aborts — checked in child
-//! processes (this test binary re-runs itself with `SECALLOC_TEST_CHILD` set).
+//! processes (this test binary re-runs itself with `CORRUPTION_TEST_CHILD` set).
 
 use std::alloc::{dealloc, Layout};
 use std::hint::black_box;
@@ -59,7 +59,7 @@ fn invalid_free() {
 }
 
 fn child_main() -> bool {
-    match std::env::var("SECALLOC_TEST_CHILD").as_deref() {
+    match std::env::var("CORRUPTION_TEST_CHILD").as_deref() {
         Ok("overflow") => overflow_by_one(),
         Ok("double-free") => double_free(),
         Ok("invalid-free") => invalid_free(),
@@ -85,7 +85,7 @@ fn child() {
 fn run(case: &str, extra_env: &[(&str, &str)]) -> (Option<i32>, Option<i32>, String, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("SECALLOC_TEST_CHILD", case)
+        .env("CORRUPTION_TEST_CHILD", case)
         .env("SECALLOC_REPORT", "off");
     for (k, v) in extra_env {
         cmd.env(k, v);

@@ -19,6 +19,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod audit;
+pub mod input;
 pub mod integrity;
 pub mod manifest;
 pub mod monitor;

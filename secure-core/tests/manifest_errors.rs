@@ -58,8 +58,13 @@ fn wrong_digest_length_and_bad_hex() {
         msg,
         "DIR/SUMS:1: improperly formatted SHA-256 checksum line: digest has a non-hex character at position 63"
     );
-    let (_, msg) = err_text(&format!("{H} a\n"));
-    assert!(msg.ends_with("expected two spaces or \" *\" between the digest and the file name"));
+    let (_, msg) = err_text(&format!("{H}  a\n{H} b\n"));
+    assert_eq!(
+        msg,
+        "DIR/SUMS:2: improperly formatted SHA-256 checksum line: one separator character between \
+         the digest and the file name, after lines with two (\"  \" or \" *\"); sha256sum \
+         refuses this mix too"
+    );
     let (_, msg) = err_text(&format!("MD5 (a) = {}\n", &H[..32]));
     assert!(
         msg.ends_with("not a SHA-256 line (BSD tag \"MD5\")"),
@@ -158,8 +163,14 @@ fn missing_and_unreadable_files_are_reported_not_fatal() {
         .collect();
     assert_eq!(outcomes[0], "good: OK");
     assert_eq!(outcomes[1], "gone: missing");
-    assert_eq!(outcomes[2], "a-directory: unreadable: is a directory");
-    assert_eq!(outcomes[3], "a-fifo: unreadable: is not a regular file");
+    assert_eq!(
+        outcomes[2],
+        "a-directory: unreadable: is a directory, not a regular file"
+    );
+    assert_eq!(
+        outcomes[3],
+        "a-fifo: unreadable: is a FIFO, not a regular file"
+    );
     assert!(
         outcomes[4].starts_with("self-loop: unreadable: Too many levels of symbolic links"),
         "{}",
@@ -263,9 +274,18 @@ fn strict_mode_finds_unlisted_files_but_not_the_manifest_itself() {
     m.save(root.join("SHA256SUMS")).unwrap();
     let m = Manifest::load(root.join("SHA256SUMS")).unwrap();
     assert_eq!(m.len(), 3, "app, lib/current/a.so, lib/real/a.so");
-    let strict = VerifyOptions::new().strict(true);
+    // Made following links, so verified following links: the link where a listed directory
+    // is (lib/current) is then covered. Without following, it is an unlisted file.
+    let strict = VerifyOptions::new().strict(true).follow_symlinks(true);
     let report = m.verify_with(&strict);
     assert!(report.is_ok(), "{}", report.describe_failures());
+    let report = m.verify_with(&VerifyOptions::new().strict(true));
+    assert_eq!(report.extra, [PathBuf::from("lib/current")]);
+    assert_eq!(
+        report.failures().count(),
+        0,
+        "lib/current stays inside the root"
+    );
 
     std::fs::write(root.join("lib/real/evil.so"), "evil").unwrap();
     std::fs::write(root.join(".hidden"), "h").unwrap();
@@ -283,7 +303,7 @@ fn strict_mode_finds_unlisted_files_but_not_the_manifest_itself() {
     // Listed files are all still fine, and non-strict mode does not look.
     assert_eq!(report.failures().count(), 0);
     assert!(m.verify().is_ok());
-    let report = m.verify_with(&VerifyOptions::new().strict(true).exclude(".hidden"));
+    let report = m.verify_with(&strict.exclude(".hidden"));
     assert_eq!(report.extra.len(), 2);
     assert_eq!(
         report.describe_failures(),

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use secure_core::manifest::{CreateOptions, Format, Manifest, Mode, Outcome, VerifyOptions};
+use secure_core::manifest::{
+    CreateOptions, Digest, Format, Manifest, Mode, Outcome, VerifyOptions,
+};
 
 /// Names chosen to exercise every escaping rule of the format.
 const NAMES: &[&str] = &[
@@ -218,4 +220,64 @@ fn non_utf8_names_round_trip_byte_for_byte() {
     let back = Manifest::parse(&theirs.stdout, dir.path()).unwrap();
     assert_eq!(back.entries()[0].name().as_os_str().as_bytes(), raw);
     assert!(back.verify().is_ok());
+}
+
+/// The separators between digest and name that GNU `sha256sum -c` accepts (a tab like a space;
+/// one separator without a mode character, as `md5sum -r` writes) are read the same here:
+/// for each text, the files both tools find OK are the same, and a text we refuse is one
+/// sha256sum calls improperly formatted.
+#[test]
+fn separators_are_read_as_sha256sum_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = ["a", " a", "\ta", "*a", "b"];
+    for name in files {
+        std::fs::write(dir.path().join(name), format!("file {name:?}\n")).unwrap();
+    }
+    let hex = |name: &str| Digest::of(format!("file {name:?}\n").as_bytes()).to_hex();
+    let (a, b) = (hex("a"), hex("b"));
+    let (sa, ta) = (hex(" a"), hex("\ta"));
+    let texts = [
+        format!("{a}\ta\n"),
+        format!("{a}\t a\n"),
+        format!("{a}\t*a\n"),
+        format!("{ta} \ta\n"),
+        format!("{ta}\t\ta\n"),
+        format!("{a} a\n{b} b\n"),
+        format!("{a} a\n{sa}  a\n"),
+        format!("{a}\ta\n{b}  b\n"),
+        format!("{a}  a\n{b} b\n"),
+        format!("{a}  a\n{b}\tb\n"),
+    ];
+    for text in &texts {
+        std::fs::write(dir.path().join("SUMS"), text).unwrap();
+        let theirs = run(dir.path(), &["-c", "SUMS"]);
+        let stdout = String::from_utf8_lossy(&theirs.stdout);
+        let mut their_ok: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_suffix(": OK"))
+            .collect();
+        their_ok.sort();
+        let stderr = String::from_utf8_lossy(&theirs.stderr);
+        match Manifest::parse(text.as_bytes(), dir.path()) {
+            Ok(m) => {
+                let report = m.verify();
+                let mut ours: Vec<String> = report
+                    .files
+                    .iter()
+                    .filter(|f| f.outcome.is_ok())
+                    .map(|f| f.name.to_string_lossy().into_owned())
+                    .collect();
+                ours.sort();
+                assert_eq!(ours, their_ok, "{text:?}");
+                assert!(
+                    !stderr.contains("improperly formatted"),
+                    "{text:?}: {stderr}"
+                );
+            }
+            Err(e) => assert!(
+                stderr.contains("1 line is improperly formatted"),
+                "{text:?}: we refuse ({e}) but sha256sum says {stderr:?}"
+            ),
+        }
+    }
 }

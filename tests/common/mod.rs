@@ -11,8 +11,14 @@ pub const CASES_SYSTEM: &str = env!("CARGO_BIN_EXE_leak_cases_system");
 
 /// Runs `leak_cases CASE` with `env`, failing the test if it takes over a minute.
 pub fn run_case(case: &str, env: &[(&str, &str)]) -> Output {
+    run_case_in(std::path::Path::new("."), case, env)
+}
+
+/// Like [`run_case`], with `dir` as the working directory.
+pub fn run_case_in(dir: &std::path::Path, case: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(CASES);
     cmd.arg(case)
+        .current_dir(dir)
         .env_remove("SECALLOC_REPORT")
         .env_remove("SECALLOC_REPORT_FORMAT")
         .env_remove("SECALLOC_REPORT_REACHABLE")

@@ -254,9 +254,11 @@ impl Anchor {
         Ok(a)
     }
 
-    /// Reads and parses an anchor file.
+    /// Reads and parses an anchor file (a regular file of at most 64 KiB).
     pub fn read(path: &Path) -> Result<Anchor, AuditError> {
-        let text = fs::read_to_string(path).map_err(|e| AuditError::io("read", path, e))?;
+        let text =
+            crate::input::read_regular_text(path, crate::input::MAX_ANCHOR_BYTES, "an anchor")
+                .map_err(|e| AuditError::io("read", path, e))?;
         Anchor::parse(&text).map_err(|reason| AuditError::MalformedAnchor {
             path: path.to_owned(),
             reason,

@@ -25,11 +25,15 @@ pub(crate) struct FileSink {
 }
 
 fn open_locked(path: &Path) -> Result<File, AuditError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO at the log's path must not block the open; it is refused below.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
+        .and_then(crate::input::check_regular)
         .map_err(|e| AuditError::io("open", path, e))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -58,7 +62,8 @@ impl FileSink {
         if let Some(line) = chain::last_line(&mut file, path)? {
             head = Some(chain::head_after(&line, path)?);
         } else if let Some(seg) = chain::segments(path)?.pop() {
-            let mut f = File::open(&seg).map_err(|e| AuditError::io("open", &seg, e))?;
+            let mut f = crate::input::open_regular(&seg, true)
+                .map_err(|e| AuditError::io("open", &seg, e))?;
             if let Some(line) = chain::last_line(&mut f, &seg)? {
                 head = Some(chain::head_after(&line, &seg)?);
             }

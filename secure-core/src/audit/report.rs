@@ -1,8 +1,7 @@
 //! [`Report`]: totals by severity and kind, and the latest serious events.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::chain::segments;
 use super::error::AuditError;
 use super::event::{Event, EventKind, Severity};
+use crate::input::{read_line_bounded, MAX_LOG_LINE_BYTES};
 
 /// A summary of an audit log: how many events of each severity and kind, and the most recent
 /// `Error` and `Critical` events.
@@ -96,12 +96,11 @@ impl Report {
         let mut alerts = VecDeque::new();
         let mut line = Vec::new();
         for path in files {
-            let f = File::open(&path).map_err(|e| AuditError::io("open", &path, e))?;
+            let f = crate::input::open_regular(&path, true)
+                .map_err(|e| AuditError::io("open", &path, e))?;
             let mut rd = BufReader::with_capacity(1 << 16, f);
             loop {
-                line.clear();
-                let n = rd
-                    .read_until(b'\n', &mut line)
+                let n = read_line_bounded(&mut rd, &mut line, MAX_LOG_LINE_BYTES, "an audit log")
                     .map_err(|e| AuditError::io("read", &path, e))?;
                 if n == 0 {
                     break;

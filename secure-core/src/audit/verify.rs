@@ -1,7 +1,6 @@
 //! [`verify`]: recompute a log's hash chain and compare it with its anchor.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -226,7 +225,8 @@ impl Source<'_> {
                 Ok(())
             }
             Source::File(p) => {
-                let file = File::open(p).map_err(|e| AuditError::io("open", *p, e))?;
+                let file = crate::input::open_regular(p, true)
+                    .map_err(|e| AuditError::io("open", *p, e))?;
                 let mut rd = BufReader::with_capacity(1 << 16, file);
                 let mut buf = Vec::with_capacity(1024);
                 let mut n = 0;

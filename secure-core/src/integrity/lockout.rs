@@ -152,10 +152,17 @@ pub fn default_marker_path(manifest: &crate::manifest::Manifest) -> PathBuf {
     }
 }
 
+/// The largest lockout marker [`read_lockout`] reads: 16 MiB.
+pub const MAX_MARKER_BYTES: u64 = 16 << 20;
+
 /// Reads a lockout marker; `Ok(None)` when there is none.
+///
+/// A marker that is not a regular file (a FIFO, a device) or is larger than
+/// [`MAX_MARKER_BYTES`] is an error, returned at once without blocking.
 pub fn read_lockout(path: impl AsRef<Path>) -> io::Result<Option<Lockout>> {
     let path = path.as_ref();
-    let bytes = match fs::read(path) {
+    let bytes = match crate::input::read_regular_bounded(path, MAX_MARKER_BYTES, "a lockout marker")
+    {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),

@@ -103,6 +103,7 @@ struct Config {
     marker: PathBuf,
     policy: HaltPolicy,
     strict: bool,
+    follow_symlinks: bool,
     self_check: bool,
     threads: usize,
 }
@@ -138,6 +139,7 @@ impl IntegrityLock {
                 marker,
                 policy: HaltPolicy::Exit,
                 strict: false,
+                follow_symlinks: false,
                 self_check: false,
                 threads: 0,
             }),
@@ -165,6 +167,15 @@ impl IntegrityLock {
     /// manifest file and the lockout marker aside).
     pub fn strict(mut self, yes: bool) -> IntegrityLock {
         self.config_mut().strict = yes;
+        self
+    }
+
+    /// Follow symbolic links even out of the manifest root when reading listed files (off by
+    /// default: a listed name whose path leads out of the root through a link is a violation,
+    /// [`Problem::OutsideRoot`], and nothing outside the root is read or hashed). See
+    /// [`VerifyOptions::follow_symlinks`].
+    pub fn follow_symlinks(mut self, yes: bool) -> IntegrityLock {
+        self.config_mut().follow_symlinks = yes;
         self
     }
 
@@ -289,8 +300,12 @@ impl IntegrityLock {
         if let Some(v) = self.tripped.get() {
             return Err(IntegrityError::earlier(Arc::clone(v)));
         }
-        read_checked(path.as_ref(), &self.config.manifest)
-            .map_err(|failure| self.record(Context::VerifiedRead, vec![failure], 1))
+        read_checked(
+            path.as_ref(),
+            &self.config.manifest,
+            self.config.follow_symlinks,
+        )
+        .map_err(|failure| self.record(Context::VerifiedRead, vec![failure], 1))
     }
 
     fn manifest_name(&self) -> String {
@@ -341,6 +356,7 @@ impl IntegrityLock {
         }
         let opts = VerifyOptions::new()
             .strict(cfg.strict)
+            .follow_symlinks(cfg.follow_symlinks)
             .threads(cfg.threads)
             .exclude(&cfg.marker);
         let report = cfg.manifest.verify_with(&opts);
@@ -515,7 +531,9 @@ fn emit_audit(v: &Violation, marker: Option<&Path>) {
             Problem::Mismatch { expected, actual } => ev
                 .field("expected", expected.to_hex())
                 .field("actual", actual.to_hex()),
-            Problem::Unreadable(e) | Problem::Unlistable(e) => ev.field("error", e.clone()),
+            Problem::Unreadable(e) | Problem::Unlistable(e) | Problem::OutsideRoot(e) => {
+                ev.field("error", e.clone())
+            }
             Problem::LockedOut { recorded } => ev.field("recorded", recorded.clone()),
             _ => ev,
         };
@@ -530,7 +548,11 @@ fn emit_audit(v: &Violation, marker: Option<&Path>) {
 /// only if they hash to the digest `manifest` lists for it. The digest is computed over the
 /// very bytes returned, so the file cannot change between the check and the use.
 ///
-/// A failure (not listed, missing, unreadable, changed) is logged as a `Critical`
+/// Symbolic links are followed only inside the manifest root: a name whose path leads out of
+/// it fails with [`Problem::OutsideRoot`] and nothing outside is read.
+///
+/// A failure (not listed, missing, unreadable, outside the root, changed) is logged as a
+/// `Critical`
 /// `IntegrityViolation` audit event; no lockout marker is written and nothing is halted (use
 /// [`IntegrityLock::read_verified`] for that).
 ///
@@ -555,7 +577,7 @@ pub fn read_verified(
     path: impl AsRef<Path>,
     manifest: &Manifest,
 ) -> Result<Vec<u8>, IntegrityError> {
-    read_checked(path.as_ref(), manifest).map_err(|failure| {
+    read_checked(path.as_ref(), manifest, false).map_err(|failure| {
         let v = Violation::new(
             Context::VerifiedRead,
             vec![failure],
@@ -568,7 +590,7 @@ pub fn read_verified(
     })
 }
 
-fn read_checked(path: &Path, manifest: &Manifest) -> Result<Vec<u8>, Failure> {
+fn read_checked(path: &Path, manifest: &Manifest, follow: bool) -> Result<Vec<u8>, Failure> {
     let Some(entry) = manifest.entry_for_path(path) else {
         return Err(Failure {
             path: path.to_path_buf(),
@@ -582,11 +604,13 @@ fn read_checked(path: &Path, manifest: &Manifest) -> Result<Vec<u8>, Failure> {
     let io_fail = |e: io::Error| {
         fail(if e.kind() == io::ErrorKind::NotFound {
             Problem::Missing
+        } else if let Some(why) = crate::manifest::escapes_root(&e) {
+            Problem::OutsideRoot(why.to_string())
         } else {
             Problem::Unreadable(e.to_string())
         })
     };
-    let mut file = open_regular(&manifest.path_of(entry), true).map_err(io_fail)?;
+    let mut file = manifest.open_entry(entry, follow).map_err(io_fail)?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.read_to_end(&mut bytes).map_err(io_fail)?;

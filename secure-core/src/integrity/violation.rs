@@ -61,6 +61,9 @@ pub enum Problem {
     Missing,
     /// It could not be read (the OS error, as text).
     Unreadable(String),
+    /// Its path leads out of the manifest root through a symbolic link (the link and its
+    /// target, as text); nothing outside the root was read.
+    OutsideRoot(String),
     /// Strict mode: it is under the root but not in the manifest.
     Unlisted,
     /// Strict mode: a directory under the root could not be listed (the OS error).
@@ -75,13 +78,15 @@ pub enum Problem {
 }
 
 impl Problem {
-    /// A short lowercase name (`mismatch`, `missing`, `unreadable`, `unlisted`, `unlistable`,
-    /// `not_in_manifest`, `locked_out`), as written in audit events and lockout markers.
+    /// A short lowercase name (`mismatch`, `missing`, `unreadable`, `outside_root`,
+    /// `unlisted`, `unlistable`, `not_in_manifest`, `locked_out`), as written in audit events
+    /// and lockout markers.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Problem::Mismatch { .. } => "mismatch",
             Problem::Missing => "missing",
             Problem::Unreadable(_) => "unreadable",
+            Problem::OutsideRoot(_) => "outside_root",
             Problem::Unlisted => "unlisted",
             Problem::Unlistable(_) => "unlistable",
             Problem::NotInManifest => "not_in_manifest",
@@ -98,6 +103,7 @@ impl fmt::Display for Problem {
             }
             Problem::Missing => f.write_str("missing"),
             Problem::Unreadable(e) => write!(f, "unreadable: {e}"),
+            Problem::OutsideRoot(e) => write!(f, "refused: {e}"),
             Problem::Unlisted => f.write_str("not listed in the manifest"),
             Problem::Unlistable(e) => write!(f, "cannot list directory: {e}"),
             Problem::NotInManifest => f.write_str("not listed in the manifest"),
@@ -172,6 +178,7 @@ impl Violation {
                     },
                     Outcome::Missing => Problem::Missing,
                     Outcome::Unreadable(e) => Problem::Unreadable(e.to_string()),
+                    Outcome::OutsideRoot(e) => Problem::OutsideRoot(e.to_string()),
                 };
                 Some(Failure {
                     path: f.name.clone(),

@@ -6,6 +6,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
+
+pub(crate) use crate::input::open_regular;
 use subtle::ConstantTimeEq;
 
 /// Size of the read buffer used when streaming a file into the hasher.
@@ -294,39 +296,6 @@ fn hash_pipelined(mut file: File, on_bytes: &mut dyn FnMut(u64)) -> io::Result<D
 pub fn hash_file(path: impl AsRef<Path>) -> io::Result<Digest> {
     let file = open_regular(path.as_ref(), true)?;
     hash_open_file(file, &mut |_| {})
-}
-
-/// Opens `path` for reading, refusing anything but a regular file.
-///
-/// The file is opened with `O_NONBLOCK` so that a FIFO cannot block the open itself, and with
-/// `O_NOFOLLOW` when `follow` is false so that a file swapped for a symbolic link after a
-/// directory walk is not followed. The type check is made on the opened descriptor (`fstat`),
-/// so there is no window between the check and the read.
-pub(crate) fn open_regular(path: &Path, follow: bool) -> io::Result<File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
-        if !follow {
-            flags |= libc::O_NOFOLLOW;
-        }
-        opts.custom_flags(flags);
-    }
-    #[cfg(not(unix))]
-    let _ = follow;
-    let file = opts.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "is a directory"
-        } else {
-            "is not a regular file"
-        };
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
-    }
-    Ok(file)
 }
 
 /// Which SHA-256 implementation `sha2` picks on this CPU at run time.

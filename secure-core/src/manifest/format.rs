@@ -31,9 +31,15 @@ pub enum LineError {
     /// The digest field is not 64 hex digits.
     #[error("{0}")]
     Digest(#[from] HexError),
-    /// The digest is not followed by two spaces or a space and `*`.
-    #[error("expected two spaces or \" *\" between the digest and the file name")]
-    Separator,
+    /// A line with a single space or tab between the digest and the name (`md5sum -r` style)
+    /// in a manifest whose earlier lines use two characters (`HEX␠␠NAME`, `HEX␠*NAME`). GNU
+    /// `sha256sum -c` refuses the mix too: a name starting with a space or `*` would be read
+    /// differently in the two forms.
+    #[error(
+        "one separator character between the digest and the file name, after lines with two \
+         (\"  \" or \" *\"); sha256sum refuses this mix too"
+    )]
+    MixedForms,
     /// Nothing follows the digest and its separator.
     #[error("missing file name")]
     NoName,
@@ -57,10 +63,23 @@ pub(crate) struct RawLine {
     pub mode: Mode,
 }
 
+/// Which GNU line form a manifest uses, decided by its first GNU-style line (as GNU
+/// `sha256sum -c` decides it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Not decided yet.
+    Unknown,
+    /// `HEX␠␠NAME` / `HEX␠*NAME` (a space or tab, then a mode character).
+    Standard,
+    /// `HEX␠NAME` (one space or tab, no mode character: what `md5sum -r` and BSD tools write).
+    Reversed,
+}
+
 /// Parses a whole manifest. Comments (`#` in the first column) and empty lines are skipped, a
 /// trailing carriage return is stripped (CRLF files), hex is case-insensitive.
 pub(crate) fn parse(text: &[u8]) -> Result<Vec<RawLine>, (usize, LineError)> {
     let mut out = Vec::new();
+    let mut form = Form::Unknown;
     let mut lines = text.split(|&b| b == b'\n').peekable();
     let mut number = 0;
     while let Some(mut line) = lines.next() {
@@ -77,7 +96,7 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<RawLine>, (usize, LineError)> {
         if line.is_empty() {
             continue;
         }
-        let (name, digest, mode) = parse_line(line).map_err(|e| (number, e))?;
+        let (name, digest, mode) = parse_line(line, &mut form).map_err(|e| (number, e))?;
         out.push(RawLine {
             line: number,
             name,
@@ -92,7 +111,7 @@ fn is_white(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-fn parse_line(mut s: &[u8]) -> Result<(Vec<u8>, Digest, Mode), LineError> {
+fn parse_line(mut s: &[u8], form: &mut Form) -> Result<(Vec<u8>, Digest, Mode), LineError> {
     while let Some((&first, rest)) = s.split_first() {
         if !is_white(first) {
             break;
@@ -114,14 +133,33 @@ fn parse_line(mut s: &[u8]) -> Result<(Vec<u8>, Digest, Mode), LineError> {
     }
     let hex_len = s.iter().position(|&b| is_white(b)).unwrap_or(s.len());
     let digest = Digest::from_hex_bytes(&s[..hex_len])?;
-    let rest = &s[hex_len..];
-    let mode = match rest {
-        [] | [_] => return Err(LineError::NoName),
-        [_, b' ', ..] => Mode::Text,
-        [_, b'*', ..] => Mode::Binary,
-        _ => return Err(LineError::Separator),
+    // GNU `sha256sum -c`'s rules (coreutils `split_3`): the digest ends at a space or tab,
+    // which is skipped; a following space or `*` is the mode character unless it is the last
+    // character of the line or the manifest uses the one-separator form.
+    let rest = match &s[hex_len..] {
+        [] => return Err(LineError::NoName),
+        [_, rest @ ..] => rest,
     };
-    Ok((entry_name(&rest[2..], escaped)?, digest, mode))
+    let (name, mode) = match rest {
+        [] => return Err(LineError::NoName),
+        [b' ' | b'*', name @ ..] if !name.is_empty() && *form != Form::Reversed => {
+            *form = Form::Standard;
+            (
+                name,
+                if rest[0] == b'*' {
+                    Mode::Binary
+                } else {
+                    Mode::Text
+                },
+            )
+        }
+        _ if *form == Form::Standard => return Err(LineError::MixedForms),
+        name => {
+            *form = Form::Reversed;
+            (name, Mode::Text)
+        }
+    };
+    Ok((entry_name(name, escaped)?, digest, mode))
 }
 
 /// The file name of an entry: non-empty, unescaped when the line started with `\`.
@@ -215,7 +253,7 @@ mod tests {
     const H: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
     fn one(line: &str) -> Result<(Vec<u8>, Digest, Mode), LineError> {
-        parse_line(line.as_bytes())
+        parse_line(line.as_bytes(), &mut Form::Unknown)
     }
 
     #[test]
@@ -258,11 +296,44 @@ mod tests {
             one(&format!("{}  x", &H[1..])),
             Err(LineError::Digest(HexError::Length(63)))
         );
-        assert_eq!(one(&format!("{H} x")), Err(LineError::Separator));
-        assert_eq!(one(&format!("{H}  ")), Err(LineError::NoName));
+        assert_eq!(one(&format!("{H}  ")).unwrap().0, b" ");
+        assert_eq!(one(&format!("{H} ")), Err(LineError::NoName));
         assert_eq!(one(H), Err(LineError::NoName));
         assert_eq!(one(&format!("\\{H}  a\\tb")), Err(LineError::BadEscape));
         assert_eq!(one(&format!("\\{H}  a\\")), Err(LineError::BadEscape));
+    }
+
+    #[test]
+    fn separators_follow_gnu() {
+        // A tab separates like a space; one separator without a mode character is the
+        // `md5sum -r` form, as GNU `sha256sum -c` reads it.
+        type Parsed = Result<Vec<(Vec<u8>, Mode)>, (usize, LineError)>;
+        let names = |text: String| -> Parsed {
+            parse(text.as_bytes()).map(|l| l.into_iter().map(|l| (l.name, l.mode)).collect())
+        };
+        let t = |n: &str, m| (n.as_bytes().to_vec(), m);
+        assert_eq!(names(format!("{H}\ta\n")), Ok(vec![t("a", Mode::Text)]));
+        assert_eq!(names(format!("{H}\t a\n")), Ok(vec![t("a", Mode::Text)]));
+        assert_eq!(names(format!("{H}\t*a\n")), Ok(vec![t("a", Mode::Binary)]));
+        assert_eq!(names(format!("{H} \ta\n")), Ok(vec![t("\ta", Mode::Text)]));
+        assert_eq!(names(format!("{H}\t\ta\n")), Ok(vec![t("\ta", Mode::Text)]));
+        assert_eq!(names(format!("{H} a\n")), Ok(vec![t("a", Mode::Text)]));
+        assert_eq!(names(format!("{H} *\n")), Ok(vec![t("*", Mode::Text)]));
+        // Once one form is used, lines are read in it: a reversed file keeps a leading space
+        // in the name, a standard file refuses a one-separator line.
+        assert_eq!(
+            names(format!("{H} a\n{H}  b\n")),
+            Ok(vec![t("a", Mode::Text), t(" b", Mode::Text)])
+        );
+        assert_eq!(
+            names(format!("{H}  a\n{H} b\n")),
+            Err((2, LineError::MixedForms))
+        );
+        // BSD lines do not decide the form.
+        assert_eq!(
+            names(format!("SHA256 (x) = {H}\n{H} a\n")).map(|v| v.len()),
+            Ok(2)
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - `HEX␠␠NAME` (text mode) and `HEX␠*NAME` (binary mode) lines;
 //! - names holding a backslash, newline or carriage return written with a leading `\` on the
 //!   line and those characters as `\\`, `\n`, `\r`;
-//! - on reading: `#` comment lines, empty lines, CRLF line ends, upper- or lower-case hex, and
-//!   the BSD form `SHA256 (NAME) = HEX` (what `sha256sum --tag` writes).
+//! - on reading: `#` comment lines, empty lines, CRLF line ends, upper- or lower-case hex, the
+//!   BSD form `SHA256 (NAME) = HEX` (what `sha256sum --tag` writes), a tab wherever a space
+//!   separates the digest, and the one-separator form `HEX␠NAME` (`md5sum -r`), under GNU's
+//!   rule that one manifest does not mix the one- and two-character forms.
 //!
 //! So a manifest written here passes `sha256sum -c` and one written by `sha256sum` verifies
 //! here. Entries with absolute paths, or with `..` that climbs out of the root, are refused when
@@ -48,6 +50,7 @@ mod error;
 mod format;
 mod name;
 mod parallel;
+mod resolve;
 mod verify;
 mod walk;
 
@@ -61,13 +64,19 @@ pub use error::{Location, ManifestError};
 pub use format::{Format, LineError, Mode};
 pub use name::{display_name, NameError};
 pub use parallel::{Progress, ProgressFn};
+pub use resolve::EscapesRoot;
 pub use verify::{Counts, FileCheck, Outcome, VerifyReport};
 pub use walk::{SkipReason, Skipped};
 
 pub(crate) use digest::{hash_open_file, open_regular};
+pub(crate) use resolve::{escapes_root, open_beneath};
 pub(crate) use walk::lexical_absolute;
 
 use parallel::{hash_all, Job};
+
+/// The largest manifest file [`Manifest::load`] reads: 256 MiB, about two and a half million
+/// entries of 100 bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// One file listed in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,12 +202,17 @@ impl Manifest {
     /// Reads a manifest file. Its names are taken relative to the directory that holds it (as
     /// `cd "$(dirname FILE)" && sha256sum -c FILE` would); use [`with_root`](Self::with_root)
     /// for another root.
+    ///
+    /// Only a regular file is read, and at most [`MAX_MANIFEST_BYTES`] of it: a FIFO, a device
+    /// (`/dev/zero`) or a directory is refused at once, without blocking, as
+    /// [`ManifestError::Read`].
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = fs::read(path).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::input::read_regular_bounded(path, MAX_MANIFEST_BYTES, "a manifest")
+            .map_err(|source| ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let root = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -337,22 +351,55 @@ impl Manifest {
         self.verify_with(&VerifyOptions::new())
     }
 
-    /// Verifies with options: strict mode, thread count, exclusions, progress.
+    /// Opens the file of `entry` for reading: only through symbolic links that stay inside the
+    /// root unless `follow_symlinks`, and only a regular file, without blocking.
+    pub(crate) fn open_entry(&self, entry: &Entry, follow_symlinks: bool) -> io::Result<fs::File> {
+        if follow_symlinks {
+            open_regular(&self.path_of(entry), true)
+        } else {
+            open_beneath(&self.root, &entry.name)
+        }
+    }
+
+    /// Verifies with options: strict mode, following symbolic links, thread count, exclusions,
+    /// progress.
+    ///
+    /// Unless [`VerifyOptions::follow_symlinks`] is set, a listed name is resolved without
+    /// leaving the root: a symbolic link (to the file, or to a directory on its path) whose
+    /// target lies outside the root makes it fail with [`Outcome::OutsideRoot`], before
+    /// anything outside is opened, so no digest of an outside file is ever computed.
     pub fn verify_with(&self, opts: &VerifyOptions<'_>) -> VerifyReport {
+        let follow = opts.follow_symlinks;
         let jobs: Vec<Job> = self
             .entries
             .iter()
             .map(|e| {
                 let path = self.path_of(e);
                 let size = if opts.progress.is_some() || self.entries.len() > 1 {
-                    fs::metadata(&path).map_or(0, |m| m.len())
+                    let meta = if follow {
+                        fs::metadata(&path)
+                    } else {
+                        fs::symlink_metadata(&path)
+                    };
+                    meta.map_or(0, |m| m.len())
                 } else {
                     0
                 };
                 Job { path, size }
             })
             .collect();
-        let results = hash_all(&jobs, true, opts.threads, opts.progress);
+        let open = |job: &Job| -> io::Result<fs::File> {
+            if follow {
+                open_regular(&job.path, true)
+            } else {
+                let name = job
+                    .path
+                    .strip_prefix(&self.root)
+                    .map_err(io::Error::other)?;
+                open_beneath(&self.root, name)
+            }
+        };
+        let results = hash_all(&jobs, &open, opts.threads, opts.progress);
         let files = self
             .entries
             .iter()
@@ -384,10 +431,13 @@ impl Manifest {
             if let Some(src) = &self.source {
                 exclude.extend(self.relative_name(src));
             }
+            // A symbolic link where a listed directory was is accepted only when links are
+            // followed; otherwise it is an unlisted file like any other.
+            let no_dirs = HashSet::new();
             walk::unlisted(
                 &self.root,
                 &listed,
-                &listed_dirs,
+                if follow { &listed_dirs } else { &no_dirs },
                 &exclude,
                 &mut report.extra,
                 &mut report.walk_errors,
@@ -543,7 +593,9 @@ impl<'a> CreateOptions<'a> {
                 size: f.size,
             })
             .collect();
-        let results = hash_all(&jobs, self.follow_symlinks, self.threads, self.progress);
+        let follow = self.follow_symlinks;
+        let open = |job: &Job| open_regular(&job.path, follow);
+        let results = hash_all(&jobs, &open, self.threads, self.progress);
         let mut manifest = manifest;
         for (f, r) in found.into_iter().zip(results) {
             let digest = r.map_err(|source| ManifestError::Walk {
@@ -568,20 +620,33 @@ impl<'a> CreateOptions<'a> {
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
     strict: bool,
+    follow_symlinks: bool,
     threads: usize,
     exclude: Vec<PathBuf>,
     progress: Option<ProgressFn<'a>>,
 }
 
 impl<'a> VerifyOptions<'a> {
-    /// Defaults: not strict, one thread per core.
+    /// Defaults: not strict, symbolic links followed only inside the root, one thread per
+    /// core.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Follow symbolic links wherever they lead, even out of the root (as GNU `sha256sum -c`
+    /// does, and as [`CreateOptions::follow_symlinks`] records). Off by default: then a
+    /// listed name whose path leads out of the root through a link fails with
+    /// [`Outcome::OutsideRoot`], and in strict mode a link in place of a listed directory is
+    /// reported as unlisted.
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        self.follow_symlinks = yes;
+        self
+    }
+
     /// Also report files under the root that the manifest does not list (the manifest file
     /// itself and [`exclude`](Self::exclude)d paths aside). Symbolic links are not followed
-    /// in this walk.
+    /// in this walk; a link is itself an unlisted file, unless links are
+    /// [followed](Self::follow_symlinks) and it stands where a listed directory was.
     pub fn strict(mut self, yes: bool) -> Self {
         self.strict = yes;
         self

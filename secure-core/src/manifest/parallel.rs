@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::digest::{hash_open_file, open_regular, Digest};
+use super::digest::{hash_open_file, Digest};
 
 /// Progress of a long hashing run, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,15 @@ pub(crate) fn thread_count(requested: usize, jobs: usize) -> usize {
     wanted.clamp(1, jobs.max(1))
 }
 
-/// Hashes every job, `threads` at a time (0 = one per core), and returns the results in job
-/// order. Biggest files start first so that one large file does not finish last on its own.
+/// Opens the file of a job for hashing.
+pub(crate) type OpenFn<'a> = &'a (dyn Fn(&Job) -> io::Result<std::fs::File> + Sync);
+
+/// Hashes every job, `threads` at a time (0 = one per core), opening each with `open`, and
+/// returns the results in job order. Biggest files start first so that one large file does
+/// not finish last on its own.
 pub(crate) fn hash_all(
     jobs: &[Job],
-    follow_symlinks: bool,
+    open: OpenFn<'_>,
     threads: usize,
     progress: Option<ProgressFn<'_>>,
 ) -> Vec<io::Result<Digest>> {
@@ -58,7 +62,7 @@ pub(crate) fn hash_all(
         });
     }
     let hash_one = |job: &Job| -> io::Result<Digest> {
-        let result = open_regular(&job.path, follow_symlinks).and_then(|f| {
+        let result = open(job).and_then(|f| {
             hash_open_file(f, &mut |n| {
                 if let Some(p) = progress {
                     p(Progress::Hashed(n))

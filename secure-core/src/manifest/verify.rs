@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::digest::Digest;
 use super::name::display_name;
+use super::resolve::{escapes_root, EscapesRoot};
 
 /// The result of checking one listed file.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub enum Outcome {
     Missing,
     /// The file exists but could not be read (permissions, a directory, a FIFO, ...).
     Unreadable(io::Error),
+    /// The name leads out of the manifest root through a symbolic link (and links are not
+    /// [followed](super::VerifyOptions::follow_symlinks)): nothing outside was opened.
+    OutsideRoot(EscapesRoot),
 }
 
 impl Outcome {
@@ -37,14 +41,17 @@ impl Outcome {
             Ok(actual) if actual == expected => Outcome::Ok,
             Ok(actual) => Outcome::Mismatch { expected, actual },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Missing,
-            Err(e) => Outcome::Unreadable(e),
+            Err(e) => match escapes_root(&e) {
+                Some(why) => Outcome::OutsideRoot(why.clone()),
+                None => Outcome::Unreadable(e),
+            },
         }
     }
 }
 
 impl fmt::Display for Outcome {
     /// A short description: `OK`, `digest mismatch (expected X, got Y)`, `missing`,
-    /// `unreadable: OS error`.
+    /// `unreadable: OS error`, `refused: L is a symbolic link to T, outside the manifest root`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Ok => f.write_str("OK"),
@@ -53,6 +60,7 @@ impl fmt::Display for Outcome {
             }
             Outcome::Missing => f.write_str("missing"),
             Outcome::Unreadable(e) => write!(f, "unreadable: {e}"),
+            Outcome::OutsideRoot(e) => write!(f, "refused: {e}"),
         }
     }
 }
@@ -91,6 +99,8 @@ pub struct Counts {
     pub missing: usize,
     /// Listed files that could not be read.
     pub unreadable: usize,
+    /// Listed files refused because their path leads out of the root through a link.
+    pub outside_root: usize,
     /// Unlisted files (strict mode).
     pub extra: usize,
     /// Directories that could not be listed (strict mode).
@@ -123,6 +133,7 @@ impl VerifyReport {
                 Outcome::Mismatch { .. } => c.mismatched += 1,
                 Outcome::Missing => c.missing += 1,
                 Outcome::Unreadable(_) => c.unreadable += 1,
+                Outcome::OutsideRoot(_) => c.outside_root += 1,
             }
         }
         c

@@ -16,7 +16,13 @@ Output (like `sha256sum -c`), one line per listed file, in manifest order:
   NAME: OK                      the digest matches (omitted with --quiet)
   NAME: FAILED                  the digest differs
   NAME: FAILED open or read     missing or unreadable (the reason goes to stderr)
+  NAME: FAILED outside the root a symbolic link on its path leads out of the root (which
+                                link, to where, goes to stderr); nothing outside is read
   NAME: FAILED not listed       --strict: present under the root but not in the manifest
+                                (a symbolic link where a listed directory was, too, unless
+                                --follow-symlinks)
+Symbolic links that stay inside the root are followed; --follow-symlinks follows them
+anywhere, as `sha256sum -c` does (and as `secure manifest create --follow-symlinks` records).
 Names holding a backslash, newline or carriage return are printed escaped, with a leading
 backslash, as sha256sum writes them. A summary of failures goes to stderr.
 
@@ -89,6 +95,10 @@ pub struct VerifyArgs {
     /// Also fail on files under the root that the manifest does not list
     #[arg(long)]
     strict: bool,
+    /// Follow symbolic links even out of the root (default: a name whose path leads out of
+    /// the root through a link fails)
+    #[arg(short = 'L', long)]
+    follow_symlinks: bool,
     /// Do not print a line for each file that verifies
     #[arg(short, long)]
     quiet: bool,
@@ -195,6 +205,7 @@ fn verify(a: VerifyArgs) -> CmdResult {
     let progress = |p| bar.update(p);
     let opts = VerifyOptions::new()
         .strict(a.strict)
+        .follow_symlinks(a.follow_symlinks)
         .threads(a.threads)
         .progress(&progress);
     let report = manifest.verify_with(&opts);
@@ -219,6 +230,15 @@ fn verify(a: VerifyArgs) -> CmdResult {
                 lines.clear();
                 eprintln!("secure: {name}: {why}");
                 lines.push(format!("{name}: FAILED open or read\n"));
+            }
+            Outcome::OutsideRoot(why) => {
+                write_all(&mut out, &lines)?;
+                lines.clear();
+                eprintln!(
+                    "secure: {name}: {why}; not followed (use --follow-symlinks to follow links \
+                     out of the root)"
+                );
+                lines.push(format!("{name}: FAILED outside the root\n"));
             }
         }
     }
@@ -246,6 +266,12 @@ fn verify(a: VerifyArgs) -> CmdResult {
         eprintln!(
             "secure: WARNING: {} could not be read",
             plural(c.missing + c.unreadable, "listed file", "listed files")
+        );
+    }
+    if c.outside_root > 0 {
+        eprintln!(
+            "secure: WARNING: {} out of the root through a symbolic link",
+            plural(c.outside_root, "listed file leads", "listed files lead")
         );
     }
     if c.extra > 0 {

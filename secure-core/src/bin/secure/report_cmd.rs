@@ -62,8 +62,12 @@ pub fn run(cmd: ReportCommand) -> CmdResult {
 }
 
 fn convert(a: ConvertArgs) -> CmdResult {
-    let text = std::fs::read_to_string(&a.input)
-        .map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
+    let text = secure_core::input::read_regular_text(
+        &a.input,
+        secure_core::input::MAX_REPORT_BYTES,
+        "a leak report",
+    )
+    .map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
     let report = LeakReport::from_json(&text).map_err(|e| format!("{}: {e}", a.input.display()))?;
     let mut out: Vec<u8> = Vec::new();
     let written = match a.to {
