@@ -105,6 +105,70 @@ fn busy_threads() {
     }
 }
 
+/// The case named on the command line, read 8 KiB down the stack (see [`below`]): the
+/// argument vector it frees would otherwise leave its address in the slots of `run`'s frame,
+/// where a later block reusing that memory would look still reachable.
+pub fn case_name() -> String {
+    let mut name = String::new();
+    below(|| name = std::env::args().nth(1).unwrap_or_default());
+    name
+}
+
+/// Strings alive in the frame that calls `process::exit` (never dropped, still reachable).
+fn strings(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("live-string-{i:02}")).collect()
+}
+
+/// What `main` keeps alive across the case: strings for `exit-live-main` (its frame is a
+/// caller of `exit`, so they stay reachable), nothing otherwise.
+pub fn main_locals(case: &str) -> Vec<String> {
+    if case == "exit-live-main" {
+        strings(3)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Runs `f` 8 KiB further down the stack. Words in the unwritten slots of live frames still
+/// count as pointers for secalloc (memcheck knows them undefined and ignores them): the
+/// `exit` cases leak from frames that the frames calling `exit` cannot overlap, so both
+/// tools scan the same words.
+#[inline(never)]
+fn below(f: impl FnOnce()) {
+    let pad = black_box([0u8; 8192]);
+    f();
+    black_box(&pad);
+}
+
+#[inline(never)]
+fn exit_now(code: i32) -> ! {
+    std::process::exit(black_box(code))
+}
+
+/// Holds strings in its frame while a callee calls `process::exit`.
+#[inline(never)]
+fn exit_from_callee() {
+    let v = black_box(strings(4));
+    below(forget_vec);
+    exit_now(black_box(v.len() as i32 - 1));
+}
+
+static WORKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// A named thread whose handle stays in a static (its name is reachable through it).
+fn named_thread_in_static() {
+    let h = std::thread::Builder::new()
+        .name("corpus-worker1".into())
+        .spawn(|| black_box(1 + 1))
+        .unwrap();
+    let _ = WORKER.set(h.thread().clone());
+    if std::env::var_os("DBG_REACH").is_some() {
+        let w = unsafe { *(WORKER.get().unwrap() as *const std::thread::Thread as *const usize) };
+        eprintln!("WORKER holds {w:#x}");
+    }
+    h.join().unwrap();
+}
+
 /// Runs one case; false when the name is unknown.
 pub fn run(case: &str) -> bool {
     match case {
@@ -114,9 +178,21 @@ pub fn run(case: &str) -> bool {
             leak_session_token();
         }
         "two-leaks-exit" => {
+            below(|| {
+                forget_vec();
+                leak_session_token();
+            });
+            exit_now(3);
+        }
+        "exit-live-main" => {
+            below(forget_vec);
+            exit_now(3);
+        }
+        "exit-live-caller" => exit_from_callee(),
+        "named-thread-static" => named_thread_in_static(),
+        "audit-init" => {
+            secure_core::audit::init(secure_core::audit::AuditConfig::memory(16)).unwrap();
             forget_vec();
-            leak_session_token();
-            std::process::exit(3);
         }
         "static-box" => static_box(),
         "list" => forget_list(10),
