@@ -169,6 +169,36 @@ fn named_thread_in_static() {
     h.join().unwrap();
 }
 
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A thread that starts freeing 2000 blocks, one every few microseconds, as `main` returns:
+/// at exit it still runs while the leak check reads memory, freeing blocks it has listed.
+fn thread_freeing_at_exit() {
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held: Vec<Option<Box<[u8; 64]>>> =
+            (0..2000).map(|_| Some(Box::new([9u8; 64]))).collect();
+        tx.send(()).unwrap();
+        while !EXITING.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        for slot in held.iter_mut() {
+            *slot = None;
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_micros(5) {
+                std::hint::spin_loop();
+            }
+        }
+        black_box(&held);
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap();
+    EXITING.store(true, Ordering::Release);
+}
+
 /// Runs one case; false when the name is unknown.
 pub fn run(case: &str) -> bool {
     match case {
@@ -193,6 +223,14 @@ pub fn run(case: &str) -> bool {
         "audit-init" => {
             secure_core::audit::init(secure_core::audit::AuditConfig::memory(16)).unwrap();
             forget_vec();
+        }
+        "forget-777" => {
+            let v = black_box(vec![1u8; 777]); // LEAK-SITE: forget_777
+            std::mem::forget(v);
+        }
+        "thread-freeing-at-exit" => {
+            forget_vec();
+            thread_freeing_at_exit();
         }
         "static-box" => static_box(),
         "list" => forget_list(10),

@@ -442,10 +442,22 @@ pub(crate) enum OwnStack {
     ExitCallers,
 }
 
+/// Whether the block `b` of the snapshot is still live, and still the same allocation (not
+/// freed and another one made at its address).
+fn still_the_same_block(session: &live::ReadSession, b: &Block) -> bool {
+    if !session.pin(b.addr) {
+        return false;
+    }
+    // SAFETY: the block is live and pinned, so its header is readable.
+    let meta = unsafe { crate::block::read_header(b.addr as *const u8) };
+    session.unpin(b.addr);
+    meta.is_some_and(|m| m.size == b.size && m.stack == b.stack && m.scope == b.scope)
+}
+
 /// A leak check's verdicts, and what it could not know about its roots.
 pub(crate) struct Verdicts {
-    /// One kind per tracked block.
-    pub kinds: Vec<LeakKind>,
+    /// One kind per tracked block; `None` for a block freed while the check ran.
+    pub kinds: Vec<Option<LeakKind>>,
     /// Why some verdicts may be off (none: the roots are exact, as memcheck takes them).
     pub roots_note: Option<String>,
 }
@@ -617,14 +629,22 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
         });
         state[i] = LEADER;
     }
-    let mut kinds = vec![LeakKind::DefinitelyLost; tracked.len()];
+    let mut kinds = vec![Some(LeakKind::DefinitelyLost); tracked.len()];
     for (n, s) in index.nodes.iter().zip(state) {
         if n.tracked != FOREIGN {
-            kinds[n.tracked] = match s {
+            kinds[n.tracked] = Some(match s {
                 REACHABLE => LeakKind::StillReachable,
                 INDIRECT => LeakKind::IndirectlyLost,
                 _ => LeakKind::DefinitelyLost,
-            };
+            });
+        }
+    }
+    // A block freed since the snapshot (by a thread still running, at exit typically a
+    // runtime's workers tearing down) lost its pointers because it was freed: not a leak,
+    // and no longer live.
+    for (b, k) in tracked.iter().zip(kinds.iter_mut()) {
+        if !still_the_same_block(&session, b) {
+            *k = None;
         }
     }
     Verdicts {
@@ -712,6 +732,13 @@ mod tests {
         assert_eq!(ix.find(207), Some(1));
         assert_eq!(ix.find(99), None);
         assert_eq!(ix.find(208), None);
+    }
+
+    #[test]
+    fn known_inner_allocators() {
+        assert!(inner_is_known("std::alloc::System"));
+        assert!(inner_is_known("mimalloc::MiMalloc"));
+        assert!(!inner_is_known("my_app::BumpArena"));
     }
 
     #[test]

@@ -620,7 +620,13 @@ fn check(at_exit: bool) -> LeakReport {
         crate::reach::OwnStack::FromHere
     };
     let v = crate::reach::classify(&tracked, &internal, own);
-    let mut r = build(&tracked, Some(&v.kinds), at_exit);
+    // Blocks freed while the check ran are not in the report.
+    let (blocks, kinds): (Vec<Block>, Vec<LeakKind>) = tracked
+        .iter()
+        .zip(&v.kinds)
+        .filter_map(|(b, k)| k.map(|k| (*b, k)))
+        .unzip();
+    let mut r = build(&blocks, Some(&kinds), at_exit);
     r.roots_note = v.roots_note;
     r
 }
