@@ -1,17 +1,37 @@
 //! Reachability: which live blocks are still reachable, definitely lost or indirectly lost.
 //!
-//! Classified like memcheck and LeakSanitizer. Roots are every readable and writable mapping
-//! of the process (data and bss of loaded objects, thread stacks, TLS, anonymous mappings),
-//! except the allocator's own metadata, the interiors of live blocks, and the part of the
-//! calling thread's stack below its stack pointer. A block pointed to (at its start or
-//! inside it) from a root is still reachable, and so is everything reachable from it. Of the
-//! rest, a block reached from another unreachable block is indirectly lost; the remaining
-//! ones — the heads of lost structures — are definitely lost. In a lost cycle the block with
-//! the lowest address is the definite one, as in memcheck.
+//! Classified like memcheck and LeakSanitizer. The graph's nodes are the tracked blocks and
+//! the in-use chunks of glibc's heap that are not ours (objects std takes from `System`
+//! directly, C code's `malloc`): found by walking the heap chunk by chunk, they are scanned
+//! when reached, so a chain static -> foreign object -> tracked block holds. Only tracked
+//! blocks get a verdict, and only they lead lost structures.
+//!
+//! Roots are every readable and writable mapping of the process (data and bss of loaded
+//! objects, TLS, other threads' stacks, anonymous mappings) except: the C library's and
+//! the loader's data; glibc's heaps; anonymous mappings holding blocks of ours (the inner
+//! allocator's heap: mimalloc's segments, glibc's mmapped chunks), whose other bytes are
+//! free space and metadata; the allocator's own metadata; the interiors of our blocks. Of
+//! the calling thread's stack, [`OwnStack`] says which part: from the stack pointer up for
+//! an on-demand check, and at exit the frames of the callers of `exit` only. Those start at
+//! the return-address slot of the call into `exit`, found by searching up the stack for a
+//! word that is a return address into code whose preceding instruction calls `exit`
+//! (`call rel32` to it or to its PLT stub, or `call *slot(%rip)` through a GOT slot holding
+//! it). glibc is built without frame pointers, so the frame-pointer chain cannot be walked
+//! through `exit` and `__run_exit_handlers`; interposing `exit` from a library would
+//! override the program's own `exit` symbol for every caller (C code, other libraries) and
+//! miss a static one. Since `exit` never returns, that return address can sit nowhere else
+//! below the callers. After `main` returns the caller is `__libc_start_call_main`, and
+//! `main`'s dead frames lie below the slot.
+//!
+//! A block pointed to (at its start or inside it) from a root is still reachable, and so is
+//! everything reachable from it. Of the rest, a block reached from another unreachable block
+//! is indirectly lost; the remaining ones — the heads of lost structures — are definitely
+//! lost. In a lost cycle the block with the lowest address is the definite one, as in
+//! memcheck. Blocks freed by other threads while the check runs are left out.
 //!
 //! Freed memory is wiped, so stale pointers left in freed chunks cannot make a lost block
-//! look reachable; glibc's heap areas (where it keeps its free lists) are not roots either. Stale pointers in live memory and on stacks still can: the verdict errs
-//! on the side of "reachable", never on the side of a false leak.
+//! look reachable. Stale words in live memory can: memcheck skips stack words never written
+//! (it tracks definedness), we read them, so the verdict errs on the side of "reachable".
 
 use serde::{Deserialize, Serialize};
 
