@@ -199,6 +199,30 @@ fn thread_freeing_at_exit() {
     EXITING.store(true, Ordering::Release);
 }
 
+static WORKER2: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// As `named_thread_in_static`, but spawned from another thread: the handle's shared part
+/// comes from that thread's glibc arena, whose heap may sit right above a thread stack
+/// (one line in /proc/self/maps).
+fn named_thread_from_a_thread() {
+    std::thread::spawn(|| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| std::thread::spawn(move || black_box(vec![i as u8; 64])))
+            .collect();
+        for h in hs {
+            black_box(h.join().unwrap());
+        }
+        let h = std::thread::Builder::new()
+            .name("corpus-worker2".into())
+            .spawn(|| black_box(2 + 2))
+            .unwrap();
+        let _ = WORKER2.set(h.thread().clone());
+        h.join().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
 /// Runs one case; false when the name is unknown.
 pub fn run(case: &str) -> bool {
     match case {
@@ -220,6 +244,7 @@ pub fn run(case: &str) -> bool {
         }
         "exit-live-caller" => exit_from_callee(),
         "named-thread-static" => named_thread_in_static(),
+        "named-thread-from-thread" => named_thread_from_a_thread(),
         "audit-init" => {
             secure_core::audit::init(secure_core::audit::AuditConfig::memory(16)).unwrap();
             forget_vec();

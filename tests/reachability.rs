@@ -246,6 +246,21 @@ fn thread_name_reached_through_a_handle_in_a_static() {
 }
 
 #[test]
+fn thread_name_reached_through_a_handle_made_on_another_thread() {
+    // The handle's shared part lies in that thread's glibc arena, which the kernel may list
+    // as one mapping with the thread stack below it.
+    let v = check("named-thread-from-thread", Lost::default());
+    assert_eq!(
+        reachable_from(
+            &v,
+            "leak_cases::cases::named_thread_from_a_thread::{{closure}}"
+        ),
+        (15, 1),
+        "{v}"
+    );
+}
+
+#[test]
 fn audit_init_loses_nothing() {
     // The writer thread's name, held like the case above (`Logger::new`, 20 bytes).
     let v = check(

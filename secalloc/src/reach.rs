@@ -251,6 +251,58 @@ fn mappings() -> Vec<Mapping> {
     out
 }
 
+/// Whether `a` (64 MiB-aligned) starts a glibc thread heap: its `heap_info` holds a plausible
+/// arena pointer, size and protected size. Returns the size of its read-write part.
+fn glibc_heap_at(a: usize) -> Option<usize> {
+    let ar_ptr = read_word(a)?;
+    let size = read_word(a + 16)?;
+    let mprotect = read_word(a + 24)?;
+    let arena_ok = (ar_ptr > a && ar_ptr < a + 4096)
+        || (ar_ptr % 16 == 0 && ar_ptr & (GLIBC_HEAP_MAX - 1) < 4096 && ar_ptr > 4096);
+    (arena_ok
+        && (4096..=GLIBC_HEAP_MAX).contains(&size)
+        && (size..=GLIBC_HEAP_MAX).contains(&mprotect)
+        && mprotect % 4096 == 0)
+        .then_some(mprotect)
+}
+
+/// Splits anonymous mappings where a glibc thread heap starts or ends inside them: the
+/// kernel shows adjacent mappings with the same permissions as one line, so a thread's
+/// stack and the heap mapped right above it read as a single mapping.
+fn split_glibc_heaps(maps: Vec<Mapping>) -> Vec<Mapping> {
+    let mut out = Vec::with_capacity(maps.len());
+    for m in maps {
+        if !(m.name.is_empty() && m.readable && m.writable) {
+            out.push(m);
+            continue;
+        }
+        let mut cuts = Vec::new();
+        let mut a = (m.start + GLIBC_HEAP_MAX - 1) & !(GLIBC_HEAP_MAX - 1);
+        while a < m.end {
+            if let Some(rw) = glibc_heap_at(a) {
+                cuts.push(a);
+                if a + rw < m.end {
+                    cuts.push(a + rw);
+                }
+            }
+            a += GLIBC_HEAP_MAX;
+        }
+        let mut start = m.start;
+        for c in cuts.into_iter().chain([m.end]) {
+            if c > start {
+                out.push(Mapping {
+                    start,
+                    end: c,
+                    name: String::new(),
+                    ..m
+                });
+                start = c;
+            }
+        }
+    }
+    out
+}
+
 /// The C library's and the dynamic loader's own data. Neither holds pointers to Rust
 /// allocations, and glibc's arena state (`last_remainder`, bins) keeps pointers to chunks
 /// that have since become parts of live blocks: not roots.
@@ -509,7 +561,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
         }
     }
     let mut buf = vec![0u8; 1 << 20];
-    let maps = mappings();
+    let maps = split_glibc_heaps(mappings());
     // Every block of ours, tracked or the allocator's own, by address.
     let mut ours: Vec<usize> = tracked.iter().chain(internal).map(|b| b.addr).collect();
     ours.sort_unstable();
