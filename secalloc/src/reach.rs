@@ -597,7 +597,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
                 heaps.push((m.start, m.end));
                 if !ok {
                     notes.push(format!(
-                        "glibc heap {:#x}-{:#x} changed while it was walked: objects other code took from malloc there were not scanned",
+                        "glibc heap {:#x}-{:#x} could not be walked (it changed meanwhile, or its layout is not one secalloc knows): objects other code took from malloc there were not scanned",
                         m.start, m.end
                     ));
                 }
