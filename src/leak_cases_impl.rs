@@ -105,6 +105,124 @@ fn busy_threads() {
     }
 }
 
+/// The case named on the command line, read 8 KiB down the stack (see [`below`]): the
+/// argument vector it frees would otherwise leave its address in the slots of `run`'s frame,
+/// where a later block reusing that memory would look still reachable.
+pub fn case_name() -> String {
+    let mut name = String::new();
+    below(|| name = std::env::args().nth(1).unwrap_or_default());
+    name
+}
+
+/// Strings alive in the frame that calls `process::exit` (never dropped, still reachable).
+fn strings(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("live-string-{i:02}")).collect()
+}
+
+/// What `main` keeps alive across the case: strings for `exit-live-main` (its frame is a
+/// caller of `exit`, so they stay reachable), nothing otherwise.
+pub fn main_locals(case: &str) -> Vec<String> {
+    if case == "exit-live-main" {
+        strings(3)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Runs `f` 8 KiB further down the stack. Words in the unwritten slots of live frames still
+/// count as pointers for secalloc (memcheck knows them undefined and ignores them): the
+/// `exit` cases leak from frames that the frames calling `exit` cannot overlap, so both
+/// tools scan the same words.
+#[inline(never)]
+fn below(f: impl FnOnce()) {
+    let pad = black_box([0u8; 8192]);
+    f();
+    black_box(&pad);
+}
+
+#[inline(never)]
+fn exit_now(code: i32) -> ! {
+    std::process::exit(black_box(code))
+}
+
+/// Holds strings in its frame while a callee calls `process::exit`.
+#[inline(never)]
+fn exit_from_callee() {
+    let v = black_box(strings(4));
+    below(forget_vec);
+    exit_now(black_box(v.len() as i32 - 1));
+}
+
+static WORKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// A named thread whose handle stays in a static (its name is reachable through it).
+fn named_thread_in_static() {
+    let h = std::thread::Builder::new()
+        .name("corpus-worker1".into())
+        .spawn(|| black_box(1 + 1))
+        .unwrap();
+    let _ = WORKER.set(h.thread().clone());
+    if std::env::var_os("DBG_REACH").is_some() {
+        let w = unsafe { *(WORKER.get().unwrap() as *const std::thread::Thread as *const usize) };
+        eprintln!("WORKER holds {w:#x}");
+    }
+    h.join().unwrap();
+}
+
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A thread that starts freeing 2000 blocks, one every few microseconds, as `main` returns:
+/// at exit it still runs while the leak check reads memory, freeing blocks it has listed.
+fn thread_freeing_at_exit() {
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held: Vec<Option<Box<[u8; 64]>>> =
+            (0..2000).map(|_| Some(Box::new([9u8; 64]))).collect();
+        tx.send(()).unwrap();
+        while !EXITING.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        for slot in held.iter_mut() {
+            *slot = None;
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_micros(5) {
+                std::hint::spin_loop();
+            }
+        }
+        black_box(&held);
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap();
+    EXITING.store(true, Ordering::Release);
+}
+
+static WORKER2: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// As `named_thread_in_static`, but spawned from another thread: the handle's shared part
+/// comes from that thread's glibc arena, whose heap may sit right above a thread stack
+/// (one line in /proc/self/maps).
+fn named_thread_from_a_thread() {
+    std::thread::spawn(|| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| std::thread::spawn(move || black_box(vec![i as u8; 64])))
+            .collect();
+        for h in hs {
+            black_box(h.join().unwrap());
+        }
+        let h = std::thread::Builder::new()
+            .name("corpus-worker2".into())
+            .spawn(|| black_box(2 + 2))
+            .unwrap();
+        let _ = WORKER2.set(h.thread().clone());
+        h.join().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
 /// Runs one case; false when the name is unknown.
 pub fn run(case: &str) -> bool {
     match case {
@@ -114,9 +232,30 @@ pub fn run(case: &str) -> bool {
             leak_session_token();
         }
         "two-leaks-exit" => {
+            below(|| {
+                forget_vec();
+                leak_session_token();
+            });
+            exit_now(3);
+        }
+        "exit-live-main" => {
+            below(forget_vec);
+            exit_now(3);
+        }
+        "exit-live-caller" => exit_from_callee(),
+        "named-thread-static" => named_thread_in_static(),
+        "named-thread-from-thread" => named_thread_from_a_thread(),
+        "audit-init" => {
+            secure_core::audit::init(secure_core::audit::AuditConfig::memory(16)).unwrap();
             forget_vec();
-            leak_session_token();
-            std::process::exit(3);
+        }
+        "forget-777" => {
+            let v = black_box(vec![1u8; 777]); // LEAK-SITE: forget_777
+            std::mem::forget(v);
+        }
+        "thread-freeing-at-exit" => {
+            forget_vec();
+            thread_freeing_at_exit();
         }
         "static-box" => static_box(),
         "list" => forget_list(10),

@@ -190,6 +190,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 Ok(_) => {
                     RUNTIME.init_thread.store(me, Ordering::Relaxed);
                     let entered = thread::enter();
+                    crate::reach::set_inner(core::any::type_name::<A>());
                     crate::init::initialise(&self.config);
                     RUNTIME.state.store(READY, Ordering::Release);
                     if entered {

@@ -96,8 +96,15 @@ pub(crate) unsafe fn read_header(user: *const u8) -> Option<Meta> {
         let h = user.sub(HEADER).cast::<u64>();
         (h.read(), h.add(1).read())
     };
+    decode_header(user as usize, w0, w1)
+}
+
+/// Validates header words `w0`, `w1` read (by any means) from before `user`. `None` if the
+/// check bits fail: not the header of a block of ours.
+#[inline(always)]
+pub(crate) fn decode_header(user: usize, w0: u64, w1: u64) -> Option<Meta> {
     let w0_low = w0 & ((1 << 54) - 1);
-    if w0 >> 54 != check_bits(user as usize, w0_low, w1) {
+    if w0 >> 54 != check_bits(user, w0_low, w1) {
         return None;
     }
     Some(Meta {

@@ -53,15 +53,19 @@
 //!
 //! At exit (registered with `atexit`, so it also runs after `std::process::exit`, but not
 //! after `abort`) the allocator classifies every block still live, as memcheck and
-//! LeakSanitizer do: roots are the process's readable-writable mappings (globals, other
-//! threads' stacks, TLS, anonymous mappings), minus the interiors of live blocks and the
-//! allocator's own metadata; blocks reachable from roots are *still reachable*; of the
-//! rest, blocks pointed to only from lost blocks are *indirectly lost* and the others
-//! *definitely lost*. The exiting thread's own stack is not a root: its frames are dead
-//! once `main` returns, and what the callers of `process::exit` hold is never dropped.
+//! LeakSanitizer do. Roots are the process's readable-writable mappings (globals, TLS,
+//! other threads' stacks, anonymous mappings that are not the heap) and, on the exiting
+//! thread, the frames of the callers of `exit`, which are never unwound: `main`'s locals
+//! when it calls `process::exit` are still reachable, and so is libtest's list of tests
+//! when a test fails; after `main` returns its dead frames are not scanned. Not roots: the
+//! heap's free space and metadata, the C library's data, the allocator's own metadata.
+//! Blocks reachable from roots are *still reachable* (also through heap objects the tracker
+//! never saw, such as those std takes from `System` directly); of the rest, blocks pointed
+//! to only from lost blocks are *indirectly lost* and the others *definitely lost*.
 //! Because freed memory is wiped, stale pointers in freed chunks cannot make a lost block
-//! look reachable. [`leak_check`] runs the same classification on demand (then the calling
-//! thread's live frames are roots).
+//! look reachable. The roots are exact over `System` (glibc) and `mimalloc`; over another
+//! inner allocator, [`LeakReport::roots_note`] says what may be off. [`leak_check`] runs
+//! the same classification on demand (then the calling thread's live frames are roots).
 //!
 //! The exit report is written only when something is lost (or, with
 //! `SECALLOC_REPORT_REACHABLE=1`, live). Environment: `SECALLOC_REPORT=off|stderr|<path>`,

@@ -149,6 +149,10 @@ pub struct LeakReport {
     /// Totals by verdict, when the report came from a leak check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_check: Option<LeakSummary>,
+    /// Why a leak check's verdicts may be off: what it could not know about its roots (an
+    /// unknown inner allocator, a heap it could not walk). Absent when its roots are exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roots_note: Option<String>,
     /// The allocator's statistics at the time of the snapshot.
     pub stats: Stats,
 }
@@ -223,6 +227,9 @@ impl LeakReport {
                 s.still_reachable_bytes,
                 s.still_reachable_blocks
             )?,
+        }
+        if let Some(note) = &self.roots_note {
+            writeln!(w, "secalloc: note: {note}")?;
         }
         if !self.stacks_recorded {
             writeln!(
@@ -575,6 +582,7 @@ pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool)
         callsites,
         scopes,
         leak_check: summary,
+        roots_note: None,
         stats: crate::stats(),
     }
 }
@@ -606,8 +614,21 @@ pub fn leak_check() -> LeakReport {
 
 fn check(at_exit: bool) -> LeakReport {
     let (tracked, internal) = snapshot_all();
-    let kinds = crate::reach::classify(&tracked, &internal, at_exit);
-    build(&tracked, Some(&kinds), at_exit)
+    let own = if at_exit {
+        crate::reach::OwnStack::ExitCallers
+    } else {
+        crate::reach::OwnStack::FromHere
+    };
+    let v = crate::reach::classify(&tracked, &internal, own);
+    // Blocks freed while the check ran are not in the report.
+    let (blocks, kinds): (Vec<Block>, Vec<LeakKind>) = tracked
+        .iter()
+        .zip(&v.kinds)
+        .filter_map(|(b, k)| k.map(|k| (*b, k)))
+        .unzip();
+    let mut r = build(&blocks, Some(&kinds), at_exit);
+    r.roots_note = v.roots_note;
+    r
 }
 
 /// Runs at exit (registered with `atexit` at initialisation): the leak check and report,

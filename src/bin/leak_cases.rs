@@ -9,9 +9,11 @@ static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new();
 mod cases;
 
 fn main() {
-    let case = std::env::args().nth(1).unwrap_or_default();
+    let case = cases::case_name();
+    let locals = cases::main_locals(&case);
     if !cases::run(&case) {
         eprintln!("leak_cases: unknown case {case:?}");
         std::process::exit(2);
     }
+    std::hint::black_box(&locals);
 }

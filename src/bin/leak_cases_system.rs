@@ -4,9 +4,11 @@
 mod cases;
 
 fn main() {
-    let case = std::env::args().nth(1).unwrap_or_default();
+    let case = cases::case_name();
+    let locals = cases::main_locals(&case);
     if !cases::run(&case) {
         eprintln!("leak_cases_system: unknown case {case:?}");
         std::process::exit(2);
     }
+    std::hint::black_box(&locals);
 }
