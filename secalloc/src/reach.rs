@@ -543,10 +543,13 @@ pub(crate) fn set_inner(name: &'static str) {
 }
 
 /// Inner allocators whose metadata is known not to hold roots: glibc (`System`), whose heaps
-/// are walked chunk by chunk, and mimalloc, whose statics point only at its own page and
-/// segment headers, never at blocks.
+/// are walked chunk by chunk, mimalloc, whose statics point only at its own page and
+/// segment headers, never at blocks, and secalloc's own heap, whose span reservation is one
+/// of the allocator's own regions and whose metadata holds no block address.
 fn inner_is_known(name: &str) -> bool {
-    name == "std::alloc::System" || name.starts_with("mimalloc::")
+    name == "std::alloc::System"
+        || name.starts_with("mimalloc::")
+        || name == core::any::type_name::<crate::SecHeap>()
 }
 
 /// Classifies `tracked` (sorted by address). `internal` are the allocator's own live blocks,
@@ -810,6 +813,7 @@ mod tests {
     fn known_inner_allocators() {
         assert!(inner_is_known("std::alloc::System"));
         assert!(inner_is_known("mimalloc::MiMalloc"));
+        assert!(inner_is_known(core::any::type_name::<crate::SecHeap>()));
         assert!(!inner_is_known("my_app::BumpArena"));
     }
 
