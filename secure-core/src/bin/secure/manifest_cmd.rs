@@ -75,6 +75,9 @@ pub struct CreateArgs {
     /// Print nothing on stderr except errors
     #[arg(short, long)]
     quiet: bool,
+    /// Never show a progress bar
+    #[arg(long)]
+    no_progress: bool,
 }
 
 /// Arguments of `secure manifest verify`.
@@ -128,7 +131,7 @@ fn create(a: CreateArgs) -> CmdResult {
         }
         _ => absolute(Path::new("."))?,
     };
-    let bar = Bar::new(a.quiet);
+    let bar = Bar::new(a.quiet || a.no_progress);
     let progress = |p| bar.update(p);
     let mut opts = CreateOptions::new()
         .follow_symlinks(a.follow_symlinks)
