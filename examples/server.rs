@@ -3,9 +3,18 @@
 //! ```sh
 //! cargo run --example server -- --port 8080      # or SECURE_SERVER_PORT=8080; 0 = any free port
 //! curl -s localhost:8080/api/security/status | jq
+//! curl -s 'localhost:8080/api/security/status?top=20&frames=8' | jq
+//! curl -s localhost:8080/api/security/memory | jq
 //! curl -s 'localhost:8080/api/security/audit?count=5' | jq
+//! curl -s localhost:8080/api/security/report | jq
+//! curl -s 'localhost:8080/api/security/report?format=text'
 //! curl -s -X POST -H "Authorization: Bearer $SECURE_SERVER_TOKEN" localhost:8080/api/security/cleanup
+//! curl -s localhost:8080/openapi.json | jq '.paths | keys'
 //! ```
+//!
+//! The endpoints, their query parameters and every reply's fields are described in
+//! `/openapi.json` (OpenAPI 3.1; `src/openapi.json` in the repository) and in the
+//! `secalloc_workspace::server` module.
 //!
 //! The admin token for the cleanup endpoint comes from `SECURE_SERVER_TOKEN`; without it a
 //! random one is made and printed once. The audit log is kept in memory (served by the audit

@@ -106,6 +106,27 @@ pub struct CallsiteSummary {
     pub frames: Vec<String>,
 }
 
+impl CallsiteSummary {
+    /// The summary of one callsite of a [`secalloc::LeakReport`]: its figures, its first
+    /// named frame as `location`, and every frame as `function (file:line)`.
+    pub fn of(c: &secalloc::Callsite) -> CallsiteSummary {
+        let frames: Vec<String> = c.frames.iter().map(frame_string).collect();
+        let location = c
+            .frames
+            .iter()
+            .find(|f| f.function.is_some())
+            .map(frame_string)
+            .or_else(|| frames.first().cloned())
+            .unwrap_or_else(|| "(no stack recorded)".to_owned());
+        CallsiteSummary {
+            bytes: c.bytes,
+            blocks: c.blocks,
+            location,
+            frames,
+        }
+    }
+}
+
 impl crate::Sanitize for CallsiteSummary {
     fn sanitize(&mut self, policy: &crate::SanitizePolicy) {
         self.location.sanitize(policy);
@@ -149,22 +170,7 @@ pub fn top_callsites(n: usize) -> Vec<CallsiteSummary> {
     sites
         .into_iter()
         .take(n)
-        .map(|c| {
-            let frames: Vec<String> = c.frames.iter().map(frame_string).collect();
-            let location = c
-                .frames
-                .iter()
-                .find(|f| f.function.is_some())
-                .map(frame_string)
-                .or_else(|| frames.first().cloned())
-                .unwrap_or_else(|| "(no stack recorded)".to_owned());
-            CallsiteSummary {
-                bytes: c.bytes,
-                blocks: c.blocks,
-                location,
-                frames,
-            }
-        })
+        .map(|c| CallsiteSummary::of(&c))
         .collect()
 }
 

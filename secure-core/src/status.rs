@@ -88,12 +88,25 @@ pub fn status_with(top: usize, recent: usize) -> Status {
         total_freed_mb: mb(s.total_freed_bytes),
         peak_mb: mb(s.peak_live_bytes),
         wiped_mb: mb(s.wiped_bytes),
-        is_leaking: monitor::any_alerted()
-            .unwrap_or(installed && s.live_bytes >= DEFAULT_THRESHOLD_BYTES),
+        is_leaking: leak_suspected(installed.then_some(&s)),
         top_allocations: monitor::top_callsites(top),
         audit: audit::report(recent),
-        integrity: INTEGRITY.get().map(|f| f()),
+        integrity: integrity(),
     }
+}
+
+/// Whether a leak is suspected, as [`Status::is_leaking`] says: a running
+/// [`LeakMonitor`](crate::monitor::LeakMonitor) is in its alerted state, or, with no monitor
+/// running, `stats` (the allocator's figures; `None` when `SecAlloc` is not installed) show a
+/// live heap at or above the default threshold (100 MiB).
+pub fn leak_suspected(stats: Option<&secalloc::Stats>) -> bool {
+    monitor::any_alerted()
+        .unwrap_or_else(|| stats.is_some_and(|s| s.live_bytes >= DEFAULT_THRESHOLD_BYTES))
+}
+
+/// The integrity status from the source registered with [`set_integrity_source`], if any.
+pub fn integrity() -> Option<serde_json::Value> {
+    INTEGRITY.get().map(|f| f())
 }
 
 impl Sanitize for Status {

@@ -3,11 +3,32 @@
 //! Generated code refers to `::secure_core` items only, so a crate using these macros
 //! depends on `secure-core` alone.
 //!
-//! The code is split as the best proc-macro crates do it: `attr.rs` parses the attribute's
-//! options into a typed struct, `valid.rs` checks them against the function, `expand.rs`
-//! writes the instrumented function, `derive.rs` holds `#[derive(Sanitize)]`. Every misuse
-//! is a spanned compile error; when `#[secure_operation]`'s options are wrong the function is
-//! still emitted unchanged, so the only errors shown are the real ones.
+//! - [`macro@secure_operation`] makes a function (sync or `async`, free or a method) an
+//!   audited operation: start and completion or error are logged, its allocations are
+//!   attributed to it, its return value is sanitised;
+//! - [`derive@Sanitize`] implements `secure_core::Sanitize` for a struct or enum, field by
+//!   field, with options to redact, skip or sanitise a field with a function.
+//!
+//! Every misuse is a compile error pointing at the offending option or field. When
+//! `#[secure_operation]`'s options are wrong the function is still emitted unchanged, so the
+//! only errors shown are the real ones.
+//!
+//! ```
+//! use secure_core::{secure_operation, Sanitize};
+//!
+//! #[derive(Sanitize)]
+//! struct Credentials {
+//!     user: String,
+//!     password: String, // a sensitive name: redacted
+//! }
+//!
+//! #[secure_operation("accounts.check", redact(creds))]
+//! fn check(creds: &Credentials) -> bool {
+//!     !creds.user.is_empty() && creds.password.len() >= 8
+//! }
+//!
+//! assert!(check(&Credentials { user: "ada".into(), password: "correct horse".into() }));
+//! ```
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
