@@ -2,8 +2,9 @@
 //!
 //! An application depends on `secure-core` alone and gets:
 //!
-//! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file,
-//!   asynchronous bounded writes, verification with distinct verdicts);
+//! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file, an
+//!   optional forward-secure HMAC key, asynchronous bounded writes, verification with
+//!   distinct verdicts);
 //! - [`sanitize`]: the `Sanitize` trait and its policy (redaction of sensitive keys,
 //!   neutralised control characters, clipped floats);
 //! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the

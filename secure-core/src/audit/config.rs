@@ -41,6 +41,16 @@ pub struct AuditConfig {
     pub(crate) policy: Option<SanitizePolicy>,
     pub(crate) auto_flush: Option<Duration>,
     pub(crate) report_recent: usize,
+    pub(crate) key: Option<KeySource>,
+}
+
+/// Where a keyed logger's key comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    /// A key file, rewritten with each new epoch's key.
+    File(PathBuf),
+    /// An environment variable (read once; never rewritten).
+    Env(String),
 }
 
 /// The default anchor file of a log: the log's path with `.anchor` appended
@@ -72,6 +82,7 @@ impl AuditConfig {
             policy: None,
             auto_flush: Some(Duration::from_secs(1)),
             report_recent: 50,
+            key: None,
         }
     }
 
@@ -118,6 +129,37 @@ impl AuditConfig {
     #[cfg(feature = "tracing")]
     pub fn with_tracing(mut self) -> Self {
         self.tracing = true;
+        self
+    }
+
+    /// Makes the log *keyed* with the key in the file at `path` (see
+    /// [`AuditKey`](crate::audit::AuditKey) for the format; `secure audit keygen` makes one):
+    /// every record carries an HMAC-SHA256 under the current epoch's key, each flush that
+    /// wrote records seals the epoch, and the key then moves forward, k(i+1) = H(k(i)).
+    ///
+    /// **The file is rewritten in place with each new epoch's key**, so that someone who
+    /// takes the machine later cannot learn earlier keys: copy the initial key off the
+    /// machine first — [`verify_keyed`](crate::audit::verify_keyed) and
+    /// `secure audit verify --key` need it. The key is held in a
+    /// [`SecureBox`](crate::SecureBox) and never logged.
+    ///
+    /// [`Logger::new`](crate::audit::Logger::new) fails with
+    /// [`AuditError::BadKey`](crate::audit::AuditError::BadKey) when the file is missing or
+    /// not a key, or when it does not match an existing log, and with
+    /// [`AuditError::DamagedLog`](crate::audit::AuditError::DamagedLog) when the key is at a
+    /// later epoch than the log reaches (whole epochs were cut from the log).
+    pub fn with_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key = Some(KeySource::File(path.into()));
+        self
+    }
+
+    /// Makes the log keyed, like [`with_key_file`](Self::with_key_file), with the key text
+    /// in the environment variable `name` (by convention
+    /// [`KEY_ENV`](crate::audit::KEY_ENV), `SECURE_AUDIT_KEY`). The variable is read once
+    /// and cannot be rewritten, so the initial key stays wherever the environment was set:
+    /// prefer a key file where forward security matters.
+    pub fn with_key_env(mut self, name: impl Into<String>) -> Self {
+        self.key = Some(KeySource::Env(name.into()));
         self
     }
 

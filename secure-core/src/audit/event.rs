@@ -154,6 +154,9 @@ event_kinds! {
     IntegrityViolation => "integrity_violation",
     /// The allocator found a corrupted block (overrun canary, invalid or double free).
     HeapCorruption => "heap_corruption",
+    /// A keyed log closed an epoch (written by the logger itself; see
+    /// [`chain`](crate::audit::chain)).
+    EpochSealed => "epoch_sealed",
 }
 
 impl fmt::Display for EventKind {
