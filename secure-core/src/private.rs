@@ -76,6 +76,10 @@ pub struct Operation {
     id: u64,
     /// The id of the operation it runs inside (0: none).
     parent: u64,
+    /// The `tracing` span the operation runs in (disabled unless the audit log bridges to
+    /// `tracing`).
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 /// The next operation id.
@@ -93,6 +97,8 @@ thread_local! {
 pub struct Entered<'a> {
     _scope: ScopeEnter<'a>,
     prev: u64,
+    #[cfg(feature = "tracing")]
+    _span: tracing::span::Entered<'a>,
 }
 
 impl Drop for Entered<'_> {
@@ -165,6 +171,8 @@ impl Operation {
     {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let parent = CURRENT.try_with(Cell::get).unwrap_or(0);
+        #[cfg(feature = "tracing")]
+        let mut span = tracing::Span::none();
         if audit::is_active() {
             let _in = logging_scope().enter();
             let args = args();
@@ -178,6 +186,18 @@ impl Operation {
                     args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 event = event.field("args", serde_json::Value::Object(map));
             }
+            #[cfg(feature = "tracing")]
+            if audit::global().is_some_and(|l| l.bridges_tracing()) {
+                span = crate::audit::bridge::operation_span(
+                    name,
+                    level,
+                    id,
+                    parent,
+                    event.fields.get("args"),
+                );
+            }
+            #[cfg(feature = "tracing")]
+            let _span = span.enter();
             audit::log(event);
         }
         Operation {
@@ -187,6 +207,8 @@ impl Operation {
             started: Instant::now(),
             id,
             parent,
+            #[cfg(feature = "tracing")]
+            span,
         }
     }
 
@@ -203,6 +225,8 @@ impl Operation {
         Entered {
             _scope: scope,
             prev,
+            #[cfg(feature = "tracing")]
+            _span: self.span.enter(),
         }
     }
 
@@ -283,6 +307,8 @@ impl Operation {
     ) {
         let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let _in = logging_scope().enter();
+        #[cfg(feature = "tracing")]
+        let _span = self.span.enter();
         let live = self.scope.live();
         let mut message = message(duration_us);
         message.sanitize(default_policy());

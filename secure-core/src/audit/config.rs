@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audit::Severity;
 use crate::sanitize::SanitizePolicy;
 
 /// How a [`Logger`](crate::audit::Logger) is set up: its sinks, queue and policy.
@@ -36,12 +37,15 @@ pub struct AuditConfig {
     pub(crate) memory: Option<usize>,
     #[cfg(feature = "tracing")]
     pub(crate) tracing: bool,
+    #[cfg(feature = "log")]
+    pub(crate) log: bool,
     pub(crate) queue_capacity: usize,
     pub(crate) batch_size: usize,
     pub(crate) policy: Option<SanitizePolicy>,
     pub(crate) auto_flush: Option<Duration>,
     pub(crate) report_recent: usize,
     pub(crate) key: Option<KeySource>,
+    pub(crate) syslog: Option<(PathBuf, Severity)>,
 }
 
 /// Where a keyed logger's key comes from.
@@ -77,12 +81,15 @@ impl AuditConfig {
             memory: None,
             #[cfg(feature = "tracing")]
             tracing: false,
+            #[cfg(feature = "log")]
+            log: false,
             queue_capacity: 8192,
             batch_size: 1024,
             policy: None,
             auto_flush: Some(Duration::from_secs(1)),
             report_recent: 50,
             key: None,
+            syslog: None,
         }
     }
 
@@ -125,10 +132,65 @@ impl AuditConfig {
 
     /// Also emits every event as a `tracing` event (target `secure_core::audit`, level from the
     /// severity: `Info` -> INFO, `Warning` -> WARN, `Error` and `Critical` -> ERROR), so
-    /// existing subscribers see them.
+    /// existing subscribers see them, and runs each `#[secure_operation]` call in a span
+    /// (`secure_operation`, with `operation`, `operation_id`, `parent_id` and the recorded
+    /// arguments as fields).
+    ///
+    /// Events are emitted by the thread that logs them, before
+    /// [`log`](crate::audit::Logger::log) returns: in the caller's span and order (an
+    /// `info!` inside an operation comes after its start event and before its end event).
+    /// Their message is the event's, and `kind`, `severity`, `operation` and each of the
+    /// event's fields are fields of their own (sanitized, as in the log). Epoch seals are
+    /// not emitted.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tracing")] {
+    /// use secure_core::audit::{AuditConfig, Event, EventKind, Logger, Severity};
+    ///
+    /// let logger = Logger::new(AuditConfig::memory(10).with_tracing()).unwrap();
+    /// // With a subscriber installed, this is an INFO event with `user = "ada"`.
+    /// logger.log(Event::new(EventKind::OperationStart, Severity::Info, "login", "started")
+    ///     .field("user", "ada"));
+    /// # }
+    /// ```
     #[cfg(feature = "tracing")]
     pub fn with_tracing(mut self) -> Self {
         self.tracing = true;
+        self
+    }
+
+    /// Also emits every event as a `log` record (target `secure_core::audit`, level from
+    /// the severity as for [`with_tracing`](Self::with_tracing), the event's message as its
+    /// text, and `kind`, `severity`, `operation` and the event's fields as key/values), on
+    /// the thread that logs it, before [`log`](crate::audit::Logger::log) returns.
+    #[cfg(feature = "log")]
+    pub fn with_log(mut self) -> Self {
+        self.log = true;
+        self
+    }
+
+    /// Also sends a copy of every event of at least `min` severity to the local syslog
+    /// daemon (the datagram socket `/dev/log`) as an RFC 5424 message — facility 13, *log
+    /// audit*; the event kind as message id; the record's `seq` and chain hash, the
+    /// operation and the fields as structured data — so that serious events also leave the
+    /// machine's log file (a daemon that forwards to another host takes them off the
+    /// machine). Best effort: a message that cannot be sent is dropped (the first failure is
+    /// reported on standard error); the file log stays the record.
+    ///
+    /// ```
+    /// use secure_core::audit::{AuditConfig, Severity};
+    ///
+    /// let config = AuditConfig::jsonl(std::env::temp_dir().join("app-audit.jsonl"))
+    ///     .with_syslog(Severity::Error); // errors and critical events go to syslog too
+    /// # let _ = config;
+    /// ```
+    pub fn with_syslog(self, min: Severity) -> Self {
+        self.with_syslog_socket("/dev/log", min)
+    }
+
+    /// Like [`with_syslog`](Self::with_syslog), with the syslog datagram socket at `path`.
+    pub fn with_syslog_socket(mut self, path: impl Into<PathBuf>, min: Severity) -> Self {
+        self.syslog = Some((path.into(), min));
         self
     }
 

@@ -21,6 +21,7 @@ use super::event::{current_thread_name, now_rfc3339, Event, EventKind, Severity}
 use super::file::FileSink;
 use super::key::AuditKey;
 use super::report::Report;
+use super::syslog::SyslogSink;
 use crate::sanitize::{default_policy, Sanitize, SanitizePolicy};
 
 thread_local! {
@@ -86,14 +87,18 @@ struct Shared {
     room: (Mutex<()>, Condvar),
     batch_size: usize,
     auto_flush: Option<Duration>,
+    /// Re-emit events as `tracing` events (in the caller's context).
+    #[cfg(feature = "tracing")]
+    tracing: bool,
+    /// Re-emit events as `log` records (in the caller's context).
+    #[cfg(feature = "log")]
+    log: bool,
 }
 
 struct State {
     head: ChainHead,
     file: Option<FileSink>,
     stderr: bool,
-    #[cfg(feature = "tracing")]
-    tracing: bool,
     line: Vec<u8>,
     stderr_buf: Vec<u8>,
     /// `head.next_seq` when the anchor was last written (`None`: never, in this run).
@@ -105,6 +110,8 @@ struct State {
     alerts_cap: usize,
     /// The MAC key and epoch bookkeeping of a keyed log.
     mac: Option<MacState>,
+    /// The copy of serious events sent to syslog.
+    syslog: Option<SyslogSink>,
 }
 
 /// A keyed log's writer state.
@@ -268,10 +275,12 @@ impl Logger {
         let state = State {
             head,
             mac,
+            syslog: config
+                .syslog
+                .as_ref()
+                .map(|(path, min)| SyslogSink::new(path.clone(), *min)),
             file,
             stderr: config.stderr,
-            #[cfg(feature = "tracing")]
-            tracing: config.tracing,
             line: Vec::with_capacity(1024),
             stderr_buf: Vec::new(),
             anchored: None,
@@ -296,6 +305,10 @@ impl Logger {
             room: (Mutex::new(()), Condvar::new()),
             batch_size: config.batch_size,
             auto_flush: config.auto_flush,
+            #[cfg(feature = "tracing")]
+            tracing: config.tracing,
+            #[cfg(feature = "log")]
+            log: config.log,
         });
         let s = shared.clone();
         let handle = thread::Builder::new()
@@ -329,6 +342,14 @@ impl Logger {
         event.timestamp = now_rfc3339();
         event.thread = current_thread_name();
         event.sanitize(&self.shared.policy);
+        #[cfg(feature = "tracing")]
+        if self.shared.tracing {
+            super::bridge::emit_tracing(&event);
+        }
+        #[cfg(feature = "log")]
+        if self.shared.log {
+            super::bridge::emit_log(&event);
+        }
         self.shared.push(event);
         if self.shared.shutdown.load(Ordering::SeqCst) {
             let _ = self.flush();
@@ -390,6 +411,12 @@ impl Logger {
     /// in the log when it was opened).
     pub fn written(&self) -> u64 {
         lock(&self.shared.state).head.next_seq
+    }
+
+    /// Whether this logger re-emits events to `tracing` (and operations run in spans).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn bridges_tracing(&self) -> bool {
+        self.shared.tracing
     }
 
     /// The policy events are sanitized with.
@@ -572,6 +599,9 @@ impl Shared {
         if st.stderr {
             st.stderr_buf.extend_from_slice(&st.line);
         }
+        if let Some(s) = &mut st.syslog {
+            s.send(&ev, &hash);
+        }
         st.head = ChainHead {
             next_seq: st.head.next_seq + 1,
             prev: hash,
@@ -580,10 +610,6 @@ impl Shared {
         st.by_severity[ev.severity as usize] += 1;
         if let Some(i) = EventKind::ALL.iter().position(|k| *k == ev.kind) {
             st.by_kind[i] += 1;
-        }
-        #[cfg(feature = "tracing")]
-        if st.tracing {
-            emit_tracing(&ev);
         }
         if ev.severity >= Severity::Error && st.alerts_cap > 0 {
             if st.alerts.len() == st.alerts_cap {
@@ -724,31 +750,5 @@ impl Shared {
             thread::park_timeout(wait);
             self.writer_idle.store(false, Ordering::SeqCst);
         }
-    }
-}
-
-#[cfg(feature = "tracing")]
-fn emit_tracing(ev: &Event) {
-    let fields = serde_json::to_string(&ev.fields).unwrap_or_default();
-    macro_rules! emit {
-        ($level:expr) => {
-            tracing::event!(
-                target: "secure_core::audit",
-                $level,
-                seq = ev.seq,
-                severity = ev.severity.as_str(),
-                kind = ev.kind.as_str(),
-                operation = %ev.operation,
-                fields = %fields,
-                thread = %ev.thread,
-                "{}",
-                ev.message
-            )
-        };
-    }
-    match ev.severity {
-        Severity::Info => emit!(tracing::Level::INFO),
-        Severity::Warning => emit!(tracing::Level::WARN),
-        Severity::Error | Severity::Critical => emit!(tracing::Level::ERROR),
     }
 }

@@ -8,8 +8,13 @@
 //! - a **JSON Lines file** (the default): one object per line, easy to read with `jq`;
 //! - **standard error** (the same lines);
 //! - an **in-memory ring** of the most recent events ([`recent`]);
-//! - a **`tracing` bridge** (cargo feature `tracing`) re-emitting each event for existing
-//!   subscribers.
+//! - **syslog** ([`AuditConfig::with_syslog`]): a copy of the serious events sent to the
+//!   local syslog socket as RFC 5424 messages, so they leave the machine's log file;
+//! - a **`tracing` bridge** (cargo feature `tracing`, [`AuditConfig::with_tracing`])
+//!   re-emitting each event, with its fields as fields, in the caller's span and order, and
+//!   running each `#[secure_operation]` call in a span;
+//! - a **`log` bridge** (cargo feature `log`, [`AuditConfig::with_log`]), the same for
+//!   `log` loggers.
 //!
 //! A full queue blocks the caller: audit events are never dropped. [`flush`] returns when
 //! everything logged so far is durable; the process-wide logger also flushes at exit
@@ -69,6 +74,7 @@
 //! audit::log(Event::new(EventKind::OperationStart, Severity::Info, "main", "started"));
 //! ```
 
+pub(crate) mod bridge;
 pub mod chain;
 mod config;
 mod error;
@@ -78,6 +84,7 @@ mod json;
 mod key;
 mod logger;
 mod report;
+mod syslog;
 mod verify;
 
 use std::sync::{Mutex, OnceLock};
