@@ -11,7 +11,7 @@
 //! | `GET /api/security/memory` | the allocator's statistics (`secalloc::stats()`) |
 //! | `GET /api/security/audit?count=N` | the `N` (1–1000, default 50) most recent audit events |
 //! | `GET /api/security/report?top=N` | the audit report and a leak report of the `N` (default 10) largest callsites |
-//! | `POST /api/security/cleanup` | logs `ForceCleanupRequested`; needs `Authorization: Bearer <admin token>` |
+//! | `POST /api/security/cleanup` | logs `ForceCleanupRequested`; needs `Authorization: Bearer <admin token>` (a failure logs `AuthenticationFailed` with the client's address) |
 //!
 //! A cleanup request never frees live memory (that would leave dangling pointers in the
 //! program): it is recorded for the operators, and the reply says how much is live.
@@ -32,14 +32,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use secure_core::audit::{self, Event, EventKind, Severity};
 use secure_core::{secure_operation, Sanitize};
 use serde::Serialize;
@@ -151,15 +152,19 @@ fn json_error(status: StatusCode, msg: &str) -> Response {
 }
 
 /// Serves the routes on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// in flight. Each connection's peer address is available to the handlers, so failed
+/// authentications are logged with the client's address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(config).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The status snapshot.
@@ -305,6 +310,7 @@ pub struct CleanupReply {
 #[secure_operation("api.cleanup", level = "warn", redact(headers))]
 async fn cleanup(
     State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Reply<CleanupReply>, ApiError> {
     let presented = headers
@@ -314,6 +320,26 @@ async fn cleanup(
     if !presented
         .is_some_and(|t| constant_time_eq(t.as_bytes(), state.config.admin_token.as_bytes()))
     {
+        // Who tried: the peer's address (`unknown` when the router is served without
+        // connect info, see `serve`).
+        let client = client.map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
+        audit::log(
+            Event::new(
+                EventKind::AuthenticationFailed,
+                Severity::Warning,
+                "api.cleanup",
+                format!("authentication failed for POST /api/security/cleanup from {client}"),
+            )
+            .field("client", client)
+            .field(
+                "reason",
+                if presented.is_some() {
+                    "wrong token"
+                } else {
+                    "no bearer token"
+                },
+            ),
+        );
         return Err(ApiError::Unauthorized);
     }
     let s = secalloc::stats();

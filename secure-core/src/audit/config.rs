@@ -199,6 +199,10 @@ impl AuditConfig {
     /// every record carries an HMAC-SHA256 under the current epoch's key, each flush that
     /// wrote records seals the epoch, and the key then moves forward, k(i+1) = H(k(i)).
     ///
+    /// Epochs end at each [`flush`](crate::audit::flush), at shutdown and at each
+    /// [`auto_flush`](Self::auto_flush) (by default at most once a second while records
+    /// come in): the seal is one more record, and the key file one more small write.
+    ///
     /// **The file is rewritten in place with each new epoch's key**, so that someone who
     /// takes the machine later cannot learn earlier keys: copy the initial key off the
     /// machine first — [`verify_keyed`](crate::audit::verify_keyed) and
