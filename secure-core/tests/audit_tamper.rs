@@ -867,3 +867,44 @@ fn keyed_log_continues_across_restarts_and_crashes() {
         "{text}"
     );
 }
+
+#[test]
+fn key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let key_file = dir.path().join("k");
+    AuditKey::generate()
+        .unwrap()
+        .create_file(&key_file)
+        .unwrap();
+    let initial = AuditKey::from_file(&key_file).unwrap();
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let var = "SECURE_AUDIT_KEY_TAMPER_TEST";
+    let msg = Logger::new(AuditConfig::jsonl(&path).with_key_env(var))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        format!("audit key (environment variable {var}): it is not set")
+    );
+    std::env::set_var(var, text.trim());
+    for round in 0..2 {
+        let logger = Logger::new(AuditConfig::jsonl(&path).with_key_env(var)).unwrap();
+        logger.log(Event::new(
+            EventKind::Alloc,
+            Severity::Info,
+            "op",
+            format!("r{round}"),
+        ));
+    }
+    std::env::remove_var(var);
+    let log = std::fs::read(&path).unwrap();
+    // Two runs, each sealing one epoch; the second derived epoch 1's key from the variable.
+    assert_eq!(
+        verify_bytes_keyed(&log, &path, None, &initial, None).unwrap(),
+        Verdict::Authentic {
+            records: 4,
+            epochs: 2
+        }
+    );
+}

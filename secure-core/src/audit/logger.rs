@@ -126,6 +126,8 @@ struct MacState {
     last_mac: Hash,
     /// Whether a failure to rewrite the key file was reported.
     store_failed: bool,
+    /// The epoch of the key the key file holds.
+    stored_epoch: u64,
 }
 
 impl MacState {
@@ -155,12 +157,14 @@ impl MacState {
                     ),
                 });
             }
+            let stored_epoch = key.epoch();
             return Ok(MacState {
                 key,
                 key_file,
                 in_epoch: 0,
                 last_mac: [0; 32],
                 store_failed: false,
+                stored_epoch,
             });
         };
         // The epoch the next record belongs to.
@@ -190,7 +194,7 @@ impl MacState {
                 });
             }
         }
-        let behind = key.epoch() < next;
+        let stored_epoch = key.epoch();
         while key.epoch() < next {
             key.evolve();
         }
@@ -205,18 +209,21 @@ impl MacState {
             in_epoch,
             last_mac,
             store_failed: false,
+            stored_epoch,
         };
-        if behind {
-            st.store_key();
-        }
+        st.store_key();
         Ok(st)
     }
 
-    /// Rewrites the key file with the current key (reporting a failure once).
+    /// Rewrites the key file with the current key if it holds an earlier one (reporting a
+    /// failure once).
     fn store_key(&mut self) {
         let Some(path) = &self.key_file else {
             return;
         };
+        if self.stored_epoch == self.key.epoch() {
+            return;
+        }
         if let Err(e) = self.key.store(path) {
             if !self.store_failed {
                 eprintln!(
@@ -229,6 +236,7 @@ impl MacState {
             self.store_failed = true;
         } else {
             self.store_failed = false;
+            self.stored_epoch = self.key.epoch();
         }
     }
 }
@@ -657,7 +665,6 @@ impl Shared {
             seal.thread = current_thread_name();
             seal
         });
-        let sealed_now = sealing.is_some();
         if let Some(seal) = sealing {
             let _guard = WriterGuard::enter();
             self.write_event(st, seal);
@@ -689,7 +696,7 @@ impl Shared {
         if let Some(m) = &mut st.mac {
             // Only once the seal is durable: a crash before leaves the key at the sealed
             // epoch, which the next start moves forward.
-            if result.is_ok() && (sealed_now || m.store_failed) {
+            if result.is_ok() {
                 m.store_key();
             }
         }
