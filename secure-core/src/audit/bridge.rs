@@ -67,17 +67,24 @@ mod tracing_bridge {
     /// The callsite of a span (`span`) or event with these field names, made on first use.
     fn callsite(span: bool, level: Level, names: &[String]) -> Option<&'static Metadata<'static>> {
         static CACHE: OnceLock<Mutex<HashMap<Key, &'static Metadata<'static>>>> = OnceLock::new();
-        let mut cache = CACHE
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let cache = || {
+            CACHE
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
         let key = (span, level_index(level), names.to_vec());
-        if let Some(m) = cache.get(&key) {
-            return Some(m);
+        {
+            let cache = cache();
+            if let Some(m) = cache.get(&key) {
+                return Some(m);
+            }
+            if cache.len() >= MAX_CALLSITES {
+                return None;
+            }
         }
-        if cache.len() >= MAX_CALLSITES {
-            return None;
-        }
+        // Made and registered without the lock held: registering calls into subscribers,
+        // which may log. Two threads may both make one; the first kept wins.
         let leaked: Vec<&'static str> = names
             .iter()
             .map(|n| &*Box::leak(n.clone().into_boxed_str()))
@@ -103,8 +110,7 @@ mod tracing_bridge {
         let _ = cs.meta.set(meta);
         tracing_core::callsite::register(cs);
         let meta = cs.meta.get().expect("just set");
-        cache.insert(key, meta);
-        Some(meta)
+        Some(*cache().entry(key).or_insert(meta))
     }
 
     /// A field's value as `tracing` records it.
