@@ -1,35 +1,4 @@
 //! [`AuditKey`]: the forward-secure MAC key of a keyed audit log.
-//!
-//! A keyed log's records carry an HMAC-SHA256 made with the key of their *epoch*. The writer
-//! starts at epoch 0 with the initial key k₀ and, each time it seals an epoch (at every
-//! flush that wrote records, and at shutdown), moves to
-//!
-//! ```text
-//! k(i+1) = SHA-256( 0x03 || "secure-core audit key evolve v1" || k(i) )
-//! ```
-//!
-//! overwriting k(i) in place. Whoever takes the machine during epoch n learns k(n) and nothing
-//! earlier (SHA-256 is one-way), so records of epochs before n can be neither forged nor
-//! rewritten. The verifier holds k₀ (kept off the machine) and derives the rest.
-//!
-//! # Key files
-//!
-//! A key file holds 64 hex digits (the 32-byte key), optionally followed by a space and the
-//! epoch the key belongs to (`0` when absent), and a newline:
-//!
-//! ```text
-//! 3f1c…(64 hex digits)… 17
-//! ```
-//!
-//! `secure audit keygen FILE` makes one. Copy it somewhere safe *before* the writer starts:
-//! a writer given a key file ([`AuditConfig::with_key_file`](super::AuditConfig::with_key_file))
-//! rewrites it in place with each new epoch's key, so the file on the machine never again
-//! holds an earlier key. The same text can come from an environment variable
-//! ([`AuditConfig::with_key_env`](super::AuditConfig::with_key_env), by convention
-//! [`KEY_ENV`]); the variable cannot be rewritten, so it keeps k₀ readable for as long as
-//! the environment that set it exists — prefer a file where forward security matters.
-//!
-//! Keys live in a [`SecureBox`]; neither `Debug` nor any message shows them.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -51,7 +20,38 @@ const EVOLVE_LABEL: &[u8] = b"secure-core audit key evolve v1";
 const MAC_DOMAIN: u8 = 0x02;
 
 /// A forward-secure audit key: 32 secret bytes in a [`SecureBox`] and the epoch they belong
-/// to. See the [module documentation](self) for the scheme and the file format.
+/// to.
+///
+/// A keyed log's records carry an HMAC-SHA256 made with the key of their *epoch*. The writer
+/// starts at epoch 0 with the initial key k₀ and, each time it seals an epoch (at every
+/// flush that wrote records, and at shutdown), moves to
+///
+/// ```text
+/// k(i+1) = SHA-256( 0x03 || "secure-core audit key evolve v1" || k(i) )
+/// ```
+///
+/// overwriting k(i) in place. Whoever takes the machine during epoch n learns k(n) and nothing
+/// earlier (SHA-256 is one-way), so records of epochs before n can be neither forged nor
+/// rewritten. The verifier holds k₀ (kept off the machine) and derives the rest.
+///
+/// # Key files
+///
+/// A key file holds 64 hex digits (the 32-byte key), optionally followed by a space and the
+/// epoch the key belongs to (`0` when absent), and a newline:
+///
+/// ```text
+/// 3f1c…(64 hex digits)… 17
+/// ```
+///
+/// `secure audit keygen FILE` makes one. Copy it somewhere safe *before* the writer starts:
+/// a writer given a key file ([`AuditConfig::with_key_file`](super::AuditConfig::with_key_file))
+/// rewrites it in place with each new epoch's key, so the file on the machine never again
+/// holds an earlier key. The same text can come from an environment variable
+/// ([`AuditConfig::with_key_env`](super::AuditConfig::with_key_env), by convention
+/// [`KEY_ENV`]); the variable cannot be rewritten, so it keeps k₀ readable for as long as
+/// the environment that set it exists — prefer a file where forward security matters.
+///
+/// Keys live in a [`SecureBox`]; neither `Debug` nor any message shows them.
 ///
 /// ```
 /// use secure_core::audit::AuditKey;
@@ -113,7 +113,7 @@ impl AuditKey {
         Ok(k)
     }
 
-    /// Parses the text of a key file (see the [module documentation](self)); `source` names
+    /// Parses the text of a key file (see [`AuditKey`]); `source` names
     /// where it came from in error messages.
     ///
     /// Errors: [`AuditError::BadKey`] saying what is wrong (empty, not 64 hex digits, a bad
