@@ -908,3 +908,46 @@ fn key_from_the_environment() {
         }
     );
 }
+
+#[test]
+fn keyed_log_rotates_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let key_file = dir.path().join("k");
+    AuditKey::generate()
+        .unwrap()
+        .create_file(&key_file)
+        .unwrap();
+    let initial = AuditKey::from_file(&key_file).unwrap();
+    let config = || {
+        AuditConfig::jsonl(&path)
+            .with_key_file(&key_file)
+            .auto_flush(None)
+            .rotate_at_bytes(1500)
+    };
+    for run in 0..2 {
+        let logger = Logger::new(config()).unwrap();
+        for i in 0..12 {
+            logger.log(Event::new(
+                EventKind::Alloc,
+                Severity::Info,
+                "op",
+                format!("{run}.{i}"),
+            ));
+            if i % 5 == 4 {
+                logger.flush().unwrap();
+            }
+        }
+    }
+    assert!(dir.path().join("audit.jsonl.3").exists(), "rotated");
+    let anchor = audit::default_anchor_path(&path);
+    // Each run: 12 events in 3 epochs (flushes after the 5th and 10th, shutdown after the
+    // 12th), 3 seals.
+    assert_eq!(
+        audit::verify_keyed(&path, Some(&anchor), &initial, None).unwrap(),
+        Verdict::Authentic {
+            records: 30,
+            epochs: 6
+        }
+    );
+}
