@@ -43,14 +43,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use secure_core::audit::{self, Event, EventKind, Severity};
 use secure_core::monitor::CallsiteSummary;
 use secure_core::{secure_operation, Sanitize};
@@ -183,15 +184,19 @@ fn json_error(status: StatusCode, msg: &str) -> Response {
 }
 
 /// Serves the routes on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// in flight. Each connection's peer address is available to the handlers, so failed
+/// authentications are logged with the client's address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(config).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The integer query parameter `name`: `default` when absent, else a value from `min` to
@@ -627,6 +632,7 @@ pub struct CleanupReply {
 #[secure_operation("api.cleanup", level = "warn", redact(headers))]
 async fn cleanup(
     State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Reply<CleanupReply>, ApiError> {
     let presented = headers
@@ -636,6 +642,26 @@ async fn cleanup(
     if !presented
         .is_some_and(|t| constant_time_eq(t.as_bytes(), state.config.admin_token.as_bytes()))
     {
+        // Who tried: the peer's address (`unknown` when the router is served without
+        // connect info, see `serve`).
+        let client = client.map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
+        audit::log(
+            Event::new(
+                EventKind::AuthenticationFailed,
+                Severity::Warning,
+                "api.cleanup",
+                format!("authentication failed for POST /api/security/cleanup from {client}"),
+            )
+            .field("client", client)
+            .field(
+                "reason",
+                if presented.is_some() {
+                    "wrong token"
+                } else {
+                    "no bearer token"
+                },
+            ),
+        );
         return Err(ApiError::Unauthorized);
     }
     let s = secalloc::stats();

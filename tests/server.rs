@@ -286,16 +286,29 @@ fn every_endpoint() {
             kinds,
             [
                 "operation_start",
+                "authentication_failed",
                 "operation_error",
                 "operation_start",
+                "authentication_failed",
                 "operation_error",
                 "operation_start",
                 "force_cleanup_requested",
                 "operation_complete",
             ]
         );
-        assert_eq!(cleanup[1]["severity"], "error");
-        assert_eq!(cleanup[5]["severity"], "warning");
+        assert_eq!(cleanup[2]["severity"], "error");
+        assert_eq!(cleanup[7]["severity"], "warning");
+        // Failed authentications say who tried (this test's client, on the loopback) and why.
+        for (i, reason) in [(1, "no bearer token"), (4, "wrong token")] {
+            let client = cleanup[i]["fields"]["client"].as_str().unwrap();
+            let peer: std::net::SocketAddr = client.parse().unwrap();
+            assert!(
+                peer.ip().is_loopback() && peer.port() != addr.port(),
+                "{client}"
+            );
+            assert_eq!(cleanup[i]["fields"]["reason"], reason);
+            assert_eq!(cleanup[i]["severity"], "warning");
+        }
         // The headers were redacted: present, never their value.
         assert_eq!(cleanup[0]["fields"]["args"]["headers"], REDACTED);
         assert!(

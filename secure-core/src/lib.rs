@@ -2,8 +2,9 @@
 //!
 //! An application depends on `secure-core` alone and gets:
 //!
-//! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file,
-//!   asynchronous bounded writes, verification with distinct verdicts);
+//! - [`audit`]: a tamper-evident audit logger (SHA-256 hash chain with an anchor file, an
+//!   optional forward-secure HMAC key, asynchronous bounded writes, verification with
+//!   distinct verdicts);
 //! - [`sanitize`]: the `Sanitize` trait and its policies: for logs (redaction of keys that
 //!   name secrets, neutralised control characters, cut strings, clipped floats) and for
 //!   return values (only what the type marks is redacted);

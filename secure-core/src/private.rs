@@ -11,12 +11,15 @@
 //! dropped before it finished logs `OperationError` with `outcome: "cancelled"`.
 
 use std::any::Any;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -28,6 +31,42 @@ use crate::sanitize::{
 };
 use crate::secalloc::{Scope, ScopeEnter};
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_type_names() {
+        for (ty, short) in [
+            ("app::store::Store", "Store"),
+            ("app::store::Store<alloc::string::String>", "Store"),
+            ("&mut app::B", "B"),
+            ("Plain", "Plain"),
+            ("dyn app::Handler", "Handler"),
+        ] {
+            assert_eq!(super::short_type_name(ty), short);
+        }
+        struct Local<T>(T);
+        let _ = Local(1u8).0;
+        assert_eq!(super::method_name::<Local<u8>>("get"), "Local::get");
+        assert!(std::ptr::eq(
+            super::method_name::<Local<u8>>("get"),
+            super::method_name::<Local<u8>>("get")
+        ));
+    }
+
+    #[test]
+    fn durations_are_exact() {
+        for (us, text) in [
+            (0, "0 µs"),
+            (999, "999 µs"),
+            (1000, "1.000 ms"),
+            (123_456, "123.456 ms"),
+            (2_000_001, "2.000001 s"),
+        ] {
+            assert_eq!(super::Micros(us).to_string(), text);
+        }
+    }
+}
+
 /// One running invocation of a `#[secure_operation]` function.
 #[derive(Debug)]
 pub struct Operation {
@@ -35,6 +74,74 @@ pub struct Operation {
     level: Severity,
     scope: Scope,
     started: Instant,
+    /// This invocation's id (from 1, unique in the process).
+    id: u64,
+    /// The id of the operation it runs inside (0: none).
+    parent: u64,
+    /// The `tracing` span the operation runs in (disabled unless the audit log bridges to
+    /// `tracing`).
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+/// The next operation id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The id of the operation whose body runs on this thread now (0: none). Set by
+    /// [`Operation::enter`], which a sync body runs under and an async body's every poll.
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Returned by [`Operation::enter`]: the operation's allocation scope and its place as the
+/// current operation (the parent of operations started inside it), restored when dropped.
+#[must_use = "the operation is left as soon as this guard is dropped"]
+pub struct Entered<'a> {
+    _scope: ScopeEnter<'a>,
+    prev: u64,
+    #[cfg(feature = "tracing")]
+    _span: tracing::span::Entered<'a>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.set(self.prev));
+    }
+}
+
+/// The default name of an operation that is a method of `T`: `Type::method`, the last
+/// path segment of `T`'s name without its generic arguments (`Store::get` for a method of
+/// `app::store::Store<String>`). Interned: each name is built once.
+pub fn method_name<T: ?Sized>(method: &'static str) -> &'static str {
+    type Names = HashMap<(&'static str, &'static str), &'static str>;
+    static NAMES: OnceLock<RwLock<Names>> = OnceLock::new();
+    let ty = std::any::type_name::<T>();
+    let names = NAMES.get_or_init(Default::default);
+    if let Some(n) = names
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(ty, method))
+    {
+        return n;
+    }
+    let name: &'static str =
+        Box::leak(format!("{}::{method}", short_type_name(ty)).into_boxed_str());
+    let mut names = names.write().unwrap_or_else(|e| e.into_inner());
+    names.entry((ty, method)).or_insert(name)
+}
+
+/// `app::store::Store<alloc::string::String>` -> `Store`; `&mut a::B` -> `B`.
+fn short_type_name(ty: &str) -> &str {
+    let ty = ty.trim_start_matches('&').trim_start_matches("mut ");
+    let ty = ty.trim_start_matches("dyn ");
+    let base = match ty.find('<') {
+        Some(i) => &ty[..i],
+        None => ty,
+    };
+    match base.rfind("::") {
+        Some(i) if i + 2 < base.len() => &base[i + 2..],
+        _ => base,
+    }
 }
 
 /// How an operation ended, for the `outcome` field of its last event.
@@ -64,15 +171,35 @@ impl Operation {
     where
         A: FnOnce() -> Vec<(&'static str, serde_json::Value)>,
     {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let parent = CURRENT.try_with(Cell::get).unwrap_or(0);
+        #[cfg(feature = "tracing")]
+        let mut span = tracing::Span::none();
         if audit::is_active() {
             let _in = logging_scope().enter();
             let args = args();
-            let mut event = Event::new(EventKind::OperationStart, level, name, "started");
+            let mut event = Event::new(EventKind::OperationStart, level, name, "started")
+                .field("operation_id", id);
+            if parent != 0 {
+                event = event.field("parent_id", parent);
+            }
             if !args.is_empty() {
                 let map: serde_json::Map<String, serde_json::Value> =
                     args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 event = event.field("args", serde_json::Value::Object(map));
             }
+            #[cfg(feature = "tracing")]
+            if audit::global().is_some_and(|l| l.bridges_tracing()) {
+                span = crate::audit::bridge::operation_span(
+                    name,
+                    level,
+                    id,
+                    parent,
+                    event.fields.get("args"),
+                );
+            }
+            #[cfg(feature = "tracing")]
+            let _span = span.enter();
             audit::log(event);
         }
         Operation {
@@ -80,12 +207,29 @@ impl Operation {
             level,
             scope: Scope::new(name),
             started: Instant::now(),
+            id,
+            parent,
+            #[cfg(feature = "tracing")]
+            span,
         }
     }
 
-    /// Enters the operation's allocation scope on this thread until the guard drops.
-    pub fn enter(&self) -> ScopeEnter<'_> {
-        self.scope.enter()
+    /// This invocation's id, as in its events' `operation_id` field.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Enters the operation on this thread until the guard drops: its allocation scope, and
+    /// as the parent of operations started meanwhile.
+    pub fn enter(&self) -> Entered<'_> {
+        let scope = self.scope.enter();
+        let prev = CURRENT.try_with(|c| c.replace(self.id)).unwrap_or(0);
+        Entered {
+            _scope: scope,
+            prev,
+            #[cfg(feature = "tracing")]
+            _span: self.span.enter(),
+        }
     }
 
     /// Logs `OperationComplete`, or `OperationError` when `error` is `Some`.
@@ -95,19 +239,16 @@ impl Operation {
         }
         let _in = logging_scope().enter();
         match error {
-            None => self.log_end(
-                EventKind::OperationComplete,
-                self.level,
-                End::Ok,
-                format!("completed in {}", Elapsed(self.started)),
-            ),
+            None => self.log_end(EventKind::OperationComplete, self.level, End::Ok, |d| {
+                format!("completed in {}", Micros(d))
+            }),
             Some(err) => {
                 let text = err.message();
                 self.log_end(
                     EventKind::OperationError,
                     self.level.max(Severity::Error),
                     End::Err,
-                    text,
+                    |_| text,
                 );
             }
         }
@@ -136,7 +277,7 @@ impl Operation {
             EventKind::OperationError,
             self.level.max(Severity::Error),
             End::Panic,
-            format!("panicked: {msg}"),
+            |_| format!("panicked: {msg}"),
         );
     }
 
@@ -148,20 +289,33 @@ impl Operation {
             EventKind::OperationError,
             self.level.max(Severity::Warning),
             End::Cancelled,
-            format!(
-                "cancelled after {}, before completing",
-                Elapsed(self.started)
-            ),
+            |d| format!("cancelled after {}, before completing", Micros(d)),
         );
     }
 
-    fn log_end(&self, kind: EventKind, severity: Severity, outcome: End, mut message: String) {
-        let _in = logging_scope().enter();
+    /// Logs the operation's last event; `message` gets the duration, measured once here, so
+    /// the text and `duration_us` agree.
+    fn log_end(
+        &self,
+        kind: EventKind,
+        severity: Severity,
+        outcome: End,
+        message: impl FnOnce(u64) -> String,
+    ) {
         let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _in = logging_scope().enter();
+        #[cfg(feature = "tracing")]
+        let _span = self.span.enter();
         let live = self.scope.live();
+        let mut message = message(duration_us);
         message.sanitize(default_policy());
+        let mut event =
+            Event::new(kind, severity, self.name, message).field("operation_id", self.id);
+        if self.parent != 0 {
+            event = event.field("parent_id", self.parent);
+        }
         audit::log(
-            Event::new(kind, severity, self.name, message)
+            event
                 .field("outcome", outcome.as_str())
                 .field("duration_us", duration_us)
                 .field("live_bytes", live.live_bytes)
@@ -180,19 +334,18 @@ fn logging_scope() -> &'static Scope {
     SCOPE.get_or_init(|| Scope::new("secure_core::audit (operation events)"))
 }
 
-/// Formats the time since an instant as `1.234 ms` (or `µs`, `s`).
-struct Elapsed(Instant);
+/// Formats a duration in whole microseconds exactly: `850 µs`, `1.234 ms`, `2.000001 s`.
+struct Micros(u64);
 
-impl Display for Elapsed {
+impl Display for Micros {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = self.0.elapsed();
-        let us = d.as_secs_f64() * 1e6;
-        if us < 1000.0 {
-            write!(f, "{us:.1} µs")
-        } else if us < 1e6 {
-            write!(f, "{:.3} ms", us / 1e3)
+        let us = self.0;
+        if us < 1000 {
+            write!(f, "{us} µs")
+        } else if us < 1_000_000 {
+            write!(f, "{}.{:03} ms", us / 1000, us % 1000)
         } else {
-            write!(f, "{:.3} s", us / 1e6)
+            write!(f, "{}.{:06} s", us / 1_000_000, us % 1_000_000)
         }
     }
 }

@@ -50,6 +50,7 @@ fn help_documents_exit_statuses() {
         &["integrity", "status", "--help"],
         &["audit", "verify", "--help"],
         &["audit", "report", "--help"],
+        &["audit", "keygen", "--help"],
     ] {
         let o = secure(dir.path(), sub);
         assert_eq!(o.status.code(), Some(0));
@@ -367,7 +368,10 @@ fn audit_verify_detects_modification_and_truncation() {
     write_log(&log);
     let o = secure(dir.path(), &["audit", "verify", "audit.jsonl"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    assert_eq!(out(&o), "audit.jsonl: intact: 3 records verified\n");
+    assert_eq!(
+        out(&o),
+        "audit.jsonl: intact: 3 records verified (unkeyed: hashes only; anyone with write access could have rewritten them)\n"
+    );
     assert_eq!(err(&o), "");
 
     let text = std::fs::read_to_string(&log).unwrap();
@@ -409,7 +413,10 @@ fn audit_verify_detects_modification_and_truncation() {
         &["audit", "verify", "--no-anchor", "audit.jsonl"],
     );
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(out(&o), "audit.jsonl: intact: 2 records verified\n");
+    assert_eq!(
+        out(&o),
+        "audit.jsonl: intact: 2 records verified (unkeyed: hashes only; anyone with write access could have rewritten them)\n"
+    );
     assert!(err(&o).contains("records removed from the end of the log cannot be detected"));
 
     let o = secure(
@@ -418,6 +425,108 @@ fn audit_verify_detects_modification_and_truncation() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(err(&o).starts_with("secure: cannot "), "{}", err(&o));
+}
+
+#[test]
+fn audit_verify_with_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = secure(dir.path(), &["audit", "keygen", "initial.key"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).starts_with("initial.key: new audit key written; copy it off"));
+    let o = secure(dir.path(), &["audit", "keygen", "initial.key"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("cannot create key file initial.key"),
+        "{}",
+        err(&o)
+    );
+    std::fs::copy(
+        dir.path().join("initial.key"),
+        dir.path().join("writer.key"),
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    {
+        let logger =
+            Logger::new(AuditConfig::jsonl(&log).with_key_file(dir.path().join("writer.key")))
+                .unwrap();
+        logger.log(
+            Event::new(
+                EventKind::OperationError,
+                Severity::Error,
+                "login",
+                "denied",
+            )
+            .field("user", "ada"),
+        );
+    }
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "audit.jsonl"];
+        args.extend_from_slice(extra);
+        secure(dir.path(), &args)
+    };
+    let o = verify(&["--key", "initial.key", "--writer-key", "writer.key"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "audit.jsonl: authentic: 2 records in 1 sealed epoch(s), every MAC verified\n"
+    );
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        out(&o),
+        "audit.jsonl: intact: 2 records verified (keyed log: MACs not checked; pass --key to \
+         check them)\n"
+    );
+    // The writer's key is not the verifier's.
+    let o = verify(&["--key", "writer.key"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("verifying needs the initial key (epoch 0)"),
+        "{}",
+        err(&o)
+    );
+    // A bad key file.
+    std::fs::write(dir.path().join("short.key"), "abc\n").unwrap();
+    let o = verify(&["--key", "short.key"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        err(&o),
+        "secure: audit key (key file short.key): expected 64 hex digits (a 32-byte key), found \
+         3 character(s)\n"
+    );
+    let o = verify(&["--key", "none.key"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).starts_with("secure: audit key (key file none.key): cannot be read"));
+
+    // Rewritten with every hash and the anchor recomputed: the chain is fooled, the MAC not.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut prev = secure_core::audit::chain::genesis();
+    let mut forged = String::new();
+    for line in text.lines() {
+        let link = line.find(",\"prev\":\"").unwrap();
+        let body = line[..link].replace("\"ada\"", "\"eve\"");
+        let hash = secure_core::audit::chain::record_hash(&prev, body.as_bytes());
+        forged.push_str(&format!(
+            "{body},\"prev\":\"{}\",\"hash\":\"{}\"{}\n",
+            secure_core::audit::chain::to_hex(&prev),
+            secure_core::audit::chain::to_hex(&hash),
+            &line[link + 148..]
+        ));
+        prev = hash;
+    }
+    std::fs::write(&log, forged).unwrap();
+    secure_core::audit::Anchor::new(2, &prev, &log)
+        .write(&dir.path().join("audit.jsonl.anchor"))
+        .unwrap();
+    assert_eq!(verify(&[]).status.code(), Some(0));
+    let o = verify(&["--key", "initial.key"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).starts_with("audit.jsonl: NOT INTACT: MAC invalid: record 0 (audit.jsonl:1)"),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]

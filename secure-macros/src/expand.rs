@@ -25,7 +25,7 @@
 //! wrapped in the same way where it stands.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Expr, ReturnType, Stmt};
@@ -47,6 +47,11 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
     let fn_name = func.sig.ident.unraw().to_string();
     let name = match &args.name {
         Some(lit) => quote!(#lit),
+        // A method (a `self` receiver, or `Self` in its signature) is named after its type,
+        // which only the compiled code knows.
+        None if is_method(&func.sig) => {
+            quote!(::secure_core::__private::method_name::<Self>(#fn_name))
+        }
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
     let level = match args.level() {
@@ -222,6 +227,21 @@ pub(crate) fn expand(op: Validated) -> TokenStream {
 
     *func.block = syn::parse_quote!({ #new_body });
     quote!(#func)
+}
+
+/// Whether `sig` can only be an associated function: it takes `self` or names `Self`.
+fn is_method(sig: &syn::Signature) -> bool {
+    fn names_self(ts: TokenStream) -> bool {
+        ts.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => i == "Self",
+            proc_macro2::TokenTree::Group(g) => names_self(g.stream()),
+            _ => false,
+        })
+    }
+    sig.receiver().is_some()
+        || names_self(sig.inputs.to_token_stream())
+        || names_self(sig.output.to_token_stream())
+        || names_self(sig.generics.to_token_stream())
 }
 
 /// Replaces the tail `async` block (bare or inside `Box::pin(..)`) with `new`.

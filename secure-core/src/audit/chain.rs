@@ -17,6 +17,23 @@
 //! value `SHA-256( 0x01 || "secure-core audit log v1" )`. The distinct leading byte keeps record
 //! hashes and the genesis value in separate domains (as RFC 6962 does for leaves and nodes).
 //! Hex is lowercase and nothing else is accepted, so every byte of a line is covered.
+//!
+//! # Keyed records
+//!
+//! A keyed log ([`AuditConfig::with_key_file`](super::AuditConfig::with_key_file)) appends the
+//! record's epoch and MAC after the hash:
+//!
+//! ```text
+//! {"seq":0,…,"thread":"…","prev":"<64 hex>","hash":"<64 hex>","epoch":3,"mac":"<64 hex>"}
+//! mac = HMAC-SHA256( k(epoch), 0x02 || epoch (8 bytes, big-endian) || hash )
+//! ```
+//!
+//! `hash` covers `prev` and the body, so the MAC covers the record and its place in the
+//! chain; k(epoch) evolves forward (see [`AuditKey`](super::AuditKey)). Each epoch ends with
+//! a seal, a record of kind `epoch_sealed` whose fields give the epoch, how many records it
+//! holds before the seal and the MAC of the last of them; the next record starts the next
+//! epoch. Someone who recomputes every hash (and the anchor) after editing a record still
+//! cannot produce its MAC.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -26,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::AuditError;
-use super::event::{now_rfc3339, Event};
+use super::event::{now_rfc3339, Event, EventKind};
 use super::json;
 
 /// A SHA-256 digest.
@@ -143,6 +160,35 @@ pub(crate) fn finish_line(out: &mut Vec<u8>, prev: &Hash, hash: &Hash) {
     out.extend_from_slice(&suffix);
 }
 
+/// Appends `,"prev":"…","hash":"…","epoch":N,"mac":"…"}` and a newline.
+pub(crate) fn finish_keyed_line(
+    out: &mut Vec<u8>,
+    prev: &Hash,
+    hash: &Hash,
+    epoch: u64,
+    mac: &Hash,
+) {
+    let mut link = [0u8; LINK_LEN];
+    link[..9].copy_from_slice(b",\"prev\":\"");
+    hex_into(&mut link[9..73], prev);
+    link[73..83].copy_from_slice(b"\",\"hash\":\"");
+    hex_into(&mut link[83..147], hash);
+    link[147] = b'"';
+    out.extend_from_slice(&link);
+    out.extend_from_slice(b",\"epoch\":");
+    out.extend_from_slice(epoch.to_string().as_bytes());
+    let mut tail = [0u8; MAC_TAIL_LEN + 1];
+    tail[..8].copy_from_slice(b",\"mac\":\"");
+    hex_into(&mut tail[8..72], mac);
+    tail[72..].copy_from_slice(b"\"}\n");
+    out.extend_from_slice(&tail);
+}
+
+/// Length of `,"prev":"<64 hex>","hash":"<64 hex>"` (both layouts).
+const LINK_LEN: usize = SUFFIX_LEN - 1;
+/// Length of a keyed record's `,"mac":"<64 hex>"}`.
+const MAC_TAIL_LEN: usize = 8 + 64 + 2;
+
 /// Writes the 64 lowercase hex digits of `h` into `out` (64 bytes).
 fn hex_into(out: &mut [u8], h: &Hash) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -154,30 +200,68 @@ fn hex_into(out: &mut [u8], h: &Hash) {
     }
 }
 
+/// A keyed record's epoch and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordMac {
+    pub epoch: u64,
+    pub mac: Hash,
+}
+
 /// A line split into its parts (without checking the hash).
 pub(crate) struct SplitLine<'a> {
     pub body: &'a [u8],
     pub prev: Hash,
     pub hash: Hash,
+    /// `Some` for a keyed record.
+    pub mac: Option<RecordMac>,
 }
 
-/// Splits a line (without its newline) into body, prev and hash; `None` when it does not have
-/// the record layout.
+/// Splits a line (without its newline) into body, prev, hash and (for a keyed record) epoch
+/// and MAC; `None` when it has neither record layout.
 pub(crate) fn split_line(line: &[u8]) -> Option<SplitLine<'_>> {
-    if line.len() < SUFFIX_LEN + 2 || !line.starts_with(b"{\"seq\":") {
+    if line.len() < SUFFIX_LEN + 2 || !line.starts_with(b"{\"seq\":") || !line.ends_with(b"\"}") {
         return None;
     }
-    let (body, suffix) = line.split_at(line.len() - SUFFIX_LEN);
-    if &suffix[..9] != b",\"prev\":\""
-        || &suffix[73..83] != b"\",\"hash\":\""
-        || &suffix[147..] != b"\"}"
-    {
+    let link = |at: usize| -> Option<(Hash, Hash)> {
+        let l = line.get(at..at + LINK_LEN)?;
+        if &l[..9] != b",\"prev\":\"" || &l[73..83] != b"\",\"hash\":\"" || l[147] != b'"' {
+            return None;
+        }
+        Some((from_hex(&l[9..73])?, from_hex(&l[83..147])?))
+    };
+    let at = line.len() - SUFFIX_LEN;
+    if let Some((prev, hash)) = link(at) {
+        return Some(SplitLine {
+            body: &line[..at],
+            prev,
+            hash,
+            mac: None,
+        });
+    }
+    // Keyed: body, link, `,"epoch":N`, `,"mac":"<hex>"}`.
+    let tail = line.len().checked_sub(MAC_TAIL_LEN)?;
+    if &line[tail..tail + 8] != b",\"mac\":\"" {
+        return None;
+    }
+    let mac = from_hex(&line[tail + 8..tail + 72])?;
+    let rest = &line[..tail];
+    let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let num = &rest[rest.len() - digits..];
+    if digits == 0 || (digits > 1 && num[0] == b'0') {
+        return None;
+    }
+    let epoch: u64 = std::str::from_utf8(num).ok()?.parse().ok()?;
+    let rest = rest[..rest.len() - digits].strip_suffix(b",\"epoch\":")?;
+    let at = rest.len().checked_sub(LINK_LEN)?;
+    let (prev, hash) = link(at)?;
+    if at < 2 {
         return None;
     }
     Some(SplitLine {
-        body,
-        prev: from_hex(&suffix[9..73])?,
-        hash: from_hex(&suffix[83..147])?,
+        body: &line[..at],
+        prev,
+        hash,
+        mac: Some(RecordMac { epoch, mac }),
     })
 }
 
@@ -367,11 +451,22 @@ pub(crate) fn last_line(file: &mut File, path: &Path) -> Result<Option<Vec<u8>>,
     }
 }
 
-/// Where a log's chain stands: the next `seq` and the hash of the last record.
+/// Where a log's chain stands: the next `seq`, the hash of the last record and, for a keyed
+/// log, the last record's epoch and MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChainHead {
     pub next_seq: u64,
     pub prev: Hash,
+    /// `Some` when the last record is keyed.
+    pub keyed: Option<KeyedHead>,
+}
+
+/// The last record of a keyed log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyedHead {
+    pub mac: RecordMac,
+    /// Whether it is an epoch seal.
+    pub seal: bool,
 }
 
 impl ChainHead {
@@ -379,6 +474,7 @@ impl ChainHead {
         ChainHead {
             next_seq: 0,
             prev: genesis(),
+            keyed: None,
         }
     }
 }
@@ -390,14 +486,46 @@ pub(crate) fn head_after(line: &[u8], path: &Path) -> Result<ChainHead, AuditErr
         reason: reason.to_owned(),
     };
     let split = split_line(line).ok_or_else(|| damaged("the last line is not an audit record"))?;
-    let seq = body_seq(split.body).ok_or_else(|| damaged("the last record has no valid seq"))?;
     if record_hash(&split.prev, split.body) != split.hash {
         return Err(damaged("the last record does not match its hash"));
     }
+    let body = json::check_body(split.body)
+        .map_err(|e| damaged(&format!("the last record is not a valid event: {e}")))?;
     Ok(ChainHead {
-        next_seq: seq + 1,
+        next_seq: body.seq + 1,
         prev: split.hash,
+        keyed: split.mac.map(|mac| KeyedHead {
+            mac,
+            seal: body.kind == EventKind::EpochSealed,
+        }),
     })
+}
+
+/// How many records of `epoch` end the log at `path` (its current file, then its rotated
+/// segments backwards), stopping at a seal or a record of another epoch. Used to continue
+/// an epoch after a crash.
+pub(crate) fn epoch_tail_count(path: &Path, epoch: u64) -> Result<u64, AuditError> {
+    let mut files = segments(path)?;
+    files.push(path.to_owned());
+    let mut count = 0;
+    for file in files.iter().rev() {
+        let data = match fs::read(file) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(AuditError::io("read", file, e)),
+        };
+        for line in data.split(|&b| b == b'\n').rev().filter(|l| !l.is_empty()) {
+            let Some(split) = split_line(line) else {
+                return Ok(count);
+            };
+            let seal = json::check_body(split.body).map(|b| b.kind == EventKind::EpochSealed);
+            match (split.mac, seal) {
+                (Some(m), Ok(false)) if m.epoch == epoch => count += 1,
+                _ => return Ok(count),
+            }
+        }
+    }
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -424,6 +552,33 @@ mod tests {
         assert_eq!((s.prev, s.hash), (prev, h));
         assert_eq!(body_seq(s.body), Some(42));
         assert_ne!(genesis(), record_hash(&[0; 32], b""));
+    }
+
+    #[test]
+    fn keyed_line_round_trip() {
+        let mut ev = Event::new(EventKind::Alloc, Severity::Info, "op", "x");
+        ev.seq = 7;
+        let mut out = Vec::new();
+        encode_body(&ev, &mut out);
+        let body_len = out.len();
+        let (prev, mac) = (genesis(), [9u8; 32]);
+        let h = record_hash(&prev, &out);
+        finish_keyed_line(&mut out, &prev, &h, 12, &mac);
+        let line = &out[..out.len() - 1];
+        assert_eq!(serde_json::from_slice::<Event>(line).unwrap(), ev);
+        let s = split_line(line).unwrap();
+        assert_eq!(s.body, &out[..body_len]);
+        assert_eq!((s.prev, s.hash), (prev, h));
+        assert_eq!(s.mac, Some(RecordMac { epoch: 12, mac }));
+        // A leading zero or a missing epoch is not a keyed record.
+        let text = String::from_utf8(line.to_vec()).unwrap();
+        for bad in [
+            text.replace("\"epoch\":12", "\"epoch\":012"),
+            text.replace("\"epoch\":12", "\"epoch\":"),
+            text.replace("\"epoch\":12,", ""),
+        ] {
+            assert!(split_line(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 
     #[test]

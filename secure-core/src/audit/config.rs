@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audit::Severity;
 use crate::sanitize::SanitizePolicy;
 
 /// How a [`Logger`](crate::audit::Logger) is set up: its sinks, queue and policy.
@@ -36,11 +37,24 @@ pub struct AuditConfig {
     pub(crate) memory: Option<usize>,
     #[cfg(feature = "tracing")]
     pub(crate) tracing: bool,
+    #[cfg(feature = "log")]
+    pub(crate) log: bool,
     pub(crate) queue_capacity: usize,
     pub(crate) batch_size: usize,
     pub(crate) policy: Option<SanitizePolicy>,
     pub(crate) auto_flush: Option<Duration>,
     pub(crate) report_recent: usize,
+    pub(crate) key: Option<KeySource>,
+    pub(crate) syslog: Option<(PathBuf, Severity)>,
+}
+
+/// Where a keyed logger's key comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    /// A key file, rewritten with each new epoch's key.
+    File(PathBuf),
+    /// An environment variable (read once; never rewritten).
+    Env(String),
 }
 
 /// The default anchor file of a log: the log's path with `.anchor` appended
@@ -67,11 +81,15 @@ impl AuditConfig {
             memory: None,
             #[cfg(feature = "tracing")]
             tracing: false,
+            #[cfg(feature = "log")]
+            log: false,
             queue_capacity: 8192,
             batch_size: 1024,
             policy: None,
             auto_flush: Some(Duration::from_secs(1)),
             report_recent: 50,
+            key: None,
+            syslog: None,
         }
     }
 
@@ -114,10 +132,100 @@ impl AuditConfig {
 
     /// Also emits every event as a `tracing` event (target `secure_core::audit`, level from the
     /// severity: `Info` -> INFO, `Warning` -> WARN, `Error` and `Critical` -> ERROR), so
-    /// existing subscribers see them.
+    /// existing subscribers see them, and runs each `#[secure_operation]` call in a span
+    /// (`secure_operation`, with `operation`, `operation_id`, `parent_id` and the recorded
+    /// arguments as fields).
+    ///
+    /// Events are emitted by the thread that logs them, before
+    /// [`log`](crate::audit::Logger::log) returns: in the caller's span and order (an
+    /// `info!` inside an operation comes after its start event and before its end event).
+    /// Their message is the event's, and `kind`, `severity`, `operation` and each of the
+    /// event's fields are fields of their own (sanitized, as in the log). Epoch seals are
+    /// not emitted.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tracing")] {
+    /// use secure_core::audit::{AuditConfig, Event, EventKind, Logger, Severity};
+    ///
+    /// let logger = Logger::new(AuditConfig::memory(10).with_tracing()).unwrap();
+    /// // With a subscriber installed, this is an INFO event with `user = "ada"`.
+    /// logger.log(Event::new(EventKind::OperationStart, Severity::Info, "login", "started")
+    ///     .field("user", "ada"));
+    /// # }
+    /// ```
     #[cfg(feature = "tracing")]
     pub fn with_tracing(mut self) -> Self {
         self.tracing = true;
+        self
+    }
+
+    /// Also emits every event as a `log` record (target `secure_core::audit`, level from
+    /// the severity as for [`with_tracing`](Self::with_tracing), the event's message as its
+    /// text, and `kind`, `severity`, `operation` and the event's fields as key/values), on
+    /// the thread that logs it, before [`log`](crate::audit::Logger::log) returns.
+    #[cfg(feature = "log")]
+    pub fn with_log(mut self) -> Self {
+        self.log = true;
+        self
+    }
+
+    /// Also sends a copy of every event of at least `min` severity to the local syslog
+    /// daemon (the datagram socket `/dev/log`) as an RFC 5424 message — facility 13, *log
+    /// audit*; the event kind as message id; the record's `seq` and chain hash, the
+    /// operation and the fields as structured data — so that serious events also leave the
+    /// machine's log file (a daemon that forwards to another host takes them off the
+    /// machine). Best effort: a message that cannot be sent is dropped (the first failure is
+    /// reported on standard error); the file log stays the record.
+    ///
+    /// ```
+    /// use secure_core::audit::{AuditConfig, Severity};
+    ///
+    /// let config = AuditConfig::jsonl(std::env::temp_dir().join("app-audit.jsonl"))
+    ///     .with_syslog(Severity::Error); // errors and critical events go to syslog too
+    /// # let _ = config;
+    /// ```
+    pub fn with_syslog(self, min: Severity) -> Self {
+        self.with_syslog_socket("/dev/log", min)
+    }
+
+    /// Like [`with_syslog`](Self::with_syslog), with the syslog datagram socket at `path`.
+    pub fn with_syslog_socket(mut self, path: impl Into<PathBuf>, min: Severity) -> Self {
+        self.syslog = Some((path.into(), min));
+        self
+    }
+
+    /// Makes the log *keyed* with the key in the file at `path` (see
+    /// [`AuditKey`](crate::audit::AuditKey) for the format; `secure audit keygen` makes one):
+    /// every record carries an HMAC-SHA256 under the current epoch's key, each flush that
+    /// wrote records seals the epoch, and the key then moves forward, k(i+1) = H(k(i)).
+    ///
+    /// Epochs end at each [`flush`](crate::audit::flush), at shutdown and at each
+    /// [`auto_flush`](Self::auto_flush) (by default at most once a second while records
+    /// come in): the seal is one more record, and the key file one more small write.
+    ///
+    /// **The file is rewritten in place with each new epoch's key**, so that someone who
+    /// takes the machine later cannot learn earlier keys: copy the initial key off the
+    /// machine first — [`verify_keyed`](crate::audit::verify_keyed) and
+    /// `secure audit verify --key` need it. The key is held in a
+    /// [`SecureBox`](crate::SecureBox) and never logged.
+    ///
+    /// [`Logger::new`](crate::audit::Logger::new) fails with
+    /// [`AuditError::BadKey`](crate::audit::AuditError::BadKey) when the file is missing or
+    /// not a key, or when it does not match an existing log, and with
+    /// [`AuditError::DamagedLog`](crate::audit::AuditError::DamagedLog) when the key is at a
+    /// later epoch than the log reaches (whole epochs were cut from the log).
+    pub fn with_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key = Some(KeySource::File(path.into()));
+        self
+    }
+
+    /// Makes the log keyed, like [`with_key_file`](Self::with_key_file), with the key text
+    /// in the environment variable `name` (by convention
+    /// [`KEY_ENV`](crate::audit::KEY_ENV), `SECURE_AUDIT_KEY`). The variable is read once
+    /// and cannot be rewritten, so the initial key stays wherever the environment was set:
+    /// prefer a key file where forward security matters.
+    pub fn with_key_env(mut self, name: impl Into<String>) -> Self {
+        self.key = Some(KeySource::Env(name.into()));
         self
     }
 

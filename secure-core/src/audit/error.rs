@@ -60,6 +60,15 @@ pub enum AuditError {
         reason: String,
     },
 
+    /// An audit key cannot be used: missing, not a key, or not the key of this log.
+    #[error("audit key ({origin}): {reason}")]
+    BadKey {
+        /// Where the key came from (`key file …`, `environment variable …`).
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// Writing or syncing events to a sink failed; the events are kept in memory and retried.
     #[error("audit sink {} failed: {message} ({pending} bytes of records waiting to be written)", path.display())]
     SinkFailed {

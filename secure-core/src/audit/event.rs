@@ -154,6 +154,12 @@ event_kinds! {
     IntegrityViolation => "integrity_violation",
     /// The allocator found a corrupted block (overrun canary, invalid or double free).
     HeapCorruption => "heap_corruption",
+    /// Someone failed to authenticate (a missing or wrong credential); the event's fields
+    /// say who (`client`: their address) and why (`reason`).
+    AuthenticationFailed => "authentication_failed",
+    /// A keyed log closed an epoch (written by the logger itself; see
+    /// [`chain`](crate::audit::chain)).
+    EpochSealed => "epoch_sealed",
 }
 
 impl fmt::Display for EventKind {

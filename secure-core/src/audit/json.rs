@@ -85,9 +85,15 @@ pub(crate) fn write_object<'a>(
     out.push(b'}');
 }
 
+/// What [`check_body`] reads from a body.
+pub(crate) struct BodyInfo {
+    pub seq: u64,
+    pub kind: EventKind,
+}
+
 /// Checks that `body` has exactly the record layout (see [`super::chain`]) with valid JSON
-/// in every value, a known severity and kind; returns its `seq`.
-pub(crate) fn check_body(body: &[u8]) -> Result<u64, String> {
+/// in every value, a known severity and kind; returns its `seq` and kind.
+pub(crate) fn check_body(body: &[u8]) -> Result<BodyInfo, String> {
     if std::str::from_utf8(body).is_err() {
         return Err("not valid UTF-8".into());
     }
@@ -103,9 +109,13 @@ pub(crate) fn check_body(body: &[u8]) -> Result<u64, String> {
     }
     p.lit(b",\"kind\":")?;
     let kind = p.string()?;
-    if !EventKind::ALL.iter().any(|k| k.as_str().as_bytes() == kind) {
+    let Some(kind) = EventKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str().as_bytes() == kind)
+    else {
         return Err("unknown event kind".into());
-    }
+    };
     p.lit(b",\"operation\":")?;
     p.string()?;
     p.lit(b",\"message\":")?;
@@ -120,7 +130,7 @@ pub(crate) fn check_body(body: &[u8]) -> Result<u64, String> {
     if p.i != body.len() {
         return Err(p.err("unexpected bytes after the thread"));
     }
-    Ok(seq)
+    Ok(BodyInfo { seq, kind })
 }
 
 struct Parser<'a> {

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
@@ -10,12 +11,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::chain::{encode_body, finish_line, record_hash, ChainHead};
-use super::config::AuditConfig;
+use super::chain::{
+    encode_body, epoch_tail_count, finish_keyed_line, finish_line, record_hash, to_hex, ChainHead,
+    Hash,
+};
+use super::config::{AuditConfig, KeySource};
 use super::error::AuditError;
 use super::event::{current_thread_name, now_rfc3339, Event, EventKind, Severity};
 use super::file::FileSink;
+use super::key::AuditKey;
 use super::report::Report;
+use super::syslog::SyslogSink;
 use crate::sanitize::{default_policy, Sanitize, SanitizePolicy};
 
 thread_local! {
@@ -81,14 +87,18 @@ struct Shared {
     room: (Mutex<()>, Condvar),
     batch_size: usize,
     auto_flush: Option<Duration>,
+    /// Re-emit events as `tracing` events (in the caller's context).
+    #[cfg(feature = "tracing")]
+    tracing: bool,
+    /// Re-emit events as `log` records (in the caller's context).
+    #[cfg(feature = "log")]
+    log: bool,
 }
 
 struct State {
     head: ChainHead,
     file: Option<FileSink>,
     stderr: bool,
-    #[cfg(feature = "tracing")]
-    tracing: bool,
     line: Vec<u8>,
     stderr_buf: Vec<u8>,
     /// `head.next_seq` when the anchor was last written (`None`: never, in this run).
@@ -98,6 +108,137 @@ struct State {
     by_kind: Vec<u64>,
     alerts: VecDeque<Event>,
     alerts_cap: usize,
+    /// The MAC key and epoch bookkeeping of a keyed log.
+    mac: Option<MacState>,
+    /// The copy of serious events sent to syslog.
+    syslog: Option<SyslogSink>,
+}
+
+/// A keyed log's writer state.
+struct MacState {
+    /// The current epoch's key.
+    key: AuditKey,
+    /// The key file rewritten with each new epoch's key (`None`: key from the environment).
+    key_file: Option<PathBuf>,
+    /// Records written in the current epoch (seals excluded).
+    in_epoch: u64,
+    /// The MAC of the last record of the current epoch.
+    last_mac: Hash,
+    /// Whether a failure to rewrite the key file was reported.
+    store_failed: bool,
+    /// The epoch of the key the key file holds.
+    stored_epoch: u64,
+}
+
+impl MacState {
+    /// Loads the key and lines it up with the log whose chain stands at `head`.
+    fn open(
+        source: &KeySource,
+        head: &ChainHead,
+        log: Option<&Path>,
+    ) -> Result<MacState, AuditError> {
+        let (mut key, key_file) = match source {
+            KeySource::File(p) => (AuditKey::from_file(p)?, Some(p.clone())),
+            KeySource::Env(name) => (AuditKey::from_env(name)?, None),
+        };
+        let log_name = || {
+            log.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the audit log".into())
+        };
+        let Some(last) = head.keyed else {
+            if head.next_seq > 0 {
+                return Err(AuditError::BadKey {
+                    origin: key.source().to_owned(),
+                    reason: format!(
+                        "{} is an unkeyed log ({} records); a keyed logger cannot continue it \
+                         (start a new log)",
+                        log_name(),
+                        head.next_seq
+                    ),
+                });
+            }
+            let stored_epoch = key.epoch();
+            return Ok(MacState {
+                key,
+                key_file,
+                in_epoch: 0,
+                last_mac: [0; 32],
+                store_failed: false,
+                stored_epoch,
+            });
+        };
+        // The epoch the next record belongs to.
+        let next = last.mac.epoch + u64::from(last.seal);
+        if key.epoch() > next {
+            return Err(AuditError::DamagedLog {
+                path: log.map(Path::to_path_buf).unwrap_or_default(),
+                reason: format!(
+                    "its key ({}) is at epoch {} but the log ends in epoch {next}: whole epochs \
+                     were removed from the end of the log",
+                    key.source(),
+                    key.epoch()
+                ),
+            });
+        }
+        if key.epoch() <= last.mac.epoch {
+            let at_last = key.at_epoch(last.mac.epoch)?;
+            if at_last.mac(&head.prev) != last.mac.mac {
+                return Err(AuditError::BadKey {
+                    origin: key.source().to_owned(),
+                    reason: format!(
+                        "it does not match {}: the MAC of its last record (seq {}) does not \
+                         verify (a wrong key, or the log was rewritten)",
+                        log_name(),
+                        head.next_seq - 1
+                    ),
+                });
+            }
+        }
+        let stored_epoch = key.epoch();
+        while key.epoch() < next {
+            key.evolve();
+        }
+        let (in_epoch, last_mac) = match (last.seal, log) {
+            (true, _) => (0, [0; 32]),
+            (false, Some(path)) => (epoch_tail_count(path, next)?, last.mac.mac),
+            (false, None) => (0, last.mac.mac),
+        };
+        let mut st = MacState {
+            key,
+            key_file,
+            in_epoch,
+            last_mac,
+            store_failed: false,
+            stored_epoch,
+        };
+        st.store_key();
+        Ok(st)
+    }
+
+    /// Rewrites the key file with the current key if it holds an earlier one (reporting a
+    /// failure once).
+    fn store_key(&mut self) {
+        let Some(path) = &self.key_file else {
+            return;
+        };
+        if self.stored_epoch == self.key.epoch() {
+            return;
+        }
+        if let Err(e) = self.key.store(path) {
+            if !self.store_failed {
+                eprintln!(
+                    "secure-core audit: cannot rewrite the key file {} with the key of epoch {}: \
+                     {e}; it still holds an earlier key, which weakens forward security",
+                    path.display(),
+                    self.key.epoch()
+                );
+            }
+            self.store_failed = true;
+        } else {
+            self.store_failed = false;
+            self.stored_epoch = self.key.epoch();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,12 +264,31 @@ impl Logger {
             }
             None => (None, ChainHead::genesis()),
         };
+        let mac = match &config.key {
+            Some(source) => Some(MacState::open(source, &head, config.file.as_deref())?),
+            None => {
+                if head.keyed.is_some() {
+                    return Err(AuditError::InvalidConfig(format!(
+                        "{} is a keyed log: give its key (AuditConfig::with_key_file)",
+                        config
+                            .file
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )));
+                }
+                None
+            }
+        };
         let state = State {
             head,
+            mac,
+            syslog: config
+                .syslog
+                .as_ref()
+                .map(|(path, min)| SyslogSink::new(path.clone(), *min)),
             file,
             stderr: config.stderr,
-            #[cfg(feature = "tracing")]
-            tracing: config.tracing,
             line: Vec::with_capacity(1024),
             stderr_buf: Vec::new(),
             anchored: None,
@@ -153,6 +313,10 @@ impl Logger {
             room: (Mutex::new(()), Condvar::new()),
             batch_size: config.batch_size,
             auto_flush: config.auto_flush,
+            #[cfg(feature = "tracing")]
+            tracing: config.tracing,
+            #[cfg(feature = "log")]
+            log: config.log,
         });
         let s = shared.clone();
         let handle = thread::Builder::new()
@@ -170,11 +334,30 @@ impl Logger {
     /// and queues it. The writer thread assigns `seq` in the order events leave the queue.
     ///
     /// Blocks while the queue is full (helping to write when it can); never drops an event.
+    /// [`EventKind::EpochSealed`] is reserved for the logger's own seals: an event of that
+    /// kind is written as a critical `IntegrityViolation` instead.
     /// After [`shutdown`](Self::shutdown) the event is written before `log` returns.
     pub fn log(&self, mut event: Event) {
+        if event.kind == EventKind::EpochSealed {
+            // Seals are the logger's own; one from outside is an attempt to forge one.
+            event.kind = EventKind::IntegrityViolation;
+            event.severity = Severity::Critical;
+            event.message = format!(
+                "refused an epoch_sealed event logged from outside the audit logger: {}",
+                event.message
+            );
+        }
         event.timestamp = now_rfc3339();
         event.thread = current_thread_name();
         event.sanitize(&self.shared.policy);
+        #[cfg(feature = "tracing")]
+        if self.shared.tracing {
+            super::bridge::emit_tracing(&event);
+        }
+        #[cfg(feature = "log")]
+        if self.shared.log {
+            super::bridge::emit_log(&event);
+        }
         self.shared.push(event);
         if self.shared.shutdown.load(Ordering::SeqCst) {
             let _ = self.flush();
@@ -236,6 +419,12 @@ impl Logger {
     /// in the log when it was opened).
     pub fn written(&self) -> u64 {
         lock(&self.shared.state).head.next_seq
+    }
+
+    /// Whether this logger re-emits events to `tracing` (and operations run in spans).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn bridges_tracing(&self) -> bool {
+        self.shared.tracing
     }
 
     /// The policy events are sanitized with.
@@ -390,24 +579,45 @@ impl Shared {
         st.line.clear();
         encode_body(&ev, &mut st.line);
         let hash = record_hash(&st.head.prev, &st.line);
-        finish_line(&mut st.line, &st.head.prev, &hash);
+        let keyed = match &mut st.mac {
+            Some(m) => {
+                let mac = m.key.mac(&hash);
+                finish_keyed_line(&mut st.line, &st.head.prev, &hash, m.key.epoch(), &mac);
+                let seal = ev.kind == EventKind::EpochSealed;
+                if !seal {
+                    m.in_epoch += 1;
+                    m.last_mac = mac;
+                }
+                Some(super::chain::KeyedHead {
+                    mac: super::chain::RecordMac {
+                        epoch: m.key.epoch(),
+                        mac,
+                    },
+                    seal,
+                })
+            }
+            None => {
+                finish_line(&mut st.line, &st.head.prev, &hash);
+                None
+            }
+        };
         if let Some(f) = &mut st.file {
             f.push(&st.line);
         }
         if st.stderr {
             st.stderr_buf.extend_from_slice(&st.line);
         }
+        if let Some(s) = &mut st.syslog {
+            s.send(&ev, &hash);
+        }
         st.head = ChainHead {
             next_seq: st.head.next_seq + 1,
             prev: hash,
+            keyed,
         };
         st.by_severity[ev.severity as usize] += 1;
         if let Some(i) = EventKind::ALL.iter().position(|k| *k == ev.kind) {
             st.by_kind[i] += 1;
-        }
-        #[cfg(feature = "tracing")]
-        if st.tracing {
-            emit_tracing(&ev);
         }
         if ev.severity >= Severity::Error && st.alerts_cap > 0 {
             if st.alerts.len() == st.alerts_cap {
@@ -438,6 +648,39 @@ impl Shared {
             }
             done += k;
         }
+        // A keyed log closes the epoch: the seal goes out with this sync, then the key moves
+        // forward.
+        let sealing = st.mac.as_ref().filter(|m| m.in_epoch > 0).map(|m| {
+            let epoch = m.key.epoch();
+            let mut seal = Event::new(
+                EventKind::EpochSealed,
+                Severity::Info,
+                "secure_core::audit",
+                format!("epoch {epoch} sealed after {} record(s)", m.in_epoch),
+            )
+            .field("epoch", epoch)
+            .field("records", m.in_epoch)
+            .field("last_mac", to_hex(&m.last_mac));
+            seal.timestamp = now_rfc3339();
+            seal.thread = current_thread_name();
+            seal
+        });
+        if let Some(seal) = sealing {
+            let _guard = WriterGuard::enter();
+            self.write_event(st, seal);
+            if let Some(f) = &mut st.file {
+                let _ = f.write_pending();
+            }
+            if st.stderr && !st.stderr_buf.is_empty() {
+                let _ = std::io::stderr().lock().write_all(&st.stderr_buf);
+                st.stderr_buf.clear();
+            }
+            if let Some(m) = &mut st.mac {
+                m.key.evolve();
+                m.in_epoch = 0;
+                m.last_mac = [0; 32];
+            }
+        }
         let unchanged = st.anchored == Some(st.head.next_seq);
         let head = st.head;
         let mut result = Ok(());
@@ -449,6 +692,13 @@ impl Shared {
         if result.is_ok() {
             st.anchored = Some(head.next_seq);
             st.last_anchor = Instant::now();
+        }
+        if let Some(m) = &mut st.mac {
+            // Only once the seal is durable: a crash before leaves the key at the sealed
+            // epoch, which the next start moves forward.
+            if result.is_ok() {
+                m.store_key();
+            }
         }
         if st.stderr {
             let _ = std::io::stderr().lock().flush();
@@ -507,31 +757,5 @@ impl Shared {
             thread::park_timeout(wait);
             self.writer_idle.store(false, Ordering::SeqCst);
         }
-    }
-}
-
-#[cfg(feature = "tracing")]
-fn emit_tracing(ev: &Event) {
-    let fields = serde_json::to_string(&ev.fields).unwrap_or_default();
-    macro_rules! emit {
-        ($level:expr) => {
-            tracing::event!(
-                target: "secure_core::audit",
-                $level,
-                seq = ev.seq,
-                severity = ev.severity.as_str(),
-                kind = ev.kind.as_str(),
-                operation = %ev.operation,
-                fields = %fields,
-                thread = %ev.thread,
-                "{}",
-                ev.message
-            )
-        };
-    }
-    match ev.severity {
-        Severity::Info => emit!(tracing::Level::INFO),
-        Severity::Warning => emit!(tracing::Level::WARN),
-        Severity::Error | Severity::Critical => emit!(tracing::Level::ERROR),
     }
 }

@@ -8,8 +8,13 @@
 //! - a **JSON Lines file** (the default): one object per line, easy to read with `jq`;
 //! - **standard error** (the same lines);
 //! - an **in-memory ring** of the most recent events ([`recent`]);
-//! - a **`tracing` bridge** (cargo feature `tracing`) re-emitting each event for existing
-//!   subscribers.
+//! - **syslog** ([`AuditConfig::with_syslog`]): a copy of the serious events sent to the
+//!   local syslog socket as RFC 5424 messages, so they leave the machine's log file;
+//! - a **`tracing` bridge** (cargo feature `tracing`, [`AuditConfig::with_tracing`])
+//!   re-emitting each event, with its fields as fields, in the caller's span and order, and
+//!   running each `#[secure_operation]` call in a span;
+//! - a **`log` bridge** (cargo feature `log`, [`AuditConfig::with_log`]), the same for
+//!   `log` loggers.
 //!
 //! A full queue blocks the caller: audit events are never dropped. [`flush`] returns when
 //! everything logged so far is durable; the process-wide logger also flushes at exit
@@ -26,6 +31,19 @@
 //! N modified, records missing, out of order, truncated against the anchor, a tail written but
 //! never anchored (a crash), or a malformed line. See [`chain`] for the exact format.
 //! Rotation ([`AuditConfig::rotate_at_bytes`]) continues the chain across files.
+//!
+//! A hash chain only shows accidents and clumsy edits: someone with write access can
+//! rewrite a record, recompute every hash after it and rewrite the anchor. A **keyed** log
+//! ([`AuditConfig::with_key_file`], [`AuditConfig::with_key_env`]) resists that: each record
+//! also carries an HMAC-SHA256 under the key of its *epoch*, each flush that wrote records
+//! closes the epoch with a seal (epoch number, record count, last MAC), and the key then moves
+//! forward, k(i+1) = H(k(i)), the old one wiped (Bellare–Yee forward-secure MACs; see
+//! [`AuditKey`]). Who takes the machine at epoch n learns k(n) and nothing earlier, so
+//! records of epochs before n can be neither forged nor rewritten. The verifier holds the
+//! initial key, kept off the machine: [`verify_keyed`] tells a MAC that does not verify from
+//! a broken chain, and names removed, replayed and unsealed epochs; the seals show removed
+//! epochs without the anchor, and the writer refuses to continue a log that stops before
+//! the epoch of its key.
 //!
 //! # Example
 //!
@@ -56,14 +74,17 @@
 //! audit::log(Event::new(EventKind::OperationStart, Severity::Info, "main", "started"));
 //! ```
 
+pub(crate) mod bridge;
 pub mod chain;
 mod config;
 mod error;
 mod event;
 mod file;
 mod json;
+mod key;
 mod logger;
 mod report;
+mod syslog;
 mod verify;
 
 use std::sync::{Mutex, OnceLock};
@@ -72,9 +93,13 @@ pub use chain::Anchor;
 pub use config::{default_anchor_path, AuditConfig};
 pub use error::AuditError;
 pub use event::{now_rfc3339, Event, EventKind, ParseNameError, Severity};
+pub use key::{AuditKey, KEY_ENV};
 pub use logger::Logger;
 pub use report::Report;
-pub use verify::{verify, verify_bytes, verify_files, Location, Verdict};
+pub use verify::{
+    is_keyed_log, verify, verify_bytes, verify_bytes_keyed, verify_files, verify_keyed, Location,
+    Verdict,
+};
 
 static GLOBAL: OnceLock<Logger> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use secure_core::audit::{self, Report};
+use secure_core::audit::{self, AuditKey, Report};
 
 use crate::{CmdResult, EXIT_FAILED, EXIT_OK};
 
@@ -11,14 +11,31 @@ const VERIFY_HELP: &str = "\
 Recomputes every record's hash and checks the chain, including rotated segments
 (LOG.1, LOG.2, ...). With an anchor (record count and head hash written at each flush) a
 removed tail is detected too; without --anchor, LOG.anchor is used when it exists
-(--no-anchor skips it). Prints one line: `LOG: intact: N records verified`, or what is
-wrong (record N modified, records missing, out of order, truncated, unanchored tail,
-malformed line).
+(--no-anchor skips it).
+
+With --key (the log's initial key, epoch 0, kept off the writer's machine) every record's
+MAC is checked under its epoch's key, and every epoch's seal: this catches a log rewritten
+with all its hashes and its anchor recomputed, replayed or removed epochs, and a tail cut
+after the last seal. --writer-key (the writer's current key file, which it rewrites at each
+epoch and which cannot be moved back) also catches a log cut at an epoch boundary.
+
+Prints one line: `LOG: intact: N records verified (unkeyed ...)`, `LOG: authentic: ...`, or
+what is wrong (MAC invalid, hash chain broken, records missing, out of order, epochs missing
+or replayed, truncated, unanchored or unsealed tail, malformed line).
 
 Exit status:
-  0  the log is intact
+  0  the log is intact (authentic, with --key)
   1  the log is not intact (the verdict says how)
-  2  the log or anchor could not be read, or the anchor is malformed; bad arguments";
+  2  the log, anchor or key could not be read, or is malformed; bad arguments";
+
+const KEYGEN_HELP: &str = "\
+Writes a new random audit key (64 hex digits) to FILE, readable by its owner only; FILE must
+not exist. Copy it off the machine before a logger uses it (AuditConfig::with_key_file): the
+logger rewrites the file with each new epoch's key, and verifying needs the initial one.
+
+Exit status:
+  0  the key was written
+  2  the file exists or cannot be written";
 
 const REPORT_HELP: &str = "\
 Counts the events of a JSON Lines audit log by severity and kind and lists the most recent
@@ -37,6 +54,9 @@ pub enum AuditCommand {
     /// Summarize an audit log
     #[command(after_help = REPORT_HELP)]
     Report(ReportArgs),
+    /// Make a new key for a keyed audit log
+    #[command(after_help = KEYGEN_HELP)]
+    Keygen(KeygenArgs),
 }
 
 /// Arguments of `secure audit verify`.
@@ -51,6 +71,20 @@ pub struct VerifyArgs {
     /// Verify the chain alone, without an anchor
     #[arg(long)]
     no_anchor: bool,
+    /// The log's initial key file (epoch 0): check every record's MAC and every epoch seal
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The writer's current key file: also detect epochs cut from the end (needs --key)
+    #[arg(long, value_name = "FILE", requires = "key")]
+    writer_key: Option<PathBuf>,
+}
+
+/// Arguments of `secure audit keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the key (must not exist)
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 /// Arguments of `secure audit report`.
@@ -72,6 +106,7 @@ pub fn run(cmd: AuditCommand) -> CmdResult {
     match cmd {
         AuditCommand::Verify(a) => verify(a),
         AuditCommand::Report(a) => report(a),
+        AuditCommand::Keygen(a) => keygen(a),
     }
 }
 
@@ -84,7 +119,20 @@ fn verify(a: VerifyArgs) -> CmdResult {
             default.exists().then_some(default)
         }
     };
-    let verdict = audit::verify(&a.log, anchor.as_deref()).map_err(|e| e.to_string())?;
+    let verdict = match &a.key {
+        Some(key) => {
+            let key = AuditKey::from_file(key).map_err(|e| e.to_string())?;
+            let writer = a
+                .writer_key
+                .as_ref()
+                .map(AuditKey::from_file)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            audit::verify_keyed(&a.log, anchor.as_deref(), &key, writer.as_ref())
+        }
+        None => audit::verify(&a.log, anchor.as_deref()),
+    }
+    .map_err(|e| e.to_string())?;
     if anchor.is_none() {
         eprintln!(
             "secure: note: verified without an anchor: records removed from the end of the log \
@@ -92,12 +140,33 @@ fn verify(a: VerifyArgs) -> CmdResult {
         );
     }
     if verdict.is_intact() {
-        println!("{}: {verdict}", a.log.display());
+        let note = match (&verdict, a.key.is_some(), audit::is_keyed_log(&a.log)) {
+            (audit::Verdict::Intact { .. }, false, Ok(true)) => {
+                " (keyed log: MACs not checked; pass --key to check them)"
+            }
+            (audit::Verdict::Intact { .. }, false, _) => {
+                " (unkeyed: hashes only; anyone with write access could have rewritten them)"
+            }
+            _ => "",
+        };
+        println!("{}: {verdict}{note}", a.log.display());
         Ok(EXIT_OK)
     } else {
         println!("{}: NOT INTACT: {verdict}", a.log.display());
         Ok(EXIT_FAILED)
     }
+}
+
+fn keygen(a: KeygenArgs) -> CmdResult {
+    let key = AuditKey::generate().map_err(|e| e.to_string())?;
+    key.create_file(&a.file).map_err(|e| e.to_string())?;
+    println!(
+        "{}: new audit key written; copy it off this machine before a logger uses it (the \
+         logger rewrites it at each epoch, and `secure audit verify --key` needs this initial \
+         key)",
+        a.file.display()
+    );
+    Ok(EXIT_OK)
 }
 
 fn report(a: ReportArgs) -> CmdResult {
