@@ -509,11 +509,13 @@ pub(crate) fn epoch_tail_count(path: &Path, epoch: u64) -> Result<u64, AuditErro
     files.push(path.to_owned());
     let mut count = 0;
     for file in files.iter().rev() {
-        let data = match fs::read(file) {
-            Ok(d) => d,
+        // A regular file only: a FIFO planted as a segment must not block the writer's start.
+        let mut data = Vec::new();
+        match crate::input::open_regular(file, true).and_then(|mut f| f.read_to_end(&mut data)) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(AuditError::io("read", file, e)),
-        };
+        }
         for line in data.split(|&b| b == b'\n').rev().filter(|l| !l.is_empty()) {
             let Some(split) = split_line(line) else {
                 return Ok(count);

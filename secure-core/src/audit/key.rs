@@ -1,7 +1,7 @@
 //! [`AuditKey`]: the forward-secure MAC key of a keyed audit log.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use super::chain::Hash;
 use super::error::AuditError;
 use crate::secure_mem::SecureBox;
+
+/// The largest key file [`AuditKey::from_file`] reads (a key is 64 hex digits and a line or
+/// two of text around them).
+pub const MAX_KEY_FILE_BYTES: u64 = 4 << 10;
 
 /// The conventional environment variable holding an audit key (same text as a key file).
 pub const KEY_ENV: &str = "SECURE_AUDIT_KEY";
@@ -170,9 +174,8 @@ impl AuditKey {
     pub fn from_file(path: impl AsRef<Path>) -> Result<AuditKey, AuditError> {
         let path = path.as_ref();
         let source = format!("key file {}", path.display());
-        let mut raw = Vec::with_capacity(128);
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut raw))
+        // A regular file only (a FIFO would block, /dev/zero never end), and small.
+        let mut raw = crate::input::read_regular_bounded(path, MAX_KEY_FILE_BYTES, "a key file")
             .map_err(|e| bad(&source, format!("cannot be read: {e}")))?;
         let parsed = match std::str::from_utf8(&raw) {
             Ok(text) => AuditKey::from_text(text, &source),
