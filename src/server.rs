@@ -233,7 +233,7 @@ async fn status(State(state): State<AppState>) -> Result<Reply<StatusReply>, Api
 
 #[secure_operation("api.memory")]
 async fn memory() -> Result<Reply<serde_json::Value>, ApiError> {
-    let mut v = to_json(&secalloc::stats());
+    let mut v = secure_core::leak_report::stats_json(&secalloc::stats());
     v["installed"] = serde_json::Value::Bool(secalloc::is_installed());
     Ok(Reply(v))
 }

@@ -37,8 +37,11 @@
 //! rustflags = ["-C", "force-frame-pointers=yes"]
 //! ```
 //!
-//! Without them the allocator still works, but records no stacks: reports say so, and
-//! [`Stats::frame_pointers`] is false.
+//! Without them the allocator still works, but records no stacks: reports say so
+//! (`no callsite stacks: build with -C force-frame-pointers=yes`, in every format), and
+//! [`Stats::frame_pointers`] is false. That holds also when only the allocator's own frames
+//! have frame pointers (it is built at `opt-level = 0`) and the program's do not: walks that
+//! break off within the first frames ([`Stats::short_stacks`]) give it away.
 //!
 //! # Leak reports and reachability
 //!
@@ -79,6 +82,7 @@ mod block;
 mod config;
 mod corruption;
 mod init;
+mod json;
 mod live;
 mod reach;
 mod report;
@@ -95,9 +99,7 @@ use core::sync::atomic::Ordering;
 pub use crate::alloc::SecAlloc;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
 pub use crate::reach::LeakKind;
-pub use crate::report::{
-    leak_check, report, Callsite, LeakReport, LeakSummary, ReportParseError, ScopeTotal,
-};
+pub use crate::report::{leak_check, report, Callsite, LeakReport, LeakSummary, ScopeTotal};
 pub use crate::scope::{current_scope, scope, Scope, ScopeEnter, ScopeGuard, ScopeStats};
 pub use crate::symbolize::Frame;
 
@@ -106,7 +108,7 @@ pub use crate::symbolize::Frame;
 /// After all threads have joined (and no allocation runs concurrently) the figures are exact.
 /// `peak_live_bytes` is exact for a single-threaded program; with several threads allocating
 /// at once it may read low by up to 64 KiB per other thread.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Bytes in live blocks (requested sizes).
     pub live_bytes: u64,
@@ -128,7 +130,10 @@ pub struct Stats {
     pub wiped_bytes: u64,
     /// Unique callsite stacks recorded.
     pub unique_stacks: u64,
-    /// Whether this build keeps frame pointers (callsite stacks are off otherwise).
+    /// Whether this build keeps frame pointers: the start-up probe found them in the
+    /// allocator's own frames, and most stack walks reached past the allocating code (when
+    /// over half of them break off at a missing frame pointer, the program's code was built
+    /// without them and reports list no stacks).
     pub frame_pointers: bool,
     /// Stack walks that broke off within the first frames at an invalid frame pointer: the
     /// allocating code was built without frame pointers, so its stacks come out short.
@@ -163,7 +168,8 @@ pub fn stats() -> Stats {
     s.live_blocks = s.total_allocations.saturating_sub(s.total_frees);
     s.peak_live_bytes = thread::peak_live_bytes().max(s.live_bytes);
     s.unique_stacks = u64::from(stack::unique_stacks());
-    s.frame_pointers = config::RUNTIME.frame_pointers.load(Ordering::Relaxed);
+    s.frame_pointers = config::RUNTIME.frame_pointers.load(Ordering::Relaxed)
+        && !stack::walks_break_off(s.short_stacks, s.total_allocations);
     s.corruptions_detected = corruption::DETECTED.load(Ordering::Relaxed);
     s.metadata_bytes = (stack::STACK_BYTES.load(Ordering::Relaxed)
         + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64;

@@ -13,14 +13,11 @@
 //! look reachable; glibc's heap areas (where it keeps its free lists) are not roots either. Stale pointers in live memory and on stacks still can: the verdict errs
 //! on the side of "reachable", never on the side of a false leak.
 
-use serde::{Deserialize, Serialize};
-
 use crate::live;
 use crate::report::Block;
 
 /// How a block live at exit relates to the program's roots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LeakKind {
     /// No pointer to it anywhere: nothing can free it.
     DefinitelyLost,
@@ -202,14 +199,17 @@ pub(crate) fn classify(
             )
         })
         .collect();
-    crate::sys::for_each_region(|s, l| skips.push((s, s + l)));
     // The calling thread's stack below its stack pointer is dead.
     let here = 0usize;
     let sp = core::hint::black_box(&here) as *const usize as usize;
-    let skips = Skips::sorted(skips);
     let mut buf = vec![0u8; 1 << 20];
+    let maps = rw_mappings();
+    // The allocator's own mappings, listed only now: the allocations above may have mapped
+    // more (a live-set leaf of 128 MiB for a buffer in a new 4 GiB range). None is read.
+    crate::sys::for_each_region(|s, l| skips.push((s, s + l)));
+    let skips = Skips::sorted(skips);
 
-    for (s, e, name) in rw_mappings() {
+    for (s, e, name) in maps {
         if is_malloc_heap(s, e, &name) {
             continue;
         }

@@ -8,6 +8,7 @@
 //!   neutralised control characters, clipped floats);
 //! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the
 //!   integrity lock that halts before anything runs on tampered input;
+//! - [`leak_report`]: reading `secalloc`'s JSON leak reports back;
 //! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on
 //!   the [`secalloc`] global allocator's statistics;
 //! - [`secure_mem`]: [`SecureBox`], [`SecureVec`] and [`SecureString`], page-backed memory
@@ -19,6 +20,7 @@
 
 pub mod audit;
 pub mod integrity;
+pub mod leak_report;
 pub mod manifest;
 pub mod monitor;
 pub mod sanitize;
