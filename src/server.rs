@@ -283,7 +283,7 @@ async fn report(
     leaks.callsites.truncate(top);
     Ok(Reply(serde_json::json!({
         "audit": to_json(&audit_report),
-        "allocator": to_json(&leaks),
+        "allocator": secure_core::leak_report::to_json(&leaks),
     })))
 }
 

@@ -285,6 +285,19 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
         }
     };
     frames.drain(..cut);
+    // Bottom, last: standard-library frames below the user's outermost frame (closure
+    // shims, iterator adapters) where the depth limit cut the stack before what runs it.
+    if frames
+        .iter()
+        .any(|f| !is_std_frame(name(f)) && !in_std_sources(f))
+    {
+        while frames
+            .last()
+            .is_some_and(|f| is_std_frame(name(f)) || in_std_sources(f))
+        {
+            frames.pop();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +449,30 @@ mod tests {
             f("test::__rust_begin_short_backtrace"),
             f("test::run_test::{{closure}}"),
             f("test::run_test_in_process"),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            [
+                "mycrate::tests::it_parses",
+                "mycrate::tests::it_parses::{{closure}}"
+            ]
+        );
+    }
+
+    #[test]
+    fn std_frames_at_a_cut_off_bottom_go() {
+        let fnonce =
+            "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs";
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("mycrate::tests::it_parses"),
+            f("mycrate::tests::it_parses::{{closure}}"),
+            at("core::ops::function::FnOnce::call_once", Some(fnonce)),
+            at(
+                "<fn() -> core::result::Result<(), alloc::string::String> as core::ops::function::FnOnce<()>>::call_once",
+                Some(fnonce),
+            ),
         ];
         trim(&mut v);
         assert_eq!(

@@ -65,6 +65,22 @@ fn looks_like_text_report(text: &str) -> bool {
         .any(|l| l.starts_with("secalloc: ") || l.starts_with("SUMMARY: secalloc: "))
 }
 
+/// A report as a JSON value: the document [`LeakReport::write_json`] writes.
+///
+/// ```
+/// let v = secure_core::leak_report::to_json(&secalloc::report());
+/// assert_eq!(v["format"], "secalloc-report");
+/// ```
+pub fn to_json(r: &LeakReport) -> serde_json::Value {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail, and the writer's output is valid JSON (tested below).
+    match r.write_json(&mut out) {
+        Ok(()) => serde_json::from_slice(&out)
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("unreadable report: {e}") })),
+        Err(e) => serde_json::json!({ "error": format!("cannot write the report: {e}") }),
+    }
+}
+
 /// [`Stats`] as a JSON object, with the field names of the JSON report's `stats`.
 ///
 /// ```
