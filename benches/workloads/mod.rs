@@ -26,8 +26,9 @@
 //! - `text`: string-heavy text processing (split, lowercase, count, format, sort, join).
 //! - `exit-clean` / `exit-leak`: for `benches/exit_cost.rs`, what the exit handler costs: 20 000
 //!   small blocks (times `scale`) left live at exit and reachable from a static, of which
-//!   `exit-leak` loses 100. Each also prints `scan <bytes> <ns>`: the process's writable
-//!   memory and the time one linear read of it takes, the floor of any leak check.
+//!   `exit-leak` loses 100. With `EXIT_COST_SCAN` set, each also prints `scan <bytes> <ns>`:
+//!   the process's writable memory and the time one linear read of it takes (the floor of
+//!   any leak check).
 //!
 //! `scale` multiplies the amount of work (1 = the default, sized for a 2-core machine).
 
@@ -141,66 +142,15 @@ fn exit_case(leak: bool, scale: u64) -> Outcome {
     }
     *KEPT_AT_EXIT.lock().unwrap() = keep;
     let time = t.elapsed();
-    let (bytes, ns) = scan_writable_memory();
-    println!("scan {bytes} {ns}");
+    if std::env::var_os("EXIT_COST_SCAN").is_some() {
+        let (bytes, ns) = secalloc::__bench::scan_writable_memory();
+        println!("scan {bytes} {ns}");
+    }
     Outcome {
         time,
         ops: n as u64,
         checksum,
     }
-}
-
-/// Reads every readable-writable mapping of this process once (what a leak check's root
-/// scan must at least do): `(bytes read, nanoseconds)`.
-fn scan_writable_memory() -> (u64, u128) {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let mut buf = vec![0u8; 1 << 20];
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    let mut sum = 0u64;
-    for line in maps.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(range), Some(perms)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let name = it.nth(3).unwrap_or("");
-        if !perms.starts_with("rw") || name == "[vvar]" || name.starts_with("/dev/") {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-            continue;
-        };
-        let mut cur = a;
-        while cur < b {
-            let n = (b - cur).min(buf.len());
-            let local = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: n,
-            };
-            let remote = libc::iovec {
-                iov_base: cur as *mut libc::c_void,
-                iov_len: n,
-            };
-            // SAFETY: `local` is our own buffer of n bytes; the kernel only reads the remote
-            // range and fails cleanly on unmapped pages.
-            let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-            if got <= 0 {
-                cur = (cur + 4096) & !4095;
-                continue;
-            }
-            let got = got as usize;
-            for w in buf[..got & !7].chunks_exact(8) {
-                sum = sum.wrapping_add(u64::from_ne_bytes(w.try_into().unwrap()));
-            }
-            bytes += got as u64;
-            cur += got;
-        }
-    }
-    black_box(sum);
-    (bytes, start.elapsed().as_nanos())
 }
 
 /// Runs workload `name` with `threads` threads and work multiplier `scale`.

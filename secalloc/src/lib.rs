@@ -43,6 +43,36 @@
 //! have frame pointers (it is built at `opt-level = 0`) and the program's do not: walks that
 //! break off within the first frames ([`Stats::short_stacks`]) give it away.
 //!
+//! # Debug and test builds
+//!
+//! A process that loses nothing pays only for the leak check at exit (one scan of its
+//! writable memory): blocks are classified first and debug info is read only when a report
+//! is printed, for the callsites it lists. Unoptimised, the scan and the DWARF parser that
+//! symbolises a printed report are slow (seconds per test binary). Cargo takes profile
+//! settings only from the workspace root, so add these to the root `Cargo.toml`:
+//!
+//! ```toml
+//! [profile.dev.package.secalloc]
+//! opt-level = 3
+//! [profile.dev.package.backtrace]
+//! opt-level = 3
+//! [profile.dev.package.gimli]
+//! opt-level = 3
+//! [profile.dev.package.addr2line]
+//! opt-level = 3
+//! [profile.dev.package.object]
+//! opt-level = 3
+//! [profile.dev.package.miniz_oxide]
+//! opt-level = 3
+//! [profile.dev.package.adler2]
+//! opt-level = 3
+//! [profile.dev.package.rustc-demangle]
+//! opt-level = 3
+//! ```
+//!
+//! Debug builds record 32 frames by default (16 in release builds): with nothing inlined,
+//! the standard library's allocation path alone is a dozen frames deep.
+//!
 //! # Leak reports and reachability
 //!
 //! At exit (registered with `atexit`, so it also runs after `std::process::exit`, but not
@@ -229,6 +259,24 @@ pub mod __bench {
         let marker = unsafe { ts.as_ref() }.map(|t| &t.free_marker);
         crate::live::set_live(addr);
         crate::live::clear_live(addr, marker) == crate::live::Cleared::WasLive
+    }
+
+    /// Reads every readable-writable mapping of the process once, word by word, the way the
+    /// leak check's root scan does (without skipping anything): `(bytes, nanoseconds)`. The
+    /// floor of any leak check, for `benches/exit_cost.rs`.
+    pub fn scan_writable_memory() -> (u64, u128) {
+        let maps = crate::reach::rw_mappings();
+        let mut buf = vec![0u8; 1 << 20];
+        let start = std::time::Instant::now();
+        let (mut bytes, mut sum) = (0u64, 0usize);
+        for (s, e, _) in maps {
+            crate::reach::scan_remote(s, e, &mut buf, |v| {
+                bytes += 8;
+                sum = sum.wrapping_add(v);
+            });
+        }
+        core::hint::black_box(sum);
+        (bytes, start.elapsed().as_nanos())
     }
 
     /// Wipes `buf` with the given mode, using this thread's random pool.

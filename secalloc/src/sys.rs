@@ -50,6 +50,23 @@ pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
     p.cast()
 }
 
+/// Unmaps a region mapped by [`map_zeroed`] and drops it from the list of the allocator's
+/// own regions, so the leak checker does not skip whatever the kernel maps there next.
+///
+/// # Safety
+/// `p` and `len` are those of one `map_zeroed` call, and nothing uses the region any more.
+pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
+    let n = NREGIONS.load(Ordering::Acquire).min(MAX_REGIONS);
+    for (start, l) in &REGIONS[..n] {
+        if start.load(Ordering::Acquire) == p as usize && l.load(Ordering::Acquire) == len {
+            start.store(0, Ordering::Release);
+            break;
+        }
+    }
+    // SAFETY: forwarded from the caller: the whole mapping, no longer in use.
+    unsafe { libc::munmap(p.cast(), len) };
+}
+
 /// Waits while `busy()` holds: spins briefly, then yields the CPU between checks (the
 /// thread we wait for may be descheduled on a busy machine). Never allocates.
 pub(crate) fn wait_while(mut busy: impl FnMut() -> bool) {
