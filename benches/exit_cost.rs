@@ -65,13 +65,13 @@ fn build(release: bool) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Environment variables of a configuration.
+type Env = &'static [(&'static str, &'static str)];
+
 /// One run: (child CPU ns from wait4, workload CPU ns, scan bytes, scan ns, stderr bytes).
-fn run(
-    exe: &PathBuf,
-    workload: &str,
-    scale: u64,
-    env: &[(&str, &str)],
-) -> (f64, f64, u64, f64, usize) {
+type Sample = (f64, f64, u64, f64, usize);
+
+fn run(exe: &PathBuf, workload: &str, scale: u64, env: Env) -> Sample {
     let mut cmd = Command::new(exe);
     cmd.args([workload, "1", &scale.to_string()])
         .stdin(Stdio::null())
@@ -170,7 +170,7 @@ fn main() {
         }
     }
     let bins = build(release);
-    let configs: [(&str, usize, &[(&str, &str)]); 3] = [
+    let configs: [(&str, usize, Env); 3] = [
         ("system", 0, &[("EXIT_COST_SCAN", "1")]),
         (
             "secalloc, SECALLOC_REPORT=off",
@@ -190,7 +190,7 @@ fn main() {
     println!("| workload | configuration | process CPU ms | start-up + exit CPU ms | report bytes | writable memory (System) | one scan of it, ms |");
     println!("|---|---|---|---|---|---|---|");
     for workload in ["exit-clean", "exit-leak"] {
-        let mut samples: Vec<Vec<(f64, f64, u64, f64, usize)>> = vec![Vec::new(); configs.len()];
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
         for r in 0..rounds {
             for k in 0..configs.len() {
                 let c = (k + r) % configs.len();
