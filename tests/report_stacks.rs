@@ -14,16 +14,18 @@ static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().report(secalloc::R
 const STACK_CASES: &str = env!("CARGO_BIN_EXE_stack_cases");
 
 /// Runs `cmd` with a JSON report of every live callsite written to a file; returns the
-/// function names of the callsite that holds `bytes` bytes in one block.
-fn frames_of(mut cmd: Command, name: &str, bytes: u64) -> Vec<String> {
-    let path = temp_path(&format!("{name}.json"));
-    let o = cmd
-        .env("SECALLOC_REPORT", &path)
+/// function names of the callsite that holds `bytes` bytes in one block. `depth`: the
+/// `SECALLOC_STACK_DEPTH` (`None`: the default).
+fn frames_of(mut cmd: Command, name: &str, bytes: u64, depth: Option<&str>) -> Vec<String> {
+    let path = temp_path(&format!("{name}-{}.json", depth.unwrap_or("default")));
+    cmd.env("SECALLOC_REPORT", &path)
         .env("SECALLOC_REPORT_FORMAT", "json")
         .env("SECALLOC_REPORT_REACHABLE", "1")
-        .env_remove("SECALLOC_STACK_DEPTH")
-        .output()
-        .unwrap();
+        .env_remove("SECALLOC_STACK_DEPTH");
+    if let Some(d) = depth {
+        cmd.env("SECALLOC_STACK_DEPTH", d);
+    }
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&path).unwrap();
     let r = secure_core::leak_report::from_json(&text).unwrap();
@@ -44,23 +46,32 @@ fn stack_case(case: &str) -> Command {
     cmd
 }
 
+// Each at the default depth (which must reach the user's frames through the unoptimised
+// allocation path) and at the deepest, which records the executor's frames to the bottom.
+
 #[test]
 fn tokio_block_on_frames_are_trimmed() {
-    assert_eq!(
-        frames_of(stack_case("tokio-block-on"), "block-on", 777),
-        [
-            "stack_cases::load_table::{{closure}}",
-            "stack_cases::serve::{{closure}}"
-        ]
-    );
+    for depth in [None, Some("64")] {
+        assert_eq!(
+            frames_of(stack_case("tokio-block-on"), "block-on", 777, depth),
+            [
+                "stack_cases::load_table::{{closure}}",
+                "stack_cases::serve::{{closure}}"
+            ],
+            "depth {depth:?}"
+        );
+    }
 }
 
 #[test]
 fn tokio_task_polling_is_trimmed() {
-    assert_eq!(
-        frames_of(stack_case("tokio-spawn"), "spawn", 555),
-        ["stack_cases::start_worker::{{closure}}::{{closure}}"]
-    );
+    for depth in [None, Some("64")] {
+        assert_eq!(
+            frames_of(stack_case("tokio-spawn"), "spawn", 555, depth),
+            ["stack_cases::start_worker::{{closure}}::{{closure}}"],
+            "depth {depth:?}"
+        );
+    }
 }
 
 /// Leaks 333 bytes when run as the child of [`libtest_harness_is_trimmed`].
@@ -73,14 +84,17 @@ fn leaking_test_body() {
 
 #[test]
 fn libtest_harness_is_trimmed() {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "leaking_test_body", "--test-threads=1"])
-        .env("REPORT_STACKS_CHILD", "1");
-    assert_eq!(
-        frames_of(cmd, "libtest", 333),
-        [
-            "report_stacks::leaking_test_body",
-            "report_stacks::leaking_test_body::{{closure}}"
-        ]
-    );
+    for depth in [None, Some("64")] {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "leaking_test_body", "--test-threads=1"])
+            .env("REPORT_STACKS_CHILD", "1");
+        assert_eq!(
+            frames_of(cmd, "libtest", 333, depth),
+            [
+                "report_stacks::leaking_test_body",
+                "report_stacks::leaking_test_body::{{closure}}"
+            ],
+            "depth {depth:?}"
+        );
+    }
 }
