@@ -194,7 +194,9 @@ pub(crate) fn classify(
 ) -> Vec<LeakKind> {
     let index = Index::new(tracked);
     let mut state = vec![UNSEEN; tracked.len()];
-    let mut work: Vec<usize> = Vec::new();
+    // Sized up front: growing it (and the buffer below) means fresh pages and a wipe of the
+    // old buffer on every step.
+    let mut work: Vec<usize> = Vec::with_capacity(tracked.len());
     let mut skips: Vec<(usize, usize)> = tracked
         .iter()
         .chain(internal)
@@ -208,7 +210,7 @@ pub(crate) fn classify(
     // The calling thread's stack below its stack pointer is dead.
     let here = 0usize;
     let sp = core::hint::black_box(&here) as *const usize as usize;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 64 << 10];
     let maps = rw_mappings();
     // The allocator's own mappings, listed only now: the allocations above may have mapped
     // more (a live-set leaf of 128 MiB for a buffer in a new 4 GiB range). None is read.

@@ -34,8 +34,11 @@ pub(crate) fn snapshot() -> Vec<Block> {
 /// Reads every live block, in address order: `(tracked, the allocator's own)`.
 pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
     let _g = SNAPSHOT.lock();
-    let mut tracked = Vec::new();
-    let mut internal = Vec::new();
+    // Room for every live block (and some that may appear meanwhile): each growth step would
+    // copy the vector and wipe the old buffer.
+    let live = crate::stats().live_blocks as usize;
+    let mut tracked = Vec::with_capacity(live + live / 8 + 64);
+    let mut internal = Vec::with_capacity(64);
     let session = live::read_session();
     live::for_each_live(|addr| {
         if session.pin(addr) {
