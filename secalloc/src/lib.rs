@@ -95,6 +95,20 @@
 //! live after the report — other threads still running may be using those blocks, so it is
 //! off by default).
 //!
+//! # Footprint
+//!
+//! The crate depends on `libc`, `getrandom` and `backtrace` only (and `inferno` with the
+//! `flamegraph` feature): it writes its JSON reports itself (`secure_core::leak_report`
+//! reads them back) and adds no trait implementations to its users' world, so inference that
+//! relies on a type having one `PartialEq` impl keeps compiling where the allocator is
+//! installed:
+//!
+//! ```
+//! use secalloc as _;
+//! let matches: Vec<usize> = Vec::new();
+//! assert_eq!(matches, vec![]);
+//! ```
+//!
 //! # Guarantees and non-goals
 //!
 //! - Every block freed through the allocator is wiped before the inner allocator sees it,
