@@ -246,9 +246,30 @@ pub struct AllocatorStatus {
     pub installed: bool,
     /// `secalloc::Stats`, flattened: `live_bytes`, `live_blocks`, `total_allocated_bytes`,
     /// `total_freed_bytes`, `peak_live_bytes`, `wiped_bytes`, ...
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "stats_fields")]
     #[secure(skip)] // numbers and flags only
     pub stats: secalloc::Stats,
+}
+
+/// `secalloc::Stats` as JSON fields (secalloc itself has no serde).
+fn stats_fields<S: serde::Serializer>(s: &secalloc::Stats, ser: S) -> Result<S::Ok, S::Error> {
+    secure_core::leak_report::stats_json(s).serialize(ser)
+}
+
+/// `secalloc::LeakSummary` as JSON fields (secalloc itself has no serde).
+fn summary_fields<S: serde::Serializer>(
+    s: &secalloc::LeakSummary,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    serde_json::json!({
+        "definitely_lost_bytes": s.definitely_lost_bytes,
+        "definitely_lost_blocks": s.definitely_lost_blocks,
+        "indirectly_lost_bytes": s.indirectly_lost_bytes,
+        "indirectly_lost_blocks": s.indirectly_lost_blocks,
+        "still_reachable_bytes": s.still_reachable_bytes,
+        "still_reachable_blocks": s.still_reachable_blocks,
+    })
+    .serialize(ser)
 }
 
 impl AllocatorStatus {
@@ -478,6 +499,7 @@ pub struct ReportReply {
     /// Definitely plus indirectly lost bytes: memory nothing can free any more.
     pub potential_leak_bytes: u64,
     /// The verdicts' totals (they add up to `live_bytes` and `live_blocks`).
+    #[serde(serialize_with = "summary_fields")]
     #[secure(skip)] // numbers only
     pub leak_check: secalloc::LeakSummary,
     /// The largest callsites, lost ones first, then by size.

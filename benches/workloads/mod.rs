@@ -24,6 +24,11 @@
 //! - `json`: serde_json parse + serialize of a generated multi-MB document;
 //! - `maps`: build, query and drop a large `HashMap<String, Vec<u64>>` and `BTreeMap`;
 //! - `text`: string-heavy text processing (split, lowercase, count, format, sort, join).
+//! - `exit-clean` / `exit-leak`: for `benches/exit_cost.rs`, what the exit handler costs: 20 000
+//!   small blocks (times `scale`) left live at exit and reachable from a static, of which
+//!   `exit-leak` loses 100. With `EXIT_COST_SCAN` set, each also prints `scan <bytes> <ns>`:
+//!   the process's writable memory and the time one linear read of it takes (the floor of
+//!   any leak check).
 //!
 //! `scale` multiplies the amount of work (1 = the default, sized for a 2-core machine).
 
@@ -114,6 +119,40 @@ impl Rng {
 /// Workload names the binaries accept (thread counts and scale come separately).
 pub const ROUNDTRIP_SIZES: [usize; 7] = [8, 64, 512, 4096, 65536, 1 << 20, 4 << 20];
 
+/// Blocks `exit-clean` and `exit-leak` leave live for the exit handler.
+static KEPT_AT_EXIT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+fn exit_case(leak: bool, scale: u64) -> Outcome {
+    let t = Timer::start();
+    let n = 20_000 * scale as usize;
+    let mut rng = Rng::new(12);
+    let mut keep: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut checksum = 0u64;
+    for i in 0..n {
+        let size = 16 + rng.below(240) as usize;
+        let mut v = vec![0u8; size];
+        v[0] = i as u8;
+        checksum = checksum.wrapping_add(size as u64);
+        keep.push(v);
+    }
+    if leak {
+        for v in keep.drain(..100) {
+            std::mem::forget(v);
+        }
+    }
+    *KEPT_AT_EXIT.lock().unwrap() = keep;
+    let time = t.elapsed();
+    if std::env::var_os("EXIT_COST_SCAN").is_some() {
+        let (bytes, ns) = secalloc::__bench::scan_writable_memory();
+        println!("scan {bytes} {ns}");
+    }
+    Outcome {
+        time,
+        ops: n as u64,
+        checksum,
+    }
+}
+
 /// Runs workload `name` with `threads` threads and work multiplier `scale`.
 pub fn run(name: &str, threads: usize, scale: u64) -> Result<Outcome, String> {
     let threads = threads.max(1);
@@ -138,6 +177,8 @@ pub fn run(name: &str, threads: usize, scale: u64) -> Result<Outcome, String> {
         "json" => Ok(json(scale)),
         "maps" => Ok(maps(scale)),
         "text" => Ok(text(scale)),
+        "exit-clean" => Ok(exit_case(false, scale)),
+        "exit-leak" => Ok(exit_case(true, scale)),
         _ => Err(format!("unknown workload `{name}`")),
     }
 }

@@ -75,11 +75,15 @@ pub(crate) struct Config {
 /// The deepest stack that can be recorded.
 pub(crate) const MAX_STACK_DEPTH: usize = 64;
 
+/// Frames recorded by default: 16, or 32 in debug builds, where nothing is inlined and the
+/// standard library's allocation path alone takes a dozen frames before the user's code.
+pub(crate) const DEFAULT_STACK_DEPTH: u8 = if cfg!(debug_assertions) { 32 } else { 16 };
+
 impl Config {
     pub(crate) const DEFAULT: Config = Config {
         wipe: Wipe::FourPass,
         zero_on_alloc: true,
-        stack_depth: 16,
+        stack_depth: DEFAULT_STACK_DEPTH,
         canaries: true,
         on_corruption: OnCorruption::Abort,
         report: ReportDest::Stderr,
@@ -369,7 +373,7 @@ pub(crate) const READY: u8 = 2;
 pub(crate) static RUNTIME: Runtime = Runtime {
     wipe: AtomicU8::new(0),
     zero_on_alloc: AtomicBool::new(true),
-    stack_depth: AtomicU8::new(16),
+    stack_depth: AtomicU8::new(DEFAULT_STACK_DEPTH),
     canaries: AtomicBool::new(true),
     on_corruption: AtomicU8::new(0),
     inner_shrinks_in_place: AtomicBool::new(false),

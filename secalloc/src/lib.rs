@@ -46,8 +46,41 @@
 //! rustflags = ["-C", "force-frame-pointers=yes"]
 //! ```
 //!
-//! Without them the allocator still works, but records no stacks: reports say so, and
-//! [`Stats::frame_pointers`] is false.
+//! Without them the allocator still works, but records no stacks: reports say so
+//! (`no callsite stacks: build with -C force-frame-pointers=yes`, in every format), and
+//! [`Stats::frame_pointers`] is false. That holds also when only the allocator's own frames
+//! have frame pointers (it is built at `opt-level = 0`) and the program's do not: walks that
+//! break off within the first frames ([`Stats::short_stacks`]) give it away.
+//!
+//! # Debug and test builds
+//!
+//! A process that loses nothing pays only for the leak check at exit (one scan of its
+//! writable memory): blocks are classified first and debug info is read only when a report
+//! is printed, for the callsites it lists. Unoptimised, the scan and the DWARF parser that
+//! symbolises a printed report are slow (seconds per test binary). Cargo takes profile
+//! settings only from the workspace root, so add these to the root `Cargo.toml`:
+//!
+//! ```toml
+//! [profile.dev.package.secalloc]
+//! opt-level = 3
+//! [profile.dev.package.backtrace]
+//! opt-level = 3
+//! [profile.dev.package.gimli]
+//! opt-level = 3
+//! [profile.dev.package.addr2line]
+//! opt-level = 3
+//! [profile.dev.package.object]
+//! opt-level = 3
+//! [profile.dev.package.miniz_oxide]
+//! opt-level = 3
+//! [profile.dev.package.adler2]
+//! opt-level = 3
+//! [profile.dev.package.rustc-demangle]
+//! opt-level = 3
+//! ```
+//!
+//! Debug builds record 32 frames by default (16 in release builds): with nothing inlined,
+//! the standard library's allocation path alone is a dozen frames deep.
 //!
 //! # Leak reports and reachability
 //!
@@ -77,6 +110,20 @@
 //! named on stderr with the closest known one; a report file that cannot be written is named
 //! on stderr and the report is written there instead.
 //!
+//! # Footprint
+//!
+//! The crate depends on `libc`, `getrandom` and `backtrace` only (and `inferno` with the
+//! `flamegraph` feature): it writes its JSON reports itself (`secure_core::leak_report`
+//! reads them back) and adds no trait implementations to its users' world, so inference that
+//! relies on a type having one `PartialEq` impl keeps compiling where the allocator is
+//! installed:
+//!
+//! ```
+//! use secalloc as _;
+//! let matches: Vec<usize> = Vec::new();
+//! assert_eq!(matches, vec![]);
+//! ```
+//!
 //! # Guarantees and non-goals
 //!
 //! - Every block freed through the allocator is wiped before the inner allocator sees it,
@@ -95,6 +142,7 @@ mod config;
 mod corruption;
 mod heap;
 mod init;
+mod json;
 mod live;
 mod reach;
 mod report;
@@ -112,9 +160,7 @@ pub use crate::alloc::SecAlloc;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
 pub use crate::heap::SecHeap;
 pub use crate::reach::LeakKind;
-pub use crate::report::{
-    leak_check, report, Callsite, LeakReport, LeakSummary, ReportParseError, ScopeTotal,
-};
+pub use crate::report::{leak_check, report, Callsite, LeakReport, LeakSummary, ScopeTotal};
 pub use crate::scope::{current_scope, scope, Scope, ScopeEnter, ScopeGuard, ScopeStats};
 pub use crate::symbolize::Frame;
 
@@ -123,7 +169,7 @@ pub use crate::symbolize::Frame;
 /// After all threads have joined (and no allocation runs concurrently) the figures are exact.
 /// `peak_live_bytes` is exact for a single-threaded program; with several threads allocating
 /// at once it may read low by up to 64 KiB per other thread.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Bytes in live blocks (requested sizes).
     pub live_bytes: u64,
@@ -145,7 +191,10 @@ pub struct Stats {
     pub wiped_bytes: u64,
     /// Unique callsite stacks recorded.
     pub unique_stacks: u64,
-    /// Whether this build keeps frame pointers (callsite stacks are off otherwise).
+    /// Whether this build keeps frame pointers: the start-up probe found them in the
+    /// allocator's own frames, and most stack walks reached past the allocating code (when
+    /// over half of them break off at a missing frame pointer, the program's code was built
+    /// without them and reports list no stacks).
     pub frame_pointers: bool,
     /// Stack walks that broke off within the first frames at an invalid frame pointer: the
     /// allocating code was built without frame pointers, so its stacks come out short.
@@ -180,7 +229,8 @@ pub fn stats() -> Stats {
     s.live_blocks = s.total_allocations.saturating_sub(s.total_frees);
     s.peak_live_bytes = thread::peak_live_bytes().max(s.live_bytes);
     s.unique_stacks = u64::from(stack::unique_stacks());
-    s.frame_pointers = config::RUNTIME.frame_pointers.load(Ordering::Relaxed);
+    s.frame_pointers = config::RUNTIME.frame_pointers.load(Ordering::Relaxed)
+        && !stack::walks_break_off(s.short_stacks, s.total_allocations);
     s.corruptions_detected = corruption::DETECTED.load(Ordering::Relaxed);
     s.metadata_bytes = (stack::STACK_BYTES.load(Ordering::Relaxed)
         + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64;
@@ -240,6 +290,24 @@ pub mod __bench {
         let marker = unsafe { ts.as_ref() }.map(|t| &t.free_marker);
         crate::live::set_live(addr);
         crate::live::clear_live(addr, marker) == crate::live::Cleared::WasLive
+    }
+
+    /// Reads every readable-writable mapping of the process once, word by word, the way the
+    /// leak check's root scan does (without skipping anything): `(bytes, nanoseconds)`. The
+    /// floor of any leak check, for `benches/exit_cost.rs`.
+    pub fn scan_writable_memory() -> (u64, u128) {
+        let maps = crate::reach::rw_mappings();
+        let mut buf = vec![0u8; 1 << 20];
+        let start = std::time::Instant::now();
+        let (mut bytes, mut sum) = (0u64, 0usize);
+        for (s, e, _) in maps {
+            crate::reach::scan_remote(s, e, &mut buf, |_, v| {
+                bytes += 8;
+                sum = sum.wrapping_add(v);
+            });
+        }
+        core::hint::black_box(sum);
+        (bytes, start.elapsed().as_nanos())
     }
 
     /// Wipes `buf` with the given mode, using this thread's random pool.

@@ -124,7 +124,7 @@ fn install_leaf(l1: usize) -> *mut Leaf {
         Ok(_) => fresh,
         Err(existing) => {
             // SAFETY: `fresh` was mapped above with this size and never published.
-            unsafe { libc::munmap(fresh.cast(), core::mem::size_of::<Leaf>()) };
+            unsafe { crate::sys::unmap(fresh.cast(), core::mem::size_of::<Leaf>()) };
             existing
         }
     }

@@ -33,14 +33,11 @@
 //! look reachable. Stale words in live memory can: memcheck skips stack words never written
 //! (it tracks definedness), we read them, so the verdict errs on the side of "reachable".
 
-use serde::{Deserialize, Serialize};
-
 use crate::live;
 use crate::report::Block;
 
 /// How a block live at exit relates to the program's roots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LeakKind {
     /// No pointer to it anywhere: nothing can free it.
     DefinitelyLost,
@@ -157,20 +154,28 @@ fn read_word(addr: usize) -> Option<usize> {
 
 /// Reads `[a, b)` of this process's memory and calls `f(address, word)` with each aligned
 /// word; unreadable pages are skipped.
-fn scan_remote(a: usize, b: usize, buf: &mut [u8], mut f: impl FnMut(usize, usize)) {
+pub(crate) fn scan_remote(a: usize, b: usize, buf: &mut [u8], mut f: impl FnMut(usize, usize)) {
+    // Read into the word-aligned part of `buf` and go through it as words: a plain slice
+    // loop, cheap even where the allocator is built without optimisation (a user's debug
+    // build), unlike taking each word apart from bytes.
+    // SAFETY: every bit pattern is a valid usize.
+    let (_, words, _) = unsafe { buf.align_to_mut::<usize>() };
+    if words.is_empty() {
+        return;
+    }
     let mut cur = (a + 7) & !7;
     while cur + 8 <= b {
-        let n = (b - cur).min(buf.len()) & !7;
-        let got = read_mem(cur, &mut buf[..n]) & !7;
+        let n = (b - cur).min(words.len() * 8) & !7;
+        // SAFETY: the words are plain integers; viewing them as bytes to be filled is sound.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), n) };
+        let got = read_mem(cur, bytes) & !7;
         if got == 0 {
             // Skip the unreadable page and go on.
             cur = (cur + 4096) & !4095;
             continue;
         }
-        for (k, w) in buf[..got].chunks_exact(8).enumerate() {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(w);
-            f(cur + 8 * k, usize::from_ne_bytes(x));
+        for (k, &w) in words[..got / 8].iter().enumerate() {
+            f(cur + 8 * k, w);
         }
         cur += got;
     }
@@ -249,6 +254,16 @@ fn mappings() -> Vec<Mapping> {
         }
     }
     out
+}
+
+/// The readable and writable mappings of this process, with their names (for the
+/// exit-cost benchmark's reference scan).
+pub(crate) fn rw_mappings() -> Vec<(usize, usize, String)> {
+    mappings()
+        .into_iter()
+        .filter(|m| m.readable && m.writable)
+        .map(|m| (m.start, m.end, m.name))
+        .collect()
 }
 
 /// Whether `a` (64 MiB-aligned) starts a glibc thread heap: its `heap_info` holds a plausible
@@ -563,7 +578,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
             ));
         }
     }
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 64 << 10];
     let maps = split_glibc_heaps(mappings());
     // Every block of ours, tracked or the allocator's own, by address.
     let mut ours: Vec<usize> = tracked.iter().chain(internal).map(|b| b.addr).collect();
@@ -609,7 +624,8 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
     }
     let index = Index::new(nodes);
     let mut state = vec![UNSEEN; index.nodes.len()];
-    let mut work: Vec<usize> = Vec::new();
+    // Sized up front: growing it means fresh pages and a wipe of the old buffer on every step.
+    let mut work: Vec<usize> = Vec::with_capacity(index.nodes.len());
 
     let mut skips: Vec<(usize, usize)> = tracked
         .iter()
@@ -621,6 +637,8 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
             )
         })
         .collect();
+    // The allocator's own mappings, listed after the mappings were read: one mapped since
+    // (a live-set leaf for the buffers above) is in neither list, so none is read.
     crate::sys::for_each_region(|s, l| skips.push((s, s + l)));
     let skips = Skips::sorted(skips);
 

@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use serde::{Deserialize, Serialize};
-
 use crate::block;
 use crate::config::{ReportDest, ReportFormat, RUNTIME};
+use crate::json::JsonWriter;
 use crate::live;
 use crate::reach::LeakKind;
-use crate::stack::INTERNAL;
+use crate::stack::{INTERNAL, NO_STACK};
 use crate::symbolize::{Frame, Symbolizer};
 use crate::sys::SpinLock;
 use crate::Stats;
@@ -35,8 +34,11 @@ pub(crate) fn snapshot() -> Vec<Block> {
 /// Reads every live block, in address order: `(tracked, the allocator's own)`.
 pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
     let _g = SNAPSHOT.lock();
-    let mut tracked = Vec::new();
-    let mut internal = Vec::new();
+    // Room for every live block (and some that may appear meanwhile): each growth step would
+    // copy the vector and wipe the old buffer.
+    let live = crate::stats().live_blocks as usize;
+    let mut tracked = Vec::with_capacity(live + live / 8 + 64);
+    let mut internal = Vec::with_capacity(64);
     let session = live::read_session();
     live::for_each_live(|addr| {
         if session.pin(addr) {
@@ -63,7 +65,7 @@ pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
 }
 
 /// Totals of a leak check by verdict.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeakSummary {
     /// Bytes in blocks no pointer reaches.
     pub definitely_lost_bytes: u64,
@@ -79,6 +81,22 @@ pub struct LeakSummary {
     pub still_reachable_blocks: u64,
 }
 
+impl LeakKind {
+    /// The verdict's name in reports: `"definitely_lost"`, `"indirectly_lost"` or
+    /// `"still_reachable"`.
+    ///
+    /// ```
+    /// assert_eq!(secalloc::LeakKind::IndirectlyLost.as_str(), "indirectly_lost");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakKind::DefinitelyLost => "definitely_lost",
+            LeakKind::IndirectlyLost => "indirectly_lost",
+            LeakKind::StillReachable => "still_reachable",
+        }
+    }
+}
+
 impl LeakSummary {
     /// Definitely plus indirectly lost bytes.
     pub fn lost_bytes(&self) -> u64 {
@@ -91,7 +109,7 @@ impl LeakSummary {
 }
 
 /// Live bytes of one scope name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeTotal {
     /// The scope's name.
     pub name: String,
@@ -102,7 +120,7 @@ pub struct ScopeTotal {
 }
 
 /// Live blocks that share one callsite stack.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Callsite {
     /// Live bytes allocated here.
     pub bytes: u64,
@@ -111,17 +129,15 @@ pub struct Callsite {
     /// The largest of those blocks.
     pub largest_block: u64,
     /// Names of the scopes the blocks were allocated in (empty: none).
-    #[serde(default)]
     pub scopes: Vec<String>,
     /// The verdict of a leak check (absent from reports taken without one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<LeakKind>,
     /// The symbolised stack, innermost (the user's allocating call) first.
     pub frames: Vec<Frame>,
 }
 
 /// A snapshot of live allocations, grouped by callsite (largest first) and by scope.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeakReport {
     /// Always `"secalloc-report"`.
     pub format: String,
@@ -147,36 +163,15 @@ pub struct LeakReport {
     /// Live bytes by scope name, largest first.
     pub scopes: Vec<ScopeTotal>,
     /// Totals by verdict, when the report came from a leak check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_check: Option<LeakSummary>,
     /// Why a leak check's verdicts may be off: what it could not know about its roots (an
     /// unknown inner allocator, a heap it could not walk). Absent when its roots are exact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots_note: Option<String>,
     /// The allocator's statistics at the time of the snapshot.
     pub stats: Stats,
 }
 
 impl LeakReport {
-    /// An error-free parse of a report written by [`LeakReport::write_json`].
-    pub fn from_json(text: &str) -> Result<LeakReport, ReportParseError> {
-        let r: LeakReport =
-            serde_json::from_str(text).map_err(|e| ReportParseError(e.to_string()))?;
-        if r.format != "secalloc-report" {
-            return Err(ReportParseError(format!(
-                "not a secalloc report (format is {:?}, expected \"secalloc-report\")",
-                r.format
-            )));
-        }
-        if r.version != 1 {
-            return Err(ReportParseError(format!(
-                "unsupported report version {}",
-                r.version
-            )));
-        }
-        Ok(r)
-    }
-
     /// Writes the report in `format`.
     pub fn write(&self, format: ReportFormat, top: usize, w: &mut dyn Write) -> io::Result<()> {
         match format {
@@ -327,9 +322,90 @@ impl LeakReport {
         }
     }
 
-    /// Writes the report as JSON (the schema is documented in `docs/report-json.md`).
+    /// Writes the report as JSON (the schema is documented in `docs/report-json.md`;
+    /// `secure_core::leak_report::from_json` reads it back).
     pub fn write_json(&self, w: &mut dyn Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *w, self)?;
+        let mut j = JsonWriter::new(true);
+        j.begin_object();
+        j.string("format", &self.format);
+        j.uint("version", u64::from(self.version));
+        j.string("command", &self.command);
+        j.uint("pid", u64::from(self.pid));
+        j.uint("elapsed_us", self.elapsed_us);
+        j.boolean("at_exit", self.at_exit);
+        j.boolean("stacks_recorded", self.stacks_recorded);
+        j.uint("total_bytes", self.total_bytes);
+        j.uint("total_blocks", self.total_blocks);
+        j.array_field("callsites");
+        for c in &self.callsites {
+            j.begin_object();
+            j.uint("bytes", c.bytes);
+            j.uint("blocks", c.blocks);
+            j.uint("largest_block", c.largest_block);
+            j.array_field("scopes");
+            for s in &c.scopes {
+                j.string_element(s);
+            }
+            j.end_array();
+            if let Some(k) = c.kind {
+                j.string("kind", k.as_str());
+            }
+            j.array_field("frames");
+            for f in &c.frames {
+                j.begin_object();
+                j.uint("ip", f.ip as u64);
+                j.opt_string("function", f.function.as_deref());
+                j.opt_string("file", f.file.as_deref());
+                j.opt_uint("line", f.line.map(u64::from));
+                j.opt_uint("column", f.column.map(u64::from));
+                j.boolean("inlined", f.inlined);
+                j.end_object();
+            }
+            j.end_array();
+            j.end_object();
+        }
+        j.end_array();
+        j.array_field("scopes");
+        for s in &self.scopes {
+            j.begin_object();
+            j.string("name", &s.name);
+            j.uint("bytes", s.bytes);
+            j.uint("blocks", s.blocks);
+            j.end_object();
+        }
+        j.end_array();
+        if let Some(s) = &self.leak_check {
+            j.object_field("leak_check");
+            j.uint("definitely_lost_bytes", s.definitely_lost_bytes);
+            j.uint("definitely_lost_blocks", s.definitely_lost_blocks);
+            j.uint("indirectly_lost_bytes", s.indirectly_lost_bytes);
+            j.uint("indirectly_lost_blocks", s.indirectly_lost_blocks);
+            j.uint("still_reachable_bytes", s.still_reachable_bytes);
+            j.uint("still_reachable_blocks", s.still_reachable_blocks);
+            j.end_object();
+        }
+        if let Some(note) = &self.roots_note {
+            j.string("roots_note", note);
+        }
+        let st = &self.stats;
+        j.object_field("stats");
+        j.uint("live_bytes", st.live_bytes);
+        j.uint("live_blocks", st.live_blocks);
+        j.uint("total_allocated_bytes", st.total_allocated_bytes);
+        j.uint("total_allocations", st.total_allocations);
+        j.uint("total_freed_bytes", st.total_freed_bytes);
+        j.uint("total_frees", st.total_frees);
+        j.uint("reallocations", st.reallocations);
+        j.uint("peak_live_bytes", st.peak_live_bytes);
+        j.uint("wiped_bytes", st.wiped_bytes);
+        j.uint("unique_stacks", st.unique_stacks);
+        j.boolean("frame_pointers", st.frame_pointers);
+        j.uint("short_stacks", st.short_stacks);
+        j.uint("corruptions_detected", st.corruptions_detected);
+        j.uint("metadata_bytes", st.metadata_bytes);
+        j.end_object();
+        j.end_object();
+        w.write_all(j.finish().as_bytes())?;
         writeln!(w)
     }
 
@@ -344,7 +420,7 @@ impl LeakReport {
         for c in &self.callsites {
             let mut fs = Vec::new();
             let strings: Vec<String> = if c.frames.is_empty() {
-                vec!["[no stack recorded]".to_string()]
+                vec![self.no_stack_name().to_string()]
             } else {
                 c.frames.iter().map(dhat_frame).collect()
             };
@@ -366,24 +442,41 @@ impl LeakReport {
                 }
             }
         }
-        let doc = serde_json::json!({
-            "dhatFileVersion": 2,
-            "mode": "heap",
-            "verb": "Allocated",
-            "bklt": false,
-            "bkacc": false,
-            "bu": "byte",
-            "bsu": "bytes",
-            "bksu": "blocks",
-            "tu": "µs",
-            "Mtu": "s",
-            "cmd": self.command,
-            "pid": self.pid,
-            "te": self.elapsed_us,
-            "pps": pps.iter().map(|(fs, tb, tbk)| serde_json::json!({"tb": tb, "tbk": tbk, "fs": fs})).collect::<Vec<_>>(),
-            "ftbl": ftbl,
-        });
-        serde_json::to_writer(&mut *w, &doc)?;
+        let mut j = JsonWriter::new(false);
+        j.begin_object();
+        j.uint("dhatFileVersion", 2);
+        j.string("mode", "heap");
+        j.string("verb", "Allocated");
+        j.boolean("bklt", false);
+        j.boolean("bkacc", false);
+        j.string("bu", "byte");
+        j.string("bsu", "bytes");
+        j.string("bksu", "blocks");
+        j.string("tu", "µs");
+        j.string("Mtu", "s");
+        j.string("cmd", &self.command);
+        j.uint("pid", u64::from(self.pid));
+        j.uint("te", self.elapsed_us);
+        j.array_field("pps");
+        for (fs, tb, tbk) in &pps {
+            j.begin_object();
+            j.uint("tb", *tb);
+            j.uint("tbk", *tbk);
+            j.array_field("fs");
+            for &f in fs {
+                j.uint_element(f as u64);
+            }
+            j.end_array();
+            j.end_object();
+        }
+        j.end_array();
+        j.array_field("ftbl");
+        for f in &ftbl {
+            j.string_element(f);
+        }
+        j.end_array();
+        j.end_object();
+        w.write_all(j.finish().as_bytes())?;
         writeln!(w)
     }
 
@@ -396,7 +489,8 @@ impl LeakReport {
         Ok(())
     }
 
-    /// The folded-stack lines (merged, sorted).
+    /// The folded-stack lines (merged, sorted). Frame names stay as they are, spaces
+    /// included, except that `;` (the frame separator) becomes `,`.
     pub fn folded_lines(&self) -> Vec<String> {
         let mut merged: HashMap<String, u64> = HashMap::new();
         for c in &self.callsites {
@@ -408,12 +502,15 @@ impl LeakReport {
                     f.function
                         .clone()
                         .unwrap_or_else(|| format!("{:#x}", f.ip))
+                        // `;` separates frames; everything else (spaces in
+                        // `<Vec<T> as FromIterator<T>>`) stays: the count is after the
+                        // last space.
                         .replace(';', ",")
-                        .replace(' ', "")
+                        .replace('\n', " ")
                 })
                 .collect();
             if names.is_empty() {
-                names.push("[no stack recorded]".replace(' ', "_"));
+                names.push(self.no_stack_name().to_string());
             }
             *merged.entry(names.join(";")).or_default() += c.bytes;
         }
@@ -423,6 +520,15 @@ impl LeakReport {
             .collect();
         lines.sort();
         lines
+    }
+
+    /// The frame name DHAT and folded output give a callsite without frames.
+    fn no_stack_name(&self) -> &'static str {
+        if self.stacks_recorded {
+            "[no stack recorded]"
+        } else {
+            "[no callsite stacks: build with -C force-frame-pointers=yes]"
+        }
     }
 
     /// Writes an SVG flame graph of live bytes by stack (with the `flamegraph` feature).
@@ -456,18 +562,6 @@ fn dhat_frame(f: &Frame) -> String {
     }
 }
 
-/// A report file could not be read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportParseError(String);
-
-impl std::fmt::Display for ReportParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid secalloc report: {}", self.0)
-    }
-}
-
-impl std::error::Error for ReportParseError {}
-
 fn command_line() -> String {
     std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -475,55 +569,114 @@ fn command_line() -> String {
         .join(" ")
 }
 
+/// Which callsites a report lists (and therefore symbolises).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listing {
+    /// List still-reachable callsites too (with a leak check).
+    pub reachable: bool,
+    /// Symbolise about this many callsites, largest first (a text report shows only
+    /// `SECALLOC_REPORT_TOP`); the rest are listed without frames.
+    pub top: usize,
+}
+
+impl Listing {
+    /// Every callsite, symbolised.
+    pub(crate) const ALL: Listing = Listing {
+        reachable: true,
+        top: usize::MAX,
+    };
+}
+
+/// Totals by verdict.
+pub(crate) fn summarise(blocks: &[Block], kinds: &[LeakKind]) -> LeakSummary {
+    let mut s = LeakSummary::default();
+    for (b, k) in blocks.iter().zip(kinds) {
+        let (bytes, n) = match k {
+            LeakKind::DefinitelyLost => {
+                (&mut s.definitely_lost_bytes, &mut s.definitely_lost_blocks)
+            }
+            LeakKind::IndirectlyLost => {
+                (&mut s.indirectly_lost_bytes, &mut s.indirectly_lost_blocks)
+            }
+            LeakKind::StillReachable => {
+                (&mut s.still_reachable_bytes, &mut s.still_reachable_blocks)
+            }
+        };
+        *bytes += b.size as u64;
+        *n += 1;
+    }
+    s
+}
+
 /// Groups blocks into a report. With `kinds` (one per block, from a leak check) callsites
-/// are split by verdict and `leak_check` holds the totals.
-pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool) -> LeakReport {
+/// are split by verdict, `leak_check` holds the totals and `scopes` counts lost blocks only.
+/// Only the callsites `listing` asks for are symbolised: grouping and totals come first, so a
+/// report that lists nothing never reads debug info.
+pub(crate) fn build(
+    blocks: &[Block],
+    kinds: Option<&[LeakKind]>,
+    at_exit: bool,
+    listing: Listing,
+) -> LeakReport {
     // (stack, verdict) -> (bytes, blocks, largest block, scopes)
     type Group = (u64, u64, u64, Vec<u16>);
     let mut by_stack: HashMap<(u32, Option<LeakKind>), Group> = HashMap::new();
     let mut scope_totals: HashMap<&'static str, (u64, u64)> = HashMap::new();
     let mut total_bytes = 0;
-    let mut summary = kinds.map(|_| LeakSummary::default());
+    let summary = kinds.map(|k| summarise(blocks, k));
+    let stats = crate::stats();
+    // Stacks from a build without frame pointers are a frame or two of whatever code
+    // allocated: list none (and say why) rather than misleading ones.
+    let stacks_recorded = RUNTIME.stack_depth() > 0 && stats.frame_pointers;
     for (i, b) in blocks.iter().enumerate() {
         total_bytes += b.size as u64;
         let kind = kinds.map(|k| k[i]);
-        if let (Some(s), Some(k)) = (summary.as_mut(), kind) {
-            let (bytes, n) = match k {
-                LeakKind::DefinitelyLost => {
-                    (&mut s.definitely_lost_bytes, &mut s.definitely_lost_blocks)
-                }
-                LeakKind::IndirectlyLost => {
-                    (&mut s.indirectly_lost_bytes, &mut s.indirectly_lost_blocks)
-                }
-                LeakKind::StillReachable => {
-                    (&mut s.still_reachable_bytes, &mut s.still_reachable_blocks)
-                }
-            };
-            *bytes += b.size as u64;
-            *n += 1;
+        let lost_or_plain = kind != Some(LeakKind::StillReachable);
+        if lost_or_plain {
+            if let Some(name) = crate::scope::name_of(b.scope) {
+                let t = scope_totals.entry(name).or_default();
+                t.0 += b.size as u64;
+                t.1 += 1;
+            }
         }
-        let e = by_stack.entry((b.stack, kind)).or_default();
+        if !listing.reachable && !lost_or_plain {
+            continue;
+        }
+        let stack = if stacks_recorded { b.stack } else { NO_STACK };
+        let e = by_stack.entry((stack, kind)).or_default();
         e.0 += b.size as u64;
         e.1 += 1;
         e.2 = e.2.max(b.size as u64);
         if b.scope != 0 && !e.3.contains(&b.scope) {
             e.3.push(b.scope);
         }
-        if let Some(name) = crate::scope::name_of(b.scope) {
-            let t = scope_totals.entry(name).or_default();
-            t.0 += b.size as u64;
-            t.1 += 1;
-        }
     }
-    let mut sym = Symbolizer::new();
+    // Largest first, so the callsites a text report shows are symbolised first.
+    let mut groups: Vec<_> = by_stack.into_iter().collect();
+    groups.sort_by(|((sa, ka), a), ((sb, kb), b)| {
+        ka.cmp(kb)
+            .then(b.0.cmp(&a.0))
+            .then(b.1.cmp(&a.1))
+            .then(sa.cmp(sb))
+    });
+    let mut sym = None;
     // Stacks that differ only in trimmed frames merge into one callsite.
-    type Key = (Option<LeakKind>, Vec<(usize, Option<String>)>);
+    type Key = (Option<LeakKind>, Vec<(usize, Option<String>)>, u32);
     let mut merged: HashMap<Key, Callsite> = HashMap::new();
-    for ((stack, kind), (bytes, nblocks, largest, scopes)) in by_stack {
-        let frames = sym.stack(crate::stack::frames(stack));
+    for ((stack, kind), (bytes, nblocks, largest, scopes)) in groups {
+        // Past `top` distinct callsites (and as many stacks again, which may still merge
+        // into them), the rest is counted, not symbolised.
+        let symbolise = merged.len() < listing.top.saturating_mul(2);
+        let (frames, unsymbolised) = if symbolise {
+            let s = sym.get_or_insert_with(Symbolizer::new);
+            (s.stack(crate::stack::frames(stack)), 0)
+        } else {
+            (Vec::new(), stack)
+        };
         let key: Key = (
             kind,
             frames.iter().map(|f| (f.ip, f.function.clone())).collect(),
+            unsymbolised,
         );
         let mut names: Vec<String> = scopes
             .iter()
@@ -550,6 +703,8 @@ pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool)
             .cmp(&b.kind)
             .then(b.bytes.cmp(&a.bytes))
             .then(b.blocks.cmp(&a.blocks))
+            // Symbolised before unsymbolised (past `top`) at equal size.
+            .then(a.frames.is_empty().cmp(&b.frames.is_empty()))
             .then_with(|| {
                 a.frames
                     .first()
@@ -576,14 +731,14 @@ pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool)
         pid: std::process::id(),
         elapsed_us: crate::wipe::now_ns().saturating_sub(started) / 1000,
         at_exit,
-        stacks_recorded: RUNTIME.stack_depth() > 0,
+        stacks_recorded,
         total_bytes,
         total_blocks: blocks.len() as u64,
         callsites,
         scopes,
         leak_check: summary,
         roots_note: None,
-        stats: crate::stats(),
+        stats,
     }
 }
 
@@ -600,7 +755,7 @@ pub(crate) fn build(blocks: &[Block], kinds: Option<&[LeakKind]>, at_exit: bool)
 /// assert!(String::from_utf8(out).unwrap().starts_with("secalloc: "));
 /// ```
 pub fn report() -> LeakReport {
-    crate::thread::untracked(|| build(&snapshot(), None, false))
+    crate::thread::untracked(|| build(&snapshot(), None, false, Listing::ALL))
 }
 
 /// A leak check now: a snapshot of live blocks classified as definitely lost, indirectly
@@ -609,10 +764,17 @@ pub fn report() -> LeakReport {
 /// Scans every readable-writable mapping of the process, so it costs about as much as
 /// reading the program's memory once.
 pub fn leak_check() -> LeakReport {
-    crate::thread::untracked(|| check(false))
+    crate::thread::untracked(|| {
+        let (tracked, kinds, roots_note) = check(false);
+        let mut r = build(&tracked, Some(&kinds), false, Listing::ALL);
+        r.roots_note = roots_note;
+        r
+    })
 }
 
-fn check(at_exit: bool) -> LeakReport {
+/// Snapshots the live blocks and classifies them: `(tracked blocks still live, one verdict
+/// each, what may be off about the roots)`.
+fn check(at_exit: bool) -> (Vec<Block>, Vec<LeakKind>, Option<String>) {
     let (tracked, internal) = snapshot_all();
     let own = if at_exit {
         crate::reach::OwnStack::ExitCallers
@@ -626,13 +788,15 @@ fn check(at_exit: bool) -> LeakReport {
         .zip(&v.kinds)
         .filter_map(|(b, k)| k.map(|k| (*b, k)))
         .unzip();
-    let mut r = build(&blocks, Some(&kinds), at_exit);
-    r.roots_note = v.roots_note;
-    r
+    (blocks, kinds, v.roots_note)
 }
 
 /// Runs at exit (registered with `atexit` at initialisation): the leak check and report,
 /// then the leak exit code, then (opt-in) the wipe of everything still live.
+///
+/// Blocks are classified and totalled first; only when the report will be printed (something
+/// is lost, at least `SECALLOC_REPORT_MIN_BYTES`) are the listed callsites symbolised, so a
+/// process that loses nothing never reads its debug info.
 pub(crate) fn at_exit() {
     // Stay guarded from here on: nothing this thread does during exit is tracked.
     let _ = crate::thread::enter();
@@ -640,19 +804,25 @@ pub(crate) fn at_exit() {
     let wants_check = cfg.report != ReportDest::Off || cfg.leak_exitcode.is_some();
     let mut lost = 0;
     if wants_check {
-        let mut r = check(true);
-        let s = r.leak_check.unwrap_or_default();
+        let (tracked, kinds, roots_note) = check(true);
+        let s = summarise(&tracked, &kinds);
         lost = s.definitely_lost_blocks;
-        if !cfg.report_reachable {
-            r.callsites
-                .retain(|c| c.kind != Some(LeakKind::StillReachable));
-        }
         let shown = if cfg.report_reachable {
             s.lost_bytes() + s.still_reachable_bytes
         } else {
             s.lost_bytes()
         };
         if cfg.report != ReportDest::Off && shown >= cfg.report_min_bytes.max(1) {
+            let listing = Listing {
+                reachable: cfg.report_reachable,
+                top: if cfg.report_format == ReportFormat::Text {
+                    cfg.report_top
+                } else {
+                    usize::MAX
+                },
+            };
+            let mut r = build(&tracked, Some(&kinds), true, listing);
+            r.roots_note = roots_note;
             let result = match cfg.report {
                 ReportDest::Off => Ok(()),
                 ReportDest::Stderr => {
@@ -735,4 +905,175 @@ pub(crate) fn lock_for_fork() {
 pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: forwarded.
     unsafe { SNAPSHOT.raw_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(ip: usize, name: &str) -> Frame {
+        Frame {
+            ip,
+            function: Some(name.to_string()),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+        }
+    }
+
+    fn report_with(callsites: Vec<Callsite>) -> LeakReport {
+        LeakReport {
+            format: "secalloc-report".into(),
+            version: 1,
+            command: "t".into(),
+            pid: 1,
+            elapsed_us: 0,
+            at_exit: true,
+            stacks_recorded: true,
+            total_bytes: 0,
+            total_blocks: 0,
+            callsites,
+            scopes: Vec::new(),
+            leak_check: None,
+            roots_note: None,
+            stats: Stats::default(),
+        }
+    }
+
+    fn block(addr: usize, size: usize, stack: u32, scope: u16) -> Block {
+        Block {
+            addr,
+            size,
+            stack,
+            scope,
+        }
+    }
+
+    /// Interns a stack of `n` return addresses inside a function of the `regex` crate (code
+    /// the trimming keeps), the `k`-th such stack: distinct addresses for every `k`.
+    fn fake_stack(k: usize, n: usize) -> u32 {
+        // SAFETY: StackCache is plain integers; zero is a valid empty cache.
+        let mut cache: Box<crate::stack::StackCache> = unsafe { Box::new(core::mem::zeroed()) };
+        let code = regex::escape as fn(&str) -> String as usize;
+        let frames: Vec<usize> = (0..n).map(|i| code + 1 + k * n + i).collect();
+        crate::stack::intern(&frames, (code + k * n) as u64 * 31 + 7, &mut cache)
+    }
+
+    fn lookups() -> usize {
+        crate::symbolize::LOOKUPS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    // One test touches the lookup counter, so no other test runs a report meanwhile.
+    #[test]
+    fn symbolises_only_listed_callsites_and_counts_scopes_of_lost_blocks() {
+        // Not the global allocator here: say the build has frame pointers (it has, through
+        // the workspace's flags), as initialisation would.
+        RUNTIME
+            .frame_pointers
+            .store(true, core::sync::atomic::Ordering::Relaxed);
+        let scope = crate::Scope::new("report-test-scope");
+        let reachable_stack = fake_stack(0, 3);
+        let blocks = [
+            block(0x1000, 100, reachable_stack, scope.id()),
+            block(0x2000, 40, fake_stack(1, 3), scope.id()),
+        ];
+        let kinds = [LeakKind::StillReachable, LeakKind::DefinitelyLost];
+        // Nothing listed (no lost callsite wanted, reachable not listed): no lookup at all.
+        let before = lookups();
+        let r = build(
+            &blocks[..1],
+            Some(&kinds[..1]),
+            true,
+            Listing {
+                reachable: false,
+                top: 20,
+            },
+        );
+        assert_eq!(
+            lookups(),
+            before,
+            "a report listing nothing reads no debug info"
+        );
+        assert!(r.callsites.is_empty());
+        assert_eq!(r.leak_check.unwrap().still_reachable_bytes, 100);
+        // The lost callsite is symbolised, the reachable one is not; `by scope` counts the
+        // lost block only.
+        let r = build(
+            &blocks,
+            Some(&kinds),
+            true,
+            Listing {
+                reachable: false,
+                top: 20,
+            },
+        );
+        assert_eq!(lookups(), before + 3);
+        assert_eq!(r.callsites.len(), 1);
+        assert_eq!(r.callsites[0].bytes, 40);
+        assert_eq!(
+            r.scopes,
+            [ScopeTotal {
+                name: "report-test-scope".into(),
+                bytes: 40,
+                blocks: 1
+            }]
+        );
+        // Past `top`, stacks are counted, not symbolised.
+        let many: Vec<Block> = (0..10)
+            .map(|i| block(0x10000 + i * 0x100, 1000 - i, fake_stack(10 + i, 2), 0))
+            .collect();
+        let lost = vec![LeakKind::DefinitelyLost; many.len()];
+        let before = lookups();
+        let r = build(
+            &many,
+            Some(&lost),
+            true,
+            Listing {
+                reachable: false,
+                top: 2,
+            },
+        );
+        assert_eq!(lookups(), before + 4 * 2, "two callsites and as many again");
+        assert_eq!(r.callsites.len(), 10);
+        assert_eq!(r.callsites[0].bytes, 1000);
+        assert!(r.callsites[..4].iter().all(|c| !c.frames.is_empty()));
+        assert!(r.callsites[4..].iter().all(|c| c.frames.is_empty()));
+    }
+
+    #[test]
+    fn folded_lines_keep_names_intact() {
+        let r = report_with(vec![
+            Callsite {
+                bytes: 24,
+                blocks: 1,
+                largest_block: 24,
+                scopes: Vec::new(),
+                kind: None,
+                frames: vec![
+                    frame(
+                        1,
+                        "<alloc::vec::Vec<T> as core::iter::FromIterator<T>>::from_iter",
+                    ),
+                    frame(2, "app::fill; [u8; 4]"),
+                    frame(3, "app::main"),
+                ],
+            },
+            Callsite {
+                bytes: 8,
+                blocks: 1,
+                largest_block: 8,
+                scopes: Vec::new(),
+                kind: None,
+                frames: Vec::new(),
+            },
+        ]);
+        assert_eq!(
+            r.folded_lines(),
+            [
+                "[no stack recorded] 8",
+                "app::main;app::fill, [u8, 4];<alloc::vec::Vec<T> as core::iter::FromIterator<T>>::from_iter 24"
+            ]
+        );
+    }
 }

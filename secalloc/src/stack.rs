@@ -161,6 +161,15 @@ pub(crate) fn frame_pointers_work(stack_top: usize) -> bool {
     n >= 2 && buf[0].abs_diff(outer) < (16 << 20) && buf[1].abs_diff(outer) < (16 << 20)
 }
 
+/// Whether stack walks show that the program lacks frame pointers, though the start-up
+/// probe found them in the allocator's own code (built at `opt-level = 0`, where frame
+/// pointers are kept): over half of `walks` broke off within the first frames (`short`).
+/// With frame pointers, only allocations made straight from code built without them (parts
+/// of a prebuilt standard library, C code) break off.
+pub(crate) fn walks_break_off(short: u64, walks: u64) -> bool {
+    short >= 4 && short.saturating_mul(2) > walks
+}
+
 // ---- interning ----
 
 /// Entries in each thread's stack cache (direct-mapped).

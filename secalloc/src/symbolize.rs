@@ -78,10 +78,14 @@ pub(crate) unsafe fn unlock_after_fork() {
     unsafe { BACKTRACE.raw_unlock() };
 }
 
+/// Addresses looked up in debug info so far (each costs a DWARF lookup; the first one parses
+/// the binary's debug info). Reports read it in tests to check what was symbolised.
+pub(crate) static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
 /// One frame of a symbolised stack. An address inside inlined code gives several frames with
 /// the same `ip`: the inlined ones first (`inlined: true`), then the function they were
 /// inlined into.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Frame {
     /// The return address (the instruction after the call).
     pub ip: usize,
@@ -94,7 +98,6 @@ pub struct Frame {
     /// The source column.
     pub column: Option<u32>,
     /// Whether this frame was inlined into the next one.
-    #[serde(default)]
     pub inlined: bool,
 }
 
@@ -137,6 +140,7 @@ impl Symbolizer {
         if let Some(f) = self.cache.get(&ip) {
             return f.clone();
         }
+        LOOKUPS.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
         // The return address points after the call; look up the call instruction itself.
         let lookup = ip.saturating_sub(1);
@@ -264,7 +268,67 @@ fn is_runtime_start(f: &Frame) -> bool {
         || n == "_start"
 }
 
+/// Crates whose frames below the user's code are the machinery that runs it: async
+/// executors (`block_on`, task polling, schedulers) and libtest's harness.
+const EXECUTOR_PREFIXES: [&str; 7] = [
+    "tokio::runtime::",
+    "tokio::task::",
+    "futures_executor::",
+    "async_executor::",
+    "async_std::task::",
+    "smol::",
+    "test::",
+];
+
+fn is_executor_frame(n: &str) -> bool {
+    let n = n.strip_prefix('<').unwrap_or(n);
+    EXECUTOR_PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// Glue between an executor and the future it polls (`Pin<P>::poll`, `IntoFuture`,
+/// closures passed through `FnOnce`, `LocalKey::with`...), and its short-name forms.
+fn is_poll_glue(f: &Frame) -> bool {
+    let n = name(f);
+    let n2 = n.strip_prefix('<').unwrap_or(n);
+    n2.starts_with("core::pin::Pin<")
+        || n2.starts_with("core::future::")
+        || n2.starts_with("core::ops::function::")
+        || n2.starts_with("core::panic::unwind_safe::")
+        || n2.starts_with("std::panicking::")
+        || n2.starts_with("std::panic::catch_unwind")
+        || n2.starts_with("std::thread::local::LocalKey")
+        || n2.starts_with("F as core::future::")
+        || n2.starts_with("tokio::")
+        || (in_std_sources(f)
+            && [
+                "poll",
+                "call_once",
+                "catch_unwind",
+                "try",
+                "do_call",
+                "with",
+                "try_with",
+            ]
+            .iter()
+            .any(|s| n.starts_with(s)))
+}
+
 pub(crate) fn trim(frames: &mut Vec<Frame>) {
+    // Bottom, first: below the user's innermost frame, cut at the executor or test harness
+    // that runs it (and the polling glue just above it). Executor frames above the user's
+    // code stay: there the library allocates on the user's behalf (`tokio::spawn`).
+    let first_user = frames.iter().position(|f| {
+        let n = name(f);
+        !is_allocator_frame(n) && !is_std_frame(n) && !in_std_sources(f) && !is_executor_frame(n)
+    });
+    if let Some(u) = first_user {
+        if let Some(e) = frames[u..].iter().position(|f| is_executor_frame(name(f))) {
+            frames.truncate(u + e);
+            while frames.len() > u + 1 && frames.last().is_some_and(is_poll_glue) {
+                frames.pop();
+            }
+        }
+    }
     // Bottom: cut at the runtime's entry points (and the call_once shims just above them).
     if let Some(i) = frames.iter().position(is_runtime_start) {
         frames.truncate(i);
@@ -298,6 +362,19 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
         }
     };
     frames.drain(..cut);
+    // Bottom, last: standard-library frames below the user's outermost frame (closure
+    // shims, iterator adapters) where the depth limit cut the stack before what runs it.
+    if frames
+        .iter()
+        .any(|f| !is_std_frame(name(f)) && !in_std_sources(f))
+    {
+        while frames
+            .last()
+            .is_some_and(|f| is_std_frame(name(f)) || in_std_sources(f))
+        {
+            frames.pop();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +455,109 @@ mod tests {
         assert_eq!(
             v.iter().map(name).collect::<Vec<_>>(),
             ["remember_session", "main"]
+        );
+    }
+
+    #[test]
+    fn trims_tokio_executor_frames() {
+        // #[tokio::main] async fn main, current-thread runtime (debug build names).
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("alloc::raw_vec::RawVec<T,A>::grow_one"),
+            f("app::load::{{closure}}"),
+            f("app::main::{{closure}}"),
+            f("<core::pin::Pin<P> as core::future::future::Future>::poll"),
+            f("tokio::runtime::park::CachedParkThread::block_on::{{closure}}"),
+            f("tokio::runtime::coop::with_budget"),
+            f("tokio::runtime::park::CachedParkThread::block_on"),
+            f("tokio::runtime::context::runtime::enter_runtime"),
+            f("tokio::runtime::runtime::Runtime::block_on"),
+            f("app::main"),
+            f("core::ops::function::FnOnce::call_once"),
+            f("std::rt::lang_start::{{closure}}"),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["app::load::{{closure}}", "app::main::{{closure}}"]
+        );
+        // A spawned task on a worker: the task harness and the scheduler go.
+        let mut v = vec![
+            f("alloc::alloc::alloc"),
+            f("app::worker::{{closure}}"),
+            f("tokio::runtime::task::core::Core<T,S>::poll::{{closure}}"),
+            f("tokio::loom::std::unsafe_cell::UnsafeCell<T>::with_mut"),
+            f("tokio::runtime::task::core::Core<T,S>::poll"),
+            f("tokio::runtime::task::harness::poll_future::{{closure}}"),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["app::worker::{{closure}}"]
+        );
+        // tokio allocating on the user's behalf keeps its frames above the user's.
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("tokio::runtime::task::raw::RawTask::new"),
+            f("tokio::task::spawn::spawn_inner"),
+            f("app::start::{{closure}}"),
+            f("<core::pin::Pin<P> as core::future::future::Future>::poll"),
+            f("tokio::runtime::scheduler::current_thread::CoreGuard::block_on"),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            [
+                "tokio::runtime::task::raw::RawTask::new",
+                "tokio::task::spawn::spawn_inner",
+                "app::start::{{closure}}"
+            ]
+        );
+    }
+
+    #[test]
+    fn trims_the_test_harness() {
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("<T as alloc::slice::hack::ConvertVec>::to_vec"),
+            f("mycrate::tests::it_parses"),
+            f("mycrate::tests::it_parses::{{closure}}"),
+            f("core::ops::function::FnOnce::call_once"),
+            f("test::__rust_begin_short_backtrace"),
+            f("test::run_test::{{closure}}"),
+            f("test::run_test_in_process"),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            [
+                "mycrate::tests::it_parses",
+                "mycrate::tests::it_parses::{{closure}}"
+            ]
+        );
+    }
+
+    #[test]
+    fn std_frames_at_a_cut_off_bottom_go() {
+        let fnonce =
+            "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs";
+        let mut v = vec![
+            f("__rust_alloc"),
+            f("mycrate::tests::it_parses"),
+            f("mycrate::tests::it_parses::{{closure}}"),
+            at("core::ops::function::FnOnce::call_once", Some(fnonce)),
+            at(
+                "<fn() -> core::result::Result<(), alloc::string::String> as core::ops::function::FnOnce<()>>::call_once",
+                Some(fnonce),
+            ),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            [
+                "mycrate::tests::it_parses",
+                "mycrate::tests::it_parses::{{closure}}"
+            ]
         );
     }
 

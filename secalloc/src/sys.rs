@@ -4,21 +4,83 @@
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-/// Regions the allocator mapped for its own metadata, so the leak checker can skip them.
+/// Regions the allocator mapped for its own metadata, so the leak checker can skip them: the
+/// first `MAX_REGIONS` here, the rest in chunks mapped when needed (themselves listed too).
 const MAX_REGIONS: usize = 4096;
-static REGIONS: [(AtomicUsize, AtomicUsize); MAX_REGIONS] =
+type Region = (AtomicUsize, AtomicUsize);
+static REGIONS: [Region; MAX_REGIONS] =
     [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; MAX_REGIONS];
 static NREGIONS: AtomicUsize = AtomicUsize::new(0);
+const CHUNK_ENTRIES: usize = 4096;
+const CHUNK_BYTES: usize = CHUNK_ENTRIES * core::mem::size_of::<Region>();
+const MAX_CHUNKS: usize = 256;
+static CHUNKS: [AtomicPtr<Region>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CHUNKS];
+
+/// The `i`-th region entry; with `create`, maps the overflow chunk that holds it if needed.
+fn region(i: usize, create: bool) -> Option<&'static Region> {
+    if i < MAX_REGIONS {
+        return Some(&REGIONS[i]);
+    }
+    let k = (i - MAX_REGIONS) / CHUNK_ENTRIES;
+    let slot = CHUNKS.get(k)?;
+    let mut c = slot.load(Ordering::Acquire);
+    if c.is_null() {
+        if !create {
+            return None;
+        }
+        // SAFETY: an anonymous private mapping with a null hint has no preconditions.
+        let fresh = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                CHUNK_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if fresh == libc::MAP_FAILED {
+            return None;
+        }
+        let fresh = fresh.cast::<Region>();
+        c = match slot.compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(existing) => {
+                // SAFETY: `fresh` was mapped above with this size and never published.
+                unsafe { libc::munmap(fresh.cast(), CHUNK_BYTES) };
+                existing
+            }
+        };
+    }
+    // SAFETY: a published chunk holds CHUNK_ENTRIES zero-initialised (valid) atomics and is
+    // never unmapped.
+    Some(unsafe { &*c.add((i - MAX_REGIONS) % CHUNK_ENTRIES) })
+}
 
 /// Calls `f(start, len)` for each metadata region mapped so far.
 pub(crate) fn for_each_region(mut f: impl FnMut(usize, usize)) {
-    let n = NREGIONS.load(Ordering::Acquire).min(MAX_REGIONS);
-    for (start, len) in &REGIONS[..n] {
+    let n = NREGIONS.load(Ordering::Acquire);
+    for i in 0..n {
+        let Some((start, len)) = region(i, false) else {
+            continue;
+        };
         let (s, l) = (start.load(Ordering::Acquire), len.load(Ordering::Acquire));
         if s != 0 {
             f(s, l);
+        }
+    }
+    for c in &CHUNKS {
+        let p = c.load(Ordering::Acquire);
+        if !p.is_null() {
+            f(p as usize, CHUNK_BYTES);
         }
     }
 }
@@ -69,10 +131,30 @@ pub(crate) fn reserve(len: usize) -> *mut u8 {
 
 fn record_region(start: usize, len: usize) {
     let i = NREGIONS.fetch_add(1, Ordering::AcqRel);
-    if i < MAX_REGIONS {
-        REGIONS[i].1.store(len, Ordering::Release);
-        REGIONS[i].0.store(start, Ordering::Release);
+    if let Some((s, l)) = region(i, true) {
+        l.store(len, Ordering::Release);
+        s.store(start, Ordering::Release);
     }
+}
+
+/// Unmaps a region mapped by [`map_zeroed`] and drops it from the list of the allocator's
+/// own regions, so the leak checker does not skip whatever the kernel maps there next.
+///
+/// # Safety
+/// `p` and `len` are those of one `map_zeroed` call, and nothing uses the region any more.
+pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
+    let n = NREGIONS.load(Ordering::Acquire);
+    for i in 0..n {
+        let Some((start, l)) = region(i, false) else {
+            continue;
+        };
+        if start.load(Ordering::Acquire) == p as usize && l.load(Ordering::Acquire) == len {
+            start.store(0, Ordering::Release);
+            break;
+        }
+    }
+    // SAFETY: forwarded from the caller: the whole mapping, no longer in use.
+    unsafe { libc::munmap(p.cast(), len) };
 }
 
 /// Waits while `busy()` holds: spins briefly, then yields the CPU between checks (the
@@ -227,4 +309,38 @@ pub(crate) fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
     // entry, which we treat as static (it is never freed by a well-behaved program).
     let s = unsafe { core::ffi::CStr::from_ptr(p) };
     Some(s.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(p: *mut u8, len: usize) -> bool {
+        let mut found = false;
+        for_each_region(|s, l| found |= s == p as usize && l == len);
+        found
+    }
+
+    #[test]
+    fn every_region_is_listed_past_the_first_table_and_unmapped_ones_go() {
+        let maps: Vec<*mut u8> = (0..MAX_REGIONS + 100).map(|_| map_zeroed(4096)).collect();
+        assert!(maps.iter().all(|p| !p.is_null()));
+        assert!(NREGIONS.load(Ordering::Relaxed) > MAX_REGIONS);
+        assert!(listed(maps[0], 4096));
+        assert!(
+            listed(*maps.last().unwrap(), 4096),
+            "a region past the first table"
+        );
+        let mut chunk = false;
+        for_each_region(|s, l| {
+            chunk |= l == CHUNK_BYTES && s == CHUNKS[0].load(Ordering::Relaxed) as usize
+        });
+        assert!(chunk, "the overflow chunk lists itself");
+        for &p in &maps {
+            // SAFETY: mapped above with this size, not used.
+            unsafe { unmap(p, 4096) };
+        }
+        assert!(!listed(*maps.last().unwrap(), 4096));
+        assert!(!listed(maps[0], 4096));
+    }
 }

@@ -99,7 +99,7 @@ pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
             .into_iter()
             .filter(|b| b.scope == id)
             .collect();
-        let rep = crate::report::build(&blocks, None, false);
+        let rep = crate::report::build(&blocks, None, false, crate::report::Listing::ALL);
         let mut out = Vec::new();
         let _ = rep.write_text(&mut out);
         String::from_utf8_lossy(&out).into_owned()

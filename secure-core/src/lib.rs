@@ -10,6 +10,7 @@
 //!   return values (only what the type marks is redacted);
 //! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the
 //!   integrity lock that halts before anything runs on tampered input;
+//! - [`leak_report`]: reading `secalloc`'s JSON leak reports back;
 //! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on
 // (Not `[`secalloc`]`: rustdoc renders a link to the re-exported crate as plain brackets.)
 //!   the statistics of the [`secalloc::SecAlloc`] global allocator;
@@ -97,6 +98,7 @@
 pub mod audit;
 pub mod input;
 pub mod integrity;
+pub mod leak_report;
 pub mod manifest;
 pub mod monitor;
 pub mod sanitize;

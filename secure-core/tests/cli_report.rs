@@ -56,7 +56,7 @@ fn converts_to_every_format() {
     assert_eq!(code, 0);
     assert_eq!(
         folded,
-        "demo::main;demo::load_cache 1000\ndemo::node,with[u8,4] 40\n"
+        "demo::main;demo::load_cache 1000\ndemo::node, with [u8, 4] 40\n"
     );
 
     let (code, dhat, _) = convert("dhat", &input);
@@ -86,8 +86,9 @@ fn converts_to_every_format() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let back = secalloc::LeakReport::from_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(back, secalloc::LeakReport::from_json(REPORT).unwrap());
+    let back =
+        secure_core::leak_report::from_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(back, secure_core::leak_report::from_json(REPORT).unwrap());
 }
 
 #[test]
@@ -105,6 +106,28 @@ fn bad_input_is_a_clear_error() {
     let (code, _, err) = convert("text", &p);
     assert_eq!(code, 2);
     assert!(err.contains("invalid secalloc report"), "{err}");
+    // A text report (as a program printed it at exit) gets a hint to write JSON.
+    let text_report = "\
+some output of the program
+secalloc: 24 bytes in 1 blocks lost at exit (definitely lost: 24 bytes in 1 blocks; indirectly lost: 0 bytes in 0 blocks; still reachable: 0 bytes in 0 blocks)
+
+Direct leak of 24 byte(s) in 1 block(s) allocated from:
+    #0 0x1000 in demo::main src/main.rs:3:5
+
+SUMMARY: secalloc: 24 byte(s) leaked in 1 allocation(s).
+";
+    std::fs::write(&p, text_report).unwrap();
+    let (code, out, err) = convert("folded", &p);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(
+        err,
+        format!(
+            "secure: {}: invalid secalloc report: this is a text report, which cannot be converted; \
+             write the report as JSON with SECALLOC_REPORT_FORMAT=json (or LeakReport::write_json) \
+             and convert that\n",
+            p.display()
+        )
+    );
     let (code, _, err) = convert("text", &dir.path().join("missing.json"));
     assert_eq!(code, 2);
     assert!(err.contains("cannot read"), "{err}");

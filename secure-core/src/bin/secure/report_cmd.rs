@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use secalloc::{LeakReport, ReportFormat};
+use secalloc::ReportFormat;
 
 use crate::{CmdResult, EXIT_OK};
 
@@ -68,7 +68,8 @@ fn convert(a: ConvertArgs) -> CmdResult {
         "a leak report",
     )
     .map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
-    let report = LeakReport::from_json(&text).map_err(|e| format!("{}: {e}", a.input.display()))?;
+    let report = secure_core::leak_report::from_json(&text)
+        .map_err(|e| format!("{}: {e}", a.input.display()))?;
     let mut out: Vec<u8> = Vec::new();
     let written = match a.to {
         To::Text => report.write(ReportFormat::Text, usize::MAX, &mut out),
