@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 
-const CASE_VAR: &str = "SECALLOC_TEST_MIMALLOC_CASE";
+const CASE_VAR: &str = "INNER_MIMALLOC_TEST_CASE";
 
 /// (definitely lost bytes, blocks, indirectly lost bytes, blocks)
 type Lost = (u64, u64, u64, u64);

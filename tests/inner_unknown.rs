@@ -23,7 +23,7 @@ static GLOBAL: secalloc::SecAlloc<AppArena> = secalloc::SecAlloc::with_inner(App
 
 mod common;
 
-const CASE_VAR: &str = "SECALLOC_TEST_UNKNOWN_INNER";
+const CASE_VAR: &str = "INNER_UNKNOWN_TEST_CASE";
 
 fn main() {
     if std::env::var_os(CASE_VAR).is_some() {

@@ -1,11 +1,11 @@
 //! The tests of the two failing-libtest binaries (`libtest_exit`, with `SecAlloc`, and
 //! `libtest_exit_system`, on the system allocator): the same list in both, so valgrind on
-//! the second judges the same program. They pass unless `SECALLOC_TEST_FAIL` is set.
+//! the second judges the same program. They pass unless `LIBTEST_CASES_FAIL` is set.
 
 use std::hint::black_box;
 
 /// Set in the child processes that run these tests to fail.
-pub const FAIL_VAR: &str = "SECALLOC_TEST_FAIL";
+pub const FAIL_VAR: &str = "LIBTEST_CASES_FAIL";
 
 #[test]
 fn forgets_a_vector_then_fails() {
