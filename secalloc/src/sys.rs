@@ -89,34 +89,25 @@ pub(crate) fn for_each_region(mut f: impl FnMut(usize, usize)) {
 ///
 /// Pages are reserved lazily by the kernel (`MAP_NORESERVE`): untouched pages cost no memory.
 pub(crate) fn map_zeroed(len: usize) -> *mut u8 {
+    map_own(len, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// Reserves `len` bytes of address space without access or memory (`PROT_NONE`), and
+/// records it as the allocator's own. Returns null on failure.
+pub(crate) fn reserve(len: usize) -> *mut u8 {
+    map_own(len, libc::PROT_NONE)
+}
+
+/// Maps `len` bytes of private, anonymous, lazily reserved memory with protection `prot` and
+/// records the mapping as the allocator's own. Returns null on failure.
+fn map_own(len: usize, prot: libc::c_int) -> *mut u8 {
     // SAFETY: an anonymous private mapping with a null hint has no preconditions; the result
     // is checked against MAP_FAILED before use.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return core::ptr::null_mut();
-    }
-    record_region(p as usize, len);
-    p.cast()
-}
-
-/// Reserves `len` bytes of address space without access or memory (`PROT_NONE`), and
-/// records it as the allocator's own. Returns null on failure.
-pub(crate) fn reserve(len: usize) -> *mut u8 {
-    // SAFETY: as in `map_zeroed`; the result is checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
+            prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
