@@ -45,15 +45,7 @@ fn valgrind(bin: &std::path::Path) -> Option<Lost> {
         "the test fails under valgrind too"
     );
     let text = String::from_utf8_lossy(&out.stderr);
-    let grab = |what: &str| -> (u64, u64) {
-        let re = regex::Regex::new(&format!(r"{what}: ([\d,]+) bytes in ([\d,]+) blocks")).unwrap();
-        re.captures(&text).map_or((0, 0), |c| {
-            (
-                c[1].replace(',', "").parse().unwrap(),
-                c[2].replace(',', "").parse().unwrap(),
-            )
-        })
-    };
+    let grab = |what: &str| common::memcheck_figure(&text, what);
     let (d, i) = (grab("definitely lost"), grab("indirectly lost"));
     Some((d.0, d.1, i.0, i.1))
 }

@@ -59,16 +59,7 @@ fn valgrind(case: &str) -> Option<Lost> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stderr);
-    let grab = |what: &str| -> (u64, u64) {
-        let re = regex::Regex::new(&format!(r"{what}: ([\d,]+) bytes in ([\d,]+) blocks")).unwrap();
-        match re.captures(&text) {
-            Some(c) => (
-                c[1].replace(',', "").parse().unwrap(),
-                c[2].replace(',', "").parse().unwrap(),
-            ),
-            None => (0, 0),
-        }
-    };
+    let grab = |what: &str| common::memcheck_figure(&text, what);
     Some(Lost {
         definite: grab("definitely lost"),
         indirect: grab("indirectly lost"),

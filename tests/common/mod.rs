@@ -65,3 +65,15 @@ pub fn temp_path(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// The `(bytes, blocks)` that valgrind's leak summary in `stderr` gives for `what`
+/// (`"definitely lost"`, `"indirectly lost"`, ...); `(0, 0)` when it lists none.
+pub fn memcheck_figure(stderr: &str, what: &str) -> (u64, u64) {
+    let re = regex::Regex::new(&format!(r"{what}: ([\d,]+) bytes in ([\d,]+) blocks")).unwrap();
+    re.captures(stderr).map_or((0, 0), |c| {
+        (
+            c[1].replace(',', "").parse().unwrap(),
+            c[2].replace(',', "").parse().unwrap(),
+        )
+    })
+}
