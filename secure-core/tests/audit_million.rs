@@ -17,20 +17,7 @@ fn million_events_from_eight_threads() {
     let logger = Logger::new(AuditConfig::jsonl(&path).queue_capacity(4096)).unwrap();
 
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let logger = &logger;
-            s.spawn(move || {
-                for i in 0..PER_THREAD {
-                    logger.log(
-                        Event::new(EventKind::Alloc, Severity::Info, "bench", "allocated")
-                            .field("t", t)
-                            .field("i", i),
-                    );
-                }
-            });
-        }
-    });
+    log_from_threads(&logger);
     logger.flush().unwrap();
     let logged = t0.elapsed();
     assert_eq!(logger.written(), THREADS * PER_THREAD);
@@ -95,20 +82,7 @@ fn million_events_keyed() {
     )
     .unwrap();
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let logger = &logger;
-            s.spawn(move || {
-                for i in 0..PER_THREAD {
-                    logger.log(
-                        Event::new(EventKind::Alloc, Severity::Info, "bench", "allocated")
-                            .field("t", t)
-                            .field("i", i),
-                    );
-                }
-            });
-        }
-    });
+    log_from_threads(&logger);
     logger.flush().unwrap();
     let logged = t0.elapsed();
     let written = logger.written();
@@ -143,4 +117,21 @@ fn number_after(line: &str, key: &str) -> u64 {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     digits.parse().unwrap()
+}
+
+/// Logs `PER_THREAD` events from each of `THREADS` threads at once.
+fn log_from_threads(logger: &Logger) {
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    logger.log(
+                        Event::new(EventKind::Alloc, Severity::Info, "bench", "allocated")
+                            .field("t", t)
+                            .field("i", i),
+                    );
+                }
+            });
+        }
+    });
 }
