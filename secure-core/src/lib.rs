@@ -11,6 +11,8 @@
 //! - [`manifest`] and [`integrity`]: SHA-256 manifests in `sha256sum` format and the
 //!   integrity lock that halts before anything runs on tampered input;
 //! - [`leak_report`]: reading `secalloc`'s JSON leak reports back;
+//! - [`heap_profile`]: reading DHAT heap profiles (dhat-rs, secalloc, Valgrind) and showing
+//!   them: top program points, folded stacks, flame graphs, a self-contained HTML report;
 //! - [`monitor`] and [`status`]: the leak-threshold monitor and a status snapshot built on
 // (Not `[`secalloc`]`: rustdoc renders a link to the re-exported crate as plain brackets.)
 //!   the statistics of the [`secalloc::SecAlloc`] global allocator;
@@ -96,6 +98,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod audit;
+pub mod heap_profile;
 pub mod input;
 pub mod integrity;
 pub mod leak_report;

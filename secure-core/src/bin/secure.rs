@@ -1,5 +1,5 @@
 //! The `secure` command-line tool: SHA-256 manifests, the integrity lockout, audit logs,
-//! leak-report conversion.
+//! leak-report conversion, heap-profile views.
 //!
 //! Run `secure --help` (and `secure <command> --help`) for usage and exit statuses.
 
@@ -60,7 +60,7 @@ enum Command {
     /// Verify and summarize tamper-evident audit logs
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    /// Convert secalloc leak reports (JSON) to text, DHAT, folded stacks or SVG
+    /// Convert secalloc leak reports (JSON); show DHAT heap profiles (HTML, top, folded)
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
 }
