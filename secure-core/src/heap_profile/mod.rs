@@ -270,6 +270,13 @@ impl HeapProfile {
     /// );
     /// ```
     pub fn from_json(text: &str) -> Result<HeapProfile, ProfileError> {
+        let first = text.trim_start().chars().next();
+        if first.is_some()
+            && first != Some('{')
+            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+        {
+            return Err(invalid("not a JSON object: not a DHAT file"));
+        }
         let head: Head = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if head.format.as_deref() == Some("secalloc-report") {
             return Err(invalid(
@@ -499,6 +506,14 @@ const NO_FRAMES: &str = "[no frames]";
 
 fn is_library_frame(function: &str) -> bool {
     let f = function.trim_start_matches('<');
+    // `<Type as Trait>::method`: the type decides (`<demo::Table as core::clone::Clone>`
+    // is the program's), unless it is a primitive or a type parameter (`<u8 as
+    // alloc::vec::SpecFromElem>`), which the trait then decides.
+    let f = match f.split_once(" as ") {
+        Some((ty, tr)) if !ty.contains("::") => tr,
+        Some((ty, _)) => ty,
+        None => f,
+    };
     [
         "alloc::",
         "core::",
