@@ -532,3 +532,65 @@ fn the_html_report_is_well_formed_self_contained_and_escapes_every_frame() {
     assert!(html.contains("<tr><th>At t-end</th><td>50 bytes in 1 blocks (at 90 µs)</td></tr>"));
     assert!(!html.contains("no block lifetimes"));
 }
+
+/// `Total:     229,076 bytes in 2,049 blocks` in Valgrind DHAT's summary: (bytes, blocks).
+fn dhat_summary_figure(stderr: &str, label: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().find(|l| l.contains(label))?;
+    let rest = &line[line.find(label)? + label.len()..];
+    let nums: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit() && c != ',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.replace(',', "").parse().unwrap())
+        .collect();
+    Some((nums[0], nums[1]))
+}
+
+#[test]
+fn valgrind_dhat_profiles_read_with_valgrinds_own_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dhat.out.json");
+    // Valgrind's DHAT profiling the `secure` tool itself, reading the dhat-rs fixture.
+    let out = match std::process::Command::new("valgrind")
+        .arg("--tool=dhat")
+        .arg(format!("--dhat-out-file={}", file.display()))
+        .args([env!("CARGO_BIN_EXE_secure"), "report", "folded", FIXTURE])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            eprintln!("valgrind is not installed: skipping the comparison with Valgrind's DHAT");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let p = HeapProfile::read(&file).expect("Valgrind's profile reads");
+    assert_eq!(
+        (p.mode.as_str(), p.has_lifetimes, p.has_accesses),
+        ("heap", true, true)
+    );
+    assert_eq!(p.time_unit, "instrs");
+    assert_eq!(
+        Some(p.total()),
+        dhat_summary_figure(&stderr, "Total:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        p.at_peak(),
+        dhat_summary_figure(&stderr, "At t-gmax:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        p.at_end(),
+        dhat_summary_figure(&stderr, "At t-end:"),
+        "{stderr}"
+    );
+    assert!(p.frame_table.iter().any(|f| f.contains(": malloc (")));
+    let mut html = Vec::new();
+    p.write_html(&mut html).unwrap();
+    check_well_formed(&String::from_utf8(html).unwrap());
+}
