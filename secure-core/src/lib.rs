@@ -20,7 +20,8 @@
 //!   for secrets outside the general heap (guard pages, canary, `mlock`, no core dumps,
 //!   wiped on drop);
 //! - the `secure` command-line tool (`secure manifest`, `secure audit verify`, `secure
-//!   integrity`, `secure report convert`; `secure --help` lists them).
+//!   integrity`, `secure report convert`, `secure report html|top|folded`; `secure --help`
+//!   lists them).
 //!
 //! With the cargo feature `tracing`, `AuditConfig::with_tracing()` re-emits every audit event
 //! as a `tracing` event (target `secure_core::audit`) for the subscribers a program already

@@ -209,10 +209,14 @@ fn flame(p: &HeapProfile, metric: Metric, title: &str, h: &mut String) -> Result
     let height = svg_height(svg).unwrap_or(400);
     // The graph's script records its zoom and search in the page's URL with
     // `history.replaceState`, which an `about:srcdoc` document may not do (it throws, and the
-    // search stops half-way): the frame makes it a no-op.
+    // search stops half-way): the frame makes it a no-op. The graph's `onload="init(evt)"`
+    // names its event `evt`, as SVG documents do; a global `evt` keeps that call working
+    // where an HTML document names it `event`.
     let doc = format!(
-        "<!DOCTYPE html><html><head><style>html, body {{ margin: 0; }}</style>\
-         <script>history.replaceState = function () {{}};</script></head><body>{svg}</body></html>"
+        "<!DOCTYPE html><html><head><style>html, body {{ margin: 0; }} \
+         svg {{ display: block; width: 100%; }}</style>\
+         <script>var evt; history.replaceState = function () {{}};</script></head>\
+         <body>{svg}</body></html>"
     );
     let _ = writeln!(
         h,
