@@ -472,7 +472,33 @@ impl HeapProfile {
     }
 
     /// Writes the header summary and the `n` program points with the largest `metric` as
-    /// text, each with its figures and its stack (what `secure report top` prints).
+    /// text, each with its figures and its stack, innermost frame first (what `secure report
+    /// top` prints). Strings from the file are written with control characters escaped.
+    ///
+    /// ```
+    /// use secure_core::heap_profile::{HeapProfile, Metric};
+    /// let p = HeapProfile::from_json(r#"{"dhatFileVersion": 2, "mode": "heap",
+    ///   "verb": "Allocated", "bklt": false, "bkacc": false, "tu": "µs", "Mtu": "s",
+    ///   "cmd": "demo", "pid": 1, "te": 5,
+    ///   "pps": [{"tb": 24, "tbk": 1, "fs": [1]}, {"tb": 8, "tbk": 2, "fs": [2]}],
+    ///   "ftbl": ["[root]", "0x1: demo::a (a.rs:1:1)", "0x2: demo::b (b.rs:2:2)"]}"#)?;
+    /// let mut out = Vec::new();
+    /// p.write_top(Metric::TotalBlocks, 1, &mut out)?;
+    /// assert_eq!(
+    ///     String::from_utf8(out).unwrap(),
+    ///     "heap profile of \"demo\" (pid 1, mode heap, without block lifetimes: totals only)
+    /// total:     32 bytes in 3 blocks
+    ///
+    /// top 1 of 2 program points by total blocks:
+    ///
+    /// #1: 2 blocks (66.7% of 3)
+    ///     total:     8 bytes in 2 blocks
+    ///     0x2: demo::b (b.rs:2:2)
+    /// "
+    /// );
+    /// assert!(p.write_top(Metric::MaxBytes, 1, &mut Vec::new()).is_err());
+    /// # Ok::<(), secure_core::heap_profile::ProfileError>(())
+    /// ```
     pub fn write_top(
         &self,
         metric: Metric,
