@@ -97,9 +97,18 @@ fn main() {
         (table.total_bytes, l.peak_bytes, l.end_bytes),
         (4096, 4096, 4096)
     );
-    let lines = point_of("heap_profile_dhat::parse_lines");
-    assert_eq!(lines.total_blocks, 20);
-    assert_eq!(lines.lifetimes.unwrap().end_blocks, 0);
+    // Each string is at least one block (formatting may grow it), none left at the end.
+    let lines: Vec<_> = profile
+        .points
+        .iter()
+        .filter(|p| {
+            p.frames
+                .iter()
+                .any(|&f| profile.frame(f).contains("heap_profile_dhat::parse_lines"))
+        })
+        .collect();
+    assert!(lines.iter().map(|p| p.total_blocks).sum::<u64>() >= 10);
+    assert!(lines.iter().all(|p| p.lifetimes.unwrap().end_blocks == 0));
     let clone = point_of("<heap_profile_dhat::Table as core::clone::Clone>::clone");
     assert_eq!(clone.total_bytes, 800);
 
@@ -109,12 +118,10 @@ fn main() {
     assert_eq!(top, [table, clone]);
     let folded = profile.folded(Metric::EndBytes).unwrap();
     assert!(
-        folded
-            .iter()
-            .any(
-                |l| l.contains(";heap_profile_dhat::load_table;") && l.ends_with(" 4096")
-                    || l.contains(";heap_profile_dhat::load_table ") && l.ends_with(" 4096")
-            ),
+        folded.iter().any(
+            |l| l.contains("heap_profile_dhat::main;heap_profile_dhat::load_table;")
+                && l.ends_with(" 4096")
+        ),
         "{folded:#?}"
     );
     let mut html = Vec::new();
