@@ -594,3 +594,41 @@ fn valgrind_dhat_profiles_read_with_valgrinds_own_totals() {
     p.write_html(&mut html).unwrap();
     check_well_formed(&String::from_utf8(html).unwrap());
 }
+
+#[test]
+fn an_empty_profile_has_nothing_to_draw_and_says_so() {
+    let p = HeapProfile::from_json(&with_lifetimes("[]", r#"["[root]"]"#)).unwrap();
+    assert_eq!(
+        (p.total(), p.at_peak(), p.at_end()),
+        ((0, 0), Some((0, 0)), Some((0, 0)))
+    );
+    for m in Metric::ALL {
+        assert_eq!(p.top(m, 10).unwrap(), Vec::<&_>::new());
+        assert_eq!(p.folded(m).unwrap(), Vec::<String>::new());
+        let e = p.write_flamegraph(m, "t", &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(e, ProfileError::NothingToDraw(x) if x == m),
+            "{e:?}"
+        );
+    }
+    assert_eq!(
+        p.write_flamegraph(Metric::PeakBytes, "t", &mut Vec::new())
+            .unwrap_err()
+            .to_string(),
+        "no program point has any bytes at the global peak (t-gmax): nothing to draw"
+    );
+    let mut out = Vec::new();
+    p.write_html(&mut out).unwrap();
+    let html = String::from_utf8(out).unwrap();
+    assert!(check_well_formed(&html).is_empty());
+    assert!(html.contains(
+        "<h2>Live at the global peak (t-gmax)</h2>\n<p>Nothing to draw: no program point has any \
+         bytes at the global peak (t-gmax).</p>"
+    ));
+    assert!(html.contains(
+        "<h2>Total bytes allocated</h2>\n<p>Nothing to draw: no program point has any total \
+         bytes.</p>"
+    ));
+    assert!(html.contains("<p>0 of 0 program points: the top 50 by each of"));
+    assert!(!html.contains("<table id=\"top\""));
+}

@@ -76,6 +76,9 @@ pub enum ProfileError {
         .0.description()
     )]
     NoLifetimes(Metric),
+    /// A flame graph was asked for a metric no program point has any of.
+    #[error("no program point has any {}: nothing to draw", .0.description())]
+    NothingToDraw(Metric),
     /// The view could not be written out.
     #[error("cannot write the output: {0}")]
     Write(#[source] io::Error),
@@ -420,7 +423,7 @@ impl HeapProfile {
     }
 
     /// Writes an SVG flame graph of `metric` by stack (inferno), titled `title`. A profile
-    /// in which every point weighs 0 gets an error saying so.
+    /// in which every point weighs 0 gets [`ProfileError::NothingToDraw`].
     pub fn write_flamegraph(
         &self,
         metric: Metric,
@@ -429,10 +432,7 @@ impl HeapProfile {
     ) -> Result<(), ProfileError> {
         let lines = self.folded(metric)?;
         if lines.is_empty() {
-            return Err(invalid(format!(
-                "no program point has any {}: nothing to draw",
-                metric.description()
-            )));
+            return Err(ProfileError::NothingToDraw(metric));
         }
         let mut opts = inferno::flamegraph::Options::default();
         opts.title = title.to_string();

@@ -5,12 +5,6 @@ use std::io::Write;
 use super::{HeapProfile, Metric, ProfileError};
 use crate::sanitize::{sanitize_str, SanitizePolicy};
 
-/// Strings from the file (command line, frames) go to a terminal: control characters and
-/// bidi overrides are written as visible escapes, nothing is cut.
-fn visible(s: &str, policy: &SanitizePolicy) -> String {
-    sanitize_str(s, policy)
-}
-
 pub(super) fn write_top(
     p: &HeapProfile,
     metric: Metric,
@@ -18,6 +12,8 @@ pub(super) fn write_top(
     w: &mut dyn Write,
 ) -> Result<(), ProfileError> {
     let ranked = p.ranked(metric)?;
+    // Strings from the file (command line, frames) go to a terminal: control characters and
+    // bidi overrides are written as visible escapes, nothing is cut.
     let policy = SanitizePolicy::default().with_max_string_len(usize::MAX);
     let mut out = String::new();
     summary(p, &policy, &mut out);
@@ -73,7 +69,7 @@ pub(super) fn write_top(
                 out.push_str("    (no frames)\n");
             }
             for &f in &pp.frames {
-                out.push_str(&format!("    {}\n", visible(p.frame(f), &policy)));
+                out.push_str(&format!("    {}\n", sanitize_str(p.frame(f), &policy)));
             }
         }
     }
@@ -84,9 +80,9 @@ pub(super) fn write_top(
 fn summary(p: &HeapProfile, policy: &SanitizePolicy, out: &mut String) {
     out.push_str(&format!(
         "heap profile of \"{}\" (pid {}, mode {}, {})\n",
-        visible(&p.command, policy),
+        sanitize_str(&p.command, policy),
         p.pid,
-        visible(&p.mode, policy),
+        sanitize_str(&p.mode, policy),
         if p.has_lifetimes {
             "with block lifetimes"
         } else {
