@@ -632,3 +632,31 @@ fn an_empty_profile_has_nothing_to_draw_and_says_so() {
     assert!(html.contains("<p>0 of 0 program points: the top 50 by each of"));
     assert!(!html.contains("<table id=\"top\""));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Any byte of the dhat-rs fixture changed to any ASCII character: an error or a
+    /// profile, never a panic, and every view of a profile that reads works.
+    #[test]
+    fn a_changed_byte_is_an_error_or_a_profile_never_a_panic(
+        at in 0usize..100_000,
+        c in 0x20u8..0x7f,
+    ) {
+        let good = std::fs::read_to_string(FIXTURE).unwrap();
+        let at = (0..=at % good.len()).rev().find(|&i| good.is_char_boundary(i)).unwrap();
+        let end = (at + 1..=good.len()).find(|&i| good.is_char_boundary(i)).unwrap();
+        let text = format!("{}{}{}", &good[..at], c as char, &good[end..]);
+        if let Ok(p) = HeapProfile::from_json(&text) {
+            for m in Metric::ALL {
+                let _ = p.top(m, 3).unwrap();
+                let _ = p.folded(m).unwrap();
+                let mut out = Vec::new();
+                let _ = p.write_top(m, 3, &mut out).unwrap();
+            }
+            let mut out = Vec::new();
+            p.write_html(&mut out).unwrap();
+            check_well_formed(&String::from_utf8(out).unwrap());
+        }
+    }
+}
