@@ -652,7 +652,7 @@ proptest::proptest! {
                 let _ = p.top(m, 3).unwrap();
                 let _ = p.folded(m).unwrap();
                 let mut out = Vec::new();
-                let _ = p.write_top(m, 3, &mut out).unwrap();
+                p.write_top(m, 3, &mut out).unwrap();
             }
             let mut out = Vec::new();
             p.write_html(&mut out).unwrap();
