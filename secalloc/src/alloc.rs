@@ -11,10 +11,12 @@ use crate::config::{
     RUNTIME, UNINIT,
 };
 use crate::corruption::{self, Corruption};
+use crate::heap::slots::{self, FREED, LEAKED, LIVE};
+use crate::heap::tracked::{self, Found};
 use crate::live::{self, Cleared};
 use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
-use crate::{scope, wipe};
+use crate::{scope, wipe, SecHeap};
 
 /// Blocks up to this inner size are zeroed by the allocator itself rather than by the inner
 /// allocator's `alloc_zeroed` (below glibc's smallest mmap threshold, 128 KiB).
@@ -22,10 +24,14 @@ const ZERO_INLINE_MAX: usize = 64 << 10;
 
 /// The tracking, wiping global allocator.
 ///
-/// Wraps [`System`] (or any [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)).
-/// Every block it hands out is zeroed, recorded with its callsite stack, scope and thread,
-/// and guarded by a canary; every block it takes back is checked and wiped before the inner
-/// allocator sees it.
+/// By default ([`new`](SecAlloc::new)) it runs over secalloc's own heap, [`SecHeap`], and
+/// keeps everything it knows about a block — callsite stack, scope, thread, requested size —
+/// in arrays beside the heap's span metadata, apart from user data; the canary sits in the
+/// slot's slack. Over any other [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)
+/// (including `System`, or an explicit `with_inner(SecHeap::new())`) it puts a 16-byte header
+/// before every block and an 8-byte canary after it. Either way every block it hands out is
+/// zeroed and recorded, and every block it takes back is checked and wiped before the heap
+/// sees it.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -41,38 +47,46 @@ const ZERO_INLINE_MAX: usize = 64 << 10;
 /// static GLOBAL: SecAlloc = SecAlloc::new().wipe(Wipe::Zero).stack_depth(8);
 /// ```
 ///
+/// Over the system allocator instead:
+///
+/// ```no_run
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc<std::alloc::System> =
+///     secalloc::SecAlloc::with_inner(std::alloc::System);
+/// ```
+///
 /// The tracker is process-wide: there is one per process, whichever `SecAlloc` value feeds
 /// it. The configuration of the first `SecAlloc` used wins.
-pub struct SecAlloc<A: GlobalAlloc = System> {
+pub struct SecAlloc<A: GlobalAlloc = SecHeap> {
     inner: A,
     config: Config,
 }
 
-impl SecAlloc<System> {
-    /// A `SecAlloc` over the system allocator with the default configuration: four-pass
+impl SecAlloc<SecHeap> {
+    /// A `SecAlloc` over secalloc's own heap with the default configuration: four-pass
     /// wipe, zero on alloc, 16-frame stacks, canaries, abort on corruption, report to stderr.
+    /// Block metadata lives out of line, beside the heap's span metadata.
     pub const fn new() -> Self {
         let mut config = Config::DEFAULT;
-        // glibc's realloc shrinks in place (or moves whole pages with mremap), never leaving
-        // a copy of the kept bytes behind.
-        config.inner_shrinks_in_place = cfg!(all(target_os = "linux", target_env = "gnu"));
+        config.own_heap = true;
         SecAlloc {
-            inner: System,
+            inner: SecHeap::new(),
             config,
         }
     }
 }
 
-impl Default for SecAlloc<System> {
+impl Default for SecAlloc<SecHeap> {
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<A: GlobalAlloc> SecAlloc<A> {
-    /// A `SecAlloc` over `inner`, with the default configuration. Every `realloc` moves the
+    /// A `SecAlloc` over `inner`, with the default configuration and the header layout (a
+    /// 16-byte header before each block, the canary after it). Every `realloc` moves the
     /// block (alloc, copy, wipe, free), since `inner`'s own `realloc` might free the old block
-    /// without wiping it.
+    /// without wiping it — except over `System` on glibc, whose `realloc` shrinks in place.
     pub const fn with_inner(inner: A) -> Self {
         SecAlloc {
             inner,
@@ -190,8 +204,22 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 Ok(_) => {
                     RUNTIME.init_thread.store(me, Ordering::Relaxed);
                     let entered = thread::enter();
-                    crate::reach::set_inner(core::any::type_name::<A>());
-                    crate::init::initialise(&self.config);
+                    let inner = core::any::type_name::<A>();
+                    if self.config.own_heap || inner == core::any::type_name::<SecHeap>() {
+                        tracked::init_before_tracker();
+                    }
+                    crate::reach::set_inner(if self.config.own_heap {
+                        crate::reach::OWN_HEAP
+                    } else {
+                        inner
+                    });
+                    let mut config = self.config;
+                    // glibc's realloc shrinks in place (or moves whole pages with mremap),
+                    // never leaving a copy of the kept bytes behind.
+                    config.inner_shrinks_in_place = !config.own_heap
+                        && inner == core::any::type_name::<System>()
+                        && cfg!(all(target_os = "linux", target_env = "gnu"));
+                    crate::init::initialise(&config);
                     RUNTIME.state.store(READY, Ordering::Release);
                     if entered {
                         thread::leave();
@@ -229,15 +257,11 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
     }
 
-    /// Allocates a block. `zero`: zero the user bytes (otherwise left as the inner allocator
-    /// returned them).
+    /// Enters the tracker and describes a block of `layout` about to be allocated:
+    /// `(tracked, meta, this thread's state)`. Untracked (the allocator's own) blocks get the
+    /// `INTERNAL` stack; a tracked caller must `thread::leave` when done.
     #[inline(always)]
-    unsafe fn alloc_block(&self, layout: Layout, zero: bool) -> *mut u8 {
-        self.ready();
-        let canary = RUNTIME.canaries();
-        let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
-            return ptr::null_mut();
-        };
+    fn begin(&self, layout: Layout) -> (bool, Meta, *mut ThreadState) {
         let tracked = thread::enter();
         let mut meta = Meta {
             size: layout.size(),
@@ -257,6 +281,23 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 meta.stack = self.capture(ts);
             }
         }
+        (tracked, meta, ts)
+    }
+
+    /// Allocates a block. `zero`: zero the user bytes (otherwise left as the inner allocator
+    /// returned them).
+    #[inline(always)]
+    unsafe fn alloc_block(&self, layout: Layout, zero: bool) -> *mut u8 {
+        self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { self.own_alloc(layout, zero) };
+        }
+        let canary = RUNTIME.canaries();
+        let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
+            return ptr::null_mut();
+        };
+        let (tracked, meta, ts) = self.begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -465,6 +506,386 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         done(nu)
     }
+
+    // -----------------------------------------------------------------------------------
+    // The own heap (`SecAlloc::new()`): metadata out of line, in the heap's slot records.
+
+    /// Allocates a block from the own heap's tracked classes. A slot comes zeroed when
+    /// freed slots are wiped (every wipe ends with zeros, fresh memory is zero); only with
+    /// `Wipe::Off` does the heap zero a used slot. With canaries on, the slot's slack after
+    /// the block (up to 8 bytes) holds the canary; a block that fills its slot exactly has
+    /// none, and is checked instead by the free-slot check: the first word of a slot
+    /// handed out again must still be zero, as the wipe left it, or something wrote to it
+    /// while it was free (an overflow out of the block before it, or a write after free).
+    #[inline(always)]
+    unsafe fn own_alloc(&self, layout: Layout, zero: bool) -> *mut u8 {
+        let (tracked, meta, ts) = self.begin(layout);
+        let wiped = RUNTIME.wipe() != Wipe::Off;
+        let canary = RUNTIME.canaries();
+        let p = loop {
+            let Some(t) = tracked::take(layout.size(), layout.align(), zero && !wiped) else {
+                break ptr::null_mut();
+            };
+            let p = t.addr as *mut u8;
+            if canary && wiped {
+                if let Some(prev) = t.previous() {
+                    // SAFETY: a slot holds at least 16 bytes and is 16-aligned; it is ours
+                    // (just taken, not yet handed out).
+                    let first = unsafe { p.cast::<u64>().read_volatile() };
+                    if first != 0 && prev.state != LEAKED {
+                        self.free_slot_written(&t, first, &meta);
+                        continue;
+                    }
+                }
+            }
+            if !t.publish(&meta) {
+                break ptr::null_mut();
+            }
+            if canary {
+                // SAFETY: the slack lies inside the slot (cap bytes at p).
+                unsafe { write_slack_canary(p, layout.size(), t.cap) };
+            }
+            break p;
+        };
+        if tracked {
+            if !p.is_null() {
+                // SAFETY: `ts` is null or this thread's own state.
+                account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
+            }
+            thread::leave();
+        }
+        p
+    }
+
+    /// Reports a slot written while free (found when handing it out again), and leaks it.
+    #[cold]
+    #[inline(never)]
+    fn free_slot_written(&self, t: &tracked::Taken, found: u64, meta: &Meta) {
+        let before = tracked::record_before(t.addr, t.cap);
+        t.leak(meta);
+        let (stack, size) = match before {
+            Some(d) if d.state == LIVE || d.state == FREED => (Some(d.meta.stack), d.meta.size),
+            _ => (None, 0),
+        };
+        corruption::report(
+            Corruption::FreeSlotWritten {
+                slot_size: t.cap,
+                found,
+                before_stack: stack,
+                before_size: size,
+            },
+            t.addr,
+        );
+    }
+
+    /// Checks a tracked block being freed or reallocated: live, freed with its layout, its
+    /// canary intact. Returns its metadata, or `None` after reporting corruption (the block
+    /// is then leaked, unless it was not live).
+    #[inline(always)]
+    fn own_validate(
+        &self,
+        user: *mut u8,
+        layout: Layout,
+        d: slots::Decoded,
+        cap: usize,
+    ) -> Option<Meta> {
+        let meta = d.meta;
+        if d.state != LIVE {
+            if d.state == FREED {
+                corruption::report(
+                    Corruption::DoubleFree {
+                        alloc_stack: meta.stack,
+                        size: meta.size,
+                    },
+                    user as usize,
+                );
+            } else {
+                self.bad_free(user, layout);
+            }
+            return None;
+        }
+        if meta.size != layout.size() || meta.align() != layout.align() {
+            corruption::report(
+                Corruption::LayoutMismatch {
+                    alloc_stack: meta.stack,
+                    size: meta.size,
+                    align: meta.align(),
+                    freed_size: layout.size(),
+                    freed_align: layout.align(),
+                },
+                user as usize,
+            );
+            return None;
+        }
+        if RUNTIME.canaries() {
+            // SAFETY: the slack lies inside the block's slot.
+            let (expected, found) = unsafe { read_slack_canary(user, meta.size, cap) };
+            if expected != found {
+                corruption::report(
+                    Corruption::Overflow {
+                        alloc_stack: meta.stack,
+                        size: meta.size,
+                        expected,
+                        found,
+                    },
+                    user as usize,
+                );
+                return None;
+            }
+        }
+        Some(meta)
+    }
+
+    /// Frees a block of the own heap.
+    #[inline(always)]
+    unsafe fn own_dealloc(&self, user: *mut u8, layout: Layout) {
+        let entered = thread::enter();
+        let ts = thread::for_free(entered);
+        let addr = user as usize;
+        let mode = RUNTIME.wipe();
+        match tracked::find(addr) {
+            Found::Slot { at, rec, cap } => {
+                let d = rec.read();
+                let Some(meta) = self.own_validate(user, layout, d, cap) else {
+                    if d.state == LIVE {
+                        rec.set_stamp(LEAKED, d.gen.wrapping_add(1));
+                    }
+                    return leave_if(entered);
+                };
+                // Readers that noted the old generation drop what they read from now on.
+                rec.set_stamp(FREED, d.gen.wrapping_add(1));
+                // SAFETY: the slot (cap bytes) is ours until given back below: it is out of
+                // the live set for every reader, and no other thread frees it (its record
+                // said live, and a racing double free is caught by the bitmaps below).
+                unsafe { wipe::wipe_on_thread(ts, user, cap, mode) };
+                if meta.stack != INTERNAL {
+                    // SAFETY: `ts` is null or this thread's own state.
+                    account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, cap);
+                }
+                // Keep the wipe: read the slot back through a volatile load and let the
+                // pointer escape, so no optimiser can treat the stores above as dead.
+                // SAFETY: the slot is mapped memory of the heap.
+                unsafe { ptr::read_volatile(user) };
+                wipe::barrier(user);
+                // SAFETY: `at` comes from `find` and the record is marked freed.
+                if !unsafe { tracked::give_back_slot(at) } {
+                    corruption::report(
+                        Corruption::DoubleFree {
+                            alloc_stack: meta.stack,
+                            size: meta.size,
+                        },
+                        addr,
+                    );
+                }
+            }
+            Found::Large { entry } => {
+                let mut d = slots::decode(entry.w0, entry.w1);
+                d.meta.size = entry.size;
+                let Some(meta) = self.own_validate(user, layout, d, entry.body) else {
+                    if d.state == LIVE {
+                        tracked::leak_large(addr, &d.meta);
+                    }
+                    return leave_if(entered);
+                };
+                if !tracked::remove_large(addr) {
+                    self.bad_free(user, layout);
+                    return leave_if(entered);
+                }
+                let len = meta.size + slack_canary_len(meta.size, entry.body);
+                // SAFETY: the block is out of the table (no reader holds it) and still mapped
+                // until unmap_large; its pages past `len` were never written.
+                unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
+                if meta.stack != INTERNAL {
+                    // SAFETY: `ts` is null or this thread's own state.
+                    account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
+                }
+                // SAFETY: as above.
+                unsafe { ptr::read_volatile(user) };
+                wipe::barrier(user);
+                tracked::unmap_large(addr);
+            }
+            Found::NotOurs => self.bad_free(user, layout),
+        }
+        leave_if(entered)
+    }
+
+    /// Reallocates a block of the own heap: in place within its class (or its mapping, for
+    /// a large block), otherwise by moving it.
+    #[inline(always)]
+    unsafe fn own_realloc(&self, user: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let found = tracked::find(user as usize);
+        let (cap, large) = match &found {
+            Found::Slot { cap, .. } => (*cap, false),
+            Found::Large { entry } => (entry.body, true),
+            Found::NotOurs => {
+                let entered = thread::enter();
+                self.bad_free(user, layout);
+                leave_if(entered);
+                return ptr::null_mut();
+            }
+        };
+        if tracked::fits_in_place(layout.size(), new_size, layout.align(), cap, large) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.own_realloc_in_place(user, layout, new_size, found) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_move(user, layout, new_size) }
+    }
+
+    /// Resizes a tracked block inside its slot: the bytes given up are wiped, the bytes
+    /// gained are zeroed, the canary moves, the record is updated (a new generation: readers
+    /// treat it as a new block, as the header path does).
+    #[cold]
+    #[inline(never)]
+    unsafe fn own_realloc_in_place(
+        &self,
+        user: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        found: Found,
+    ) -> *mut u8 {
+        let entered = thread::enter();
+        let ts = thread::for_free(entered);
+        let (d, cap) = match &found {
+            Found::Slot { rec, cap, .. } => (rec.read(), *cap),
+            Found::Large { entry } => {
+                let mut d = slots::decode(entry.w0, entry.w1);
+                d.meta.size = entry.size;
+                (d, entry.body)
+            }
+            Found::NotOurs => return leave_if_null(entered),
+        };
+        let Some(mut meta) = self.own_validate(user, layout, d, cap) else {
+            if d.state == LIVE {
+                match &found {
+                    Found::Slot { rec, .. } => rec.set_stamp(LEAKED, d.gen.wrapping_add(1)),
+                    _ => tracked::leak_large(user as usize, &d.meta),
+                }
+            }
+            return leave_if_null(entered);
+        };
+        let old = meta.size;
+        let canary = RUNTIME.canaries();
+        let old_canary = if canary {
+            slack_canary_len(old, cap)
+        } else {
+            0
+        };
+        let mode = RUNTIME.wipe();
+        let mut tail = 0;
+        if new_size < old {
+            tail = old + old_canary - new_size;
+            // SAFETY: the tail lies inside the slot, which this thread owns as its block's
+            // allocator (the caller gave it to realloc).
+            unsafe { wipe::wipe_on_thread(ts, user.add(new_size), tail, mode) };
+        } else if new_size > old && (RUNTIME.zero_on_alloc() || mode != Wipe::Off) {
+            // SAFETY: as above; the gained bytes (and the old canary) lie inside the slot.
+            unsafe { ptr::write_bytes(user.add(old), 0, new_size - old) };
+        }
+        meta.size = new_size;
+        if canary {
+            // SAFETY: the slack lies inside the slot.
+            unsafe { write_slack_canary(user, new_size, cap) };
+        }
+        match &found {
+            Found::Slot { rec, .. } => rec.write(&meta, LIVE, d.gen.wrapping_add(1)),
+            _ => tracked::update_large(user as usize, &meta),
+        }
+        if meta.stack != INTERNAL && new_size != old {
+            // SAFETY: ts is null or this thread's own state.
+            let ts = unsafe { ts.as_mut() };
+            account_realloc_in_place(ts, &meta, old, new_size, mode != Wipe::Off, tail);
+        }
+        leave_if(entered);
+        user
+    }
+
+    /// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free).
+    #[inline(always)]
+    unsafe fn realloc_move(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let keep = layout.size().min(new_size);
+        let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
+        // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
+        // pages from the kernel are not written), so the capacity the program has not used
+        // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
+        // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
+        let large = zero_tail && (new_size > ZERO_INLINE_MAX || self.config.own_heap);
+        // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
+        let new = unsafe { self.alloc_block(new_layout, large) };
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
+        unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
+        if zero_tail && !large {
+            // SAFETY: new holds new_size bytes.
+            unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
+        }
+        // SAFETY: ptr was returned by us with `layout` and is still live.
+        unsafe { self.dealloc(ptr, layout) };
+        count_moved_realloc();
+        new
+    }
+}
+
+/// Leaves the tracker if `entered`.
+#[inline(always)]
+fn leave_if(entered: bool) {
+    if entered {
+        thread::leave();
+    }
+}
+
+/// Leaves the tracker if `entered`; null.
+#[inline(always)]
+fn leave_if_null(entered: bool) -> *mut u8 {
+    leave_if(entered);
+    ptr::null_mut()
+}
+
+/// Canary bytes in the slack of a `cap`-byte slot holding `size` bytes: up to 8.
+#[inline(always)]
+fn slack_canary_len(size: usize, cap: usize) -> usize {
+    (cap - size).min(block::CANARY)
+}
+
+/// Writes the canary's first bytes into the slack after `size` bytes of a `cap`-byte slot.
+///
+/// # Safety
+/// `user .. user + cap` is writable memory of the block's slot.
+#[inline(always)]
+unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
+    let n = slack_canary_len(size, cap);
+    if n == block::CANARY {
+        // SAFETY: guaranteed by the caller.
+        unsafe { block::write_canary(user, size) };
+    } else if n > 0 {
+        let bytes = block::canary_value().to_le_bytes();
+        // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), user.add(size), n) };
+    }
+}
+
+/// The slack canary `(expected, found)`, both with only the bytes the slack holds.
+///
+/// # Safety
+/// `user .. user + cap` is readable memory of the block's slot.
+#[inline(always)]
+unsafe fn read_slack_canary(user: *const u8, size: usize, cap: usize) -> (u64, u64) {
+    let n = slack_canary_len(size, cap);
+    if n == block::CANARY {
+        // SAFETY: guaranteed by the caller.
+        return (block::canary_value(), unsafe {
+            block::read_canary(user, size)
+        });
+    }
+    let mut found = [0u8; 8];
+    // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
+    unsafe { ptr::copy_nonoverlapping(user.add(size), found.as_mut_ptr(), n) };
+    let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
+    (block::canary_value() & mask, u64::from_le_bytes(found))
 }
 
 /// The calling thread's live-set free marker, if it has a state.
@@ -590,6 +1011,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             return;
         }
         self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { self.own_dealloc(ptr, layout) };
+        }
         let tracked = thread::enter();
         let ts = thread::for_free(tracked);
         match live::clear_live(ptr as usize, free_marker(ts)) {
@@ -612,6 +1037,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { self.own_realloc(ptr, layout, new_size) };
+        }
         if new_size == layout.size() && live::is_live(ptr as usize) {
             return ptr;
         }
@@ -634,30 +1063,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             self.bad_free(ptr, layout);
             return ptr::null_mut();
         }
-        // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let keep = layout.size().min(new_size);
-        let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
-        // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
-        // pages from the kernel are not written), so the capacity the program has not used
-        // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
-        // `keep` below.
-        let large = zero_tail && new_size > ZERO_INLINE_MAX;
-        // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
-        let new = unsafe { self.alloc_block(new_layout, large) };
-        if new.is_null() {
-            return new;
-        }
-        // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
-        unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
-        if zero_tail && !large {
-            // SAFETY: new holds new_size bytes.
-            unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
-        }
-        // SAFETY: ptr was returned by us with `layout` and is still live.
-        unsafe { self.dealloc(ptr, layout) };
-        count_moved_realloc();
-        new
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_move(ptr, layout, new_size) }
     }
 }
 

@@ -1,7 +1,8 @@
 //! A tracking, wiping global allocator.
 //!
-//! `SecAlloc` wraps the system allocator (or any [`GlobalAlloc`](core::alloc::GlobalAlloc))
-//! and, for every allocation of the program:
+//! `SecAlloc` runs over secalloc's own heap, [`SecHeap`] (or over any
+//! [`GlobalAlloc`](core::alloc::GlobalAlloc) given to [`SecAlloc::with_inner`], such as
+//! `System`) and, for every allocation of the program:
 //!
 //! - records it with a deduplicated callsite stack, its scope and thread;
 //! - hands it out zeroed;
@@ -30,11 +31,10 @@
 //! # The own heap
 //!
 //! [`SecHeap`] is secalloc's own heap: size-class spans with all metadata out of line, per-thread
-//! heaps, exact double-free checks, large blocks mapped with a guard page. It will become the
-//! default inner of [`SecAlloc::new`]; today it is used alone or under the tracker with
-//! `SecAlloc::with_inner(SecHeap::new())`. On the benchmark suite's real-work loads the heap
-//! alone takes 0.6–1.0× the system allocator's time, and the tracker over it 5–20% less time
-//! than over `System` (BENCHMARKS.md).
+//! heaps, exact double-free checks, large blocks mapped with a guard page. It is the default
+//! inner of [`SecAlloc::new`]. It can also be used alone, or under the tracker's header
+//! layout with `SecAlloc::with_inner(SecHeap::new())`; `SecAlloc::with_inner(System)` keeps
+//! the system allocator. Figures: BENCHMARKS.md.
 //!
 //! # Frame pointers
 //!
@@ -140,11 +140,12 @@ mod alloc;
 mod block;
 mod config;
 mod corruption;
-mod heap;
+pub(crate) mod heap;
 mod init;
 mod json;
 mod live;
 mod reach;
+mod reader;
 mod report;
 mod scope;
 mod stack;
@@ -249,7 +250,7 @@ pub fn is_installed() -> bool {
     }
     let probe = Box::new(0u64);
     let addr = &*probe as *const u64 as usize;
-    let yes = live::is_live(addr);
+    let yes = live::is_live(addr) || crate::heap::tracked::is_live(addr);
     drop(core::hint::black_box(probe));
     yes
 }
