@@ -11,8 +11,7 @@ use crate::config::{
     RUNTIME, UNINIT,
 };
 use crate::corruption::{self, Corruption};
-use crate::heap::slots::{self, FREED, LEAKED, LIVE};
-use crate::heap::tracked::{self, Found};
+use crate::heap::tracked;
 use crate::live::{self, Cleared};
 use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
@@ -239,51 +238,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
     }
 
-    #[inline(always)]
-    fn capture(&self, ts: &mut ThreadState) -> u32 {
-        let depth = RUNTIME.stack_depth();
-        if depth == 0 {
-            return NO_STACK;
-        }
-        let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
-        // A chain that breaks right after the allocator's own callers means the calling code
-        // has no frame pointers (a walk ending in the C runtime's frames is normal).
-        if w.bad_frame && w.len < 3 {
-            bump(&ts.counters.bad_frames, 1);
-        }
-        if w.len == 0 {
-            return NO_STACK;
-        }
-        stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
-    }
-
-    /// Enters the tracker and describes a block of `layout` about to be allocated:
-    /// `(tracked, meta, this thread's state)`. Untracked (the allocator's own) blocks get the
-    /// `INTERNAL` stack; a tracked caller must `thread::leave` when done.
-    #[inline(always)]
-    fn begin(&self, layout: Layout) -> (bool, Meta, *mut ThreadState) {
-        let tracked = thread::enter();
-        let mut meta = Meta {
-            size: layout.size(),
-            align_log2: layout.align().trailing_zeros(),
-            stack: INTERNAL,
-            scope: 0,
-            thread: 0,
-        };
-        let mut ts: *mut ThreadState = ptr::null_mut();
-        if tracked {
-            ts = thread::current();
-            meta.scope = scope::current();
-            meta.stack = NO_STACK;
-            // SAFETY: `ts` is null or this thread's own state, used only by this thread.
-            if let Some(ts) = unsafe { ts.as_mut() } {
-                meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
-                meta.stack = self.capture(ts);
-            }
-        }
-        (tracked, meta, ts)
-    }
-
     /// Allocates a block. `zero`: zero the user bytes (otherwise left as the inner allocator
     /// returned them).
     #[inline(always)]
@@ -291,13 +245,13 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         self.ready();
         if self.config.own_heap {
             // SAFETY: forwarded contract.
-            return unsafe { self.own_alloc(layout, zero) };
+            return unsafe { crate::own::alloc(layout, zero) };
         }
         let canary = RUNTIME.canaries();
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let (tracked, meta, ts) = self.begin(layout);
+        let (tracked, meta, ts) = begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -345,22 +299,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             thread::leave();
         }
         user
-    }
-
-    /// Reports a free of an address that is not live, then aborts or (configured) returns.
-    #[cold]
-    #[inline(never)]
-    fn bad_free(&self, user: *mut u8, layout: Layout) {
-        let kind = match thread::find_recent_free(user as usize) {
-            Some((stack, size)) => Corruption::DoubleFree {
-                alloc_stack: stack,
-                size,
-            },
-            None => Corruption::InvalidFree {
-                size: layout.size(),
-            },
-        };
-        corruption::report(kind, user as usize);
     }
 
     /// Validates a block being freed (already out of the live set). Returns its header, or
@@ -456,7 +394,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         match live::clear_live(user as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {}
             Cleared::NotLive => {
-                self.bad_free(user, layout);
+                bad_free(user, layout);
                 return done(ptr::null_mut());
             }
         }
@@ -506,386 +444,105 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         done(nu)
     }
-
-    // -----------------------------------------------------------------------------------
-    // The own heap (`SecAlloc::new()`): metadata out of line, in the heap's slot records.
-
-    /// Allocates a block from the own heap's tracked classes. A slot comes zeroed when
-    /// freed slots are wiped (every wipe ends with zeros, fresh memory is zero); only with
-    /// `Wipe::Off` does the heap zero a used slot. With canaries on, the slot's slack after
-    /// the block (up to 8 bytes) holds the canary; a block that fills its slot exactly has
-    /// none, and is checked instead by the free-slot check: the first word of a slot
-    /// handed out again must still be zero, as the wipe left it, or something wrote to it
-    /// while it was free (an overflow out of the block before it, or a write after free).
-    #[inline(always)]
-    unsafe fn own_alloc(&self, layout: Layout, zero: bool) -> *mut u8 {
-        let (tracked, meta, ts) = self.begin(layout);
-        let wiped = RUNTIME.wipe() != Wipe::Off;
-        let canary = RUNTIME.canaries();
-        let p = loop {
-            let Some(t) = tracked::take(layout.size(), layout.align(), zero && !wiped) else {
-                break ptr::null_mut();
-            };
-            let p = t.addr as *mut u8;
-            if canary && wiped {
-                if let Some(prev) = t.previous() {
-                    // SAFETY: a slot holds at least 16 bytes and is 16-aligned; it is ours
-                    // (just taken, not yet handed out).
-                    let first = unsafe { p.cast::<u64>().read_volatile() };
-                    if first != 0 && prev.state != LEAKED {
-                        self.free_slot_written(&t, first, &meta);
-                        continue;
-                    }
-                }
-            }
-            if !t.publish(&meta) {
-                break ptr::null_mut();
-            }
-            if canary {
-                // SAFETY: the slack lies inside the slot (cap bytes at p).
-                unsafe { write_slack_canary(p, layout.size(), t.cap) };
-            }
-            break p;
-        };
-        if tracked {
-            if !p.is_null() {
-                // SAFETY: `ts` is null or this thread's own state.
-                account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
-            }
-            thread::leave();
-        }
-        p
-    }
-
-    /// Reports a slot written while free (found when handing it out again), and leaks it.
-    #[cold]
-    #[inline(never)]
-    fn free_slot_written(&self, t: &tracked::Taken, found: u64, meta: &Meta) {
-        let before = tracked::record_before(t.addr, t.cap);
-        t.leak(meta);
-        let (stack, size) = match before {
-            Some(d) if d.state == LIVE || d.state == FREED => (Some(d.meta.stack), d.meta.size),
-            _ => (None, 0),
-        };
-        corruption::report(
-            Corruption::FreeSlotWritten {
-                slot_size: t.cap,
-                found,
-                before_stack: stack,
-                before_size: size,
-            },
-            t.addr,
-        );
-    }
-
-    /// Checks a tracked block being freed or reallocated: live, freed with its layout, its
-    /// canary intact. Returns its metadata, or `None` after reporting corruption (the block
-    /// is then leaked, unless it was not live).
-    #[inline(always)]
-    fn own_validate(
-        &self,
-        user: *mut u8,
-        layout: Layout,
-        d: slots::Decoded,
-        cap: usize,
-    ) -> Option<Meta> {
-        let meta = d.meta;
-        if d.state != LIVE {
-            if d.state == FREED {
-                corruption::report(
-                    Corruption::DoubleFree {
-                        alloc_stack: meta.stack,
-                        size: meta.size,
-                    },
-                    user as usize,
-                );
-            } else {
-                self.bad_free(user, layout);
-            }
-            return None;
-        }
-        if meta.size != layout.size() || meta.align() != layout.align() {
-            corruption::report(
-                Corruption::LayoutMismatch {
-                    alloc_stack: meta.stack,
-                    size: meta.size,
-                    align: meta.align(),
-                    freed_size: layout.size(),
-                    freed_align: layout.align(),
-                },
-                user as usize,
-            );
-            return None;
-        }
-        if RUNTIME.canaries() {
-            // SAFETY: the slack lies inside the block's slot.
-            let (expected, found) = unsafe { read_slack_canary(user, meta.size, cap) };
-            if expected != found {
-                corruption::report(
-                    Corruption::Overflow {
-                        alloc_stack: meta.stack,
-                        size: meta.size,
-                        expected,
-                        found,
-                    },
-                    user as usize,
-                );
-                return None;
-            }
-        }
-        Some(meta)
-    }
-
-    /// Frees a block of the own heap.
-    #[inline(always)]
-    unsafe fn own_dealloc(&self, user: *mut u8, layout: Layout) {
-        let entered = thread::enter();
-        let ts = thread::for_free(entered);
-        let addr = user as usize;
-        let mode = RUNTIME.wipe();
-        match tracked::find(addr) {
-            Found::Slot { at, rec, cap } => {
-                let d = rec.read();
-                let Some(meta) = self.own_validate(user, layout, d, cap) else {
-                    if d.state == LIVE {
-                        rec.set_stamp(LEAKED, d.gen.wrapping_add(1));
-                    }
-                    return leave_if(entered);
-                };
-                // Readers that noted the old generation drop what they read from now on.
-                rec.set_stamp(FREED, d.gen.wrapping_add(1));
-                // SAFETY: the slot (cap bytes) is ours until given back below: it is out of
-                // the live set for every reader, and no other thread frees it (its record
-                // said live, and a racing double free is caught by the bitmaps below).
-                unsafe { wipe::wipe_on_thread(ts, user, cap, mode) };
-                if meta.stack != INTERNAL {
-                    // SAFETY: `ts` is null or this thread's own state.
-                    account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, cap);
-                }
-                // Keep the wipe: read the slot back through a volatile load and let the
-                // pointer escape, so no optimiser can treat the stores above as dead.
-                // SAFETY: the slot is mapped memory of the heap.
-                unsafe { ptr::read_volatile(user) };
-                wipe::barrier(user);
-                // SAFETY: `at` comes from `find` and the record is marked freed.
-                if !unsafe { tracked::give_back_slot(at) } {
-                    corruption::report(
-                        Corruption::DoubleFree {
-                            alloc_stack: meta.stack,
-                            size: meta.size,
-                        },
-                        addr,
-                    );
-                }
-            }
-            Found::Large { entry } => {
-                let mut d = slots::decode(entry.w0, entry.w1);
-                d.meta.size = entry.size;
-                let Some(meta) = self.own_validate(user, layout, d, entry.body) else {
-                    if d.state == LIVE {
-                        tracked::leak_large(addr, &d.meta);
-                    }
-                    return leave_if(entered);
-                };
-                if !tracked::remove_large(addr) {
-                    self.bad_free(user, layout);
-                    return leave_if(entered);
-                }
-                let len = meta.size + slack_canary_len(meta.size, entry.body);
-                // SAFETY: the block is out of the table (no reader holds it) and still mapped
-                // until unmap_large; its pages past `len` were never written.
-                unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
-                if meta.stack != INTERNAL {
-                    // SAFETY: `ts` is null or this thread's own state.
-                    account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
-                }
-                // SAFETY: as above.
-                unsafe { ptr::read_volatile(user) };
-                wipe::barrier(user);
-                tracked::unmap_large(addr);
-            }
-            Found::NotOurs => self.bad_free(user, layout),
-        }
-        leave_if(entered)
-    }
-
-    /// Reallocates a block of the own heap: in place within its class (or its mapping, for
-    /// a large block), otherwise by moving it.
-    #[inline(always)]
-    unsafe fn own_realloc(&self, user: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let found = tracked::find(user as usize);
-        let (cap, large) = match &found {
-            Found::Slot { cap, .. } => (*cap, false),
-            Found::Large { entry } => (entry.body, true),
-            Found::NotOurs => {
-                let entered = thread::enter();
-                self.bad_free(user, layout);
-                leave_if(entered);
-                return ptr::null_mut();
-            }
-        };
-        if tracked::fits_in_place(layout.size(), new_size, layout.align(), cap, large) {
-            // SAFETY: forwarded contract.
-            return unsafe { self.own_realloc_in_place(user, layout, new_size, found) };
-        }
-        // SAFETY: forwarded contract.
-        unsafe { self.realloc_move(user, layout, new_size) }
-    }
-
-    /// Resizes a tracked block inside its slot: the bytes given up are wiped, the bytes
-    /// gained are zeroed, the canary moves, the record is updated (a new generation: readers
-    /// treat it as a new block, as the header path does).
-    #[cold]
-    #[inline(never)]
-    unsafe fn own_realloc_in_place(
-        &self,
-        user: *mut u8,
-        layout: Layout,
-        new_size: usize,
-        found: Found,
-    ) -> *mut u8 {
-        let entered = thread::enter();
-        let ts = thread::for_free(entered);
-        let (d, cap) = match &found {
-            Found::Slot { rec, cap, .. } => (rec.read(), *cap),
-            Found::Large { entry } => {
-                let mut d = slots::decode(entry.w0, entry.w1);
-                d.meta.size = entry.size;
-                (d, entry.body)
-            }
-            Found::NotOurs => return leave_if_null(entered),
-        };
-        let Some(mut meta) = self.own_validate(user, layout, d, cap) else {
-            if d.state == LIVE {
-                match &found {
-                    Found::Slot { rec, .. } => rec.set_stamp(LEAKED, d.gen.wrapping_add(1)),
-                    _ => tracked::leak_large(user as usize, &d.meta),
-                }
-            }
-            return leave_if_null(entered);
-        };
-        let old = meta.size;
-        let canary = RUNTIME.canaries();
-        let old_canary = if canary {
-            slack_canary_len(old, cap)
-        } else {
-            0
-        };
-        let mode = RUNTIME.wipe();
-        let mut tail = 0;
-        if new_size < old {
-            tail = old + old_canary - new_size;
-            // SAFETY: the tail lies inside the slot, which this thread owns as its block's
-            // allocator (the caller gave it to realloc).
-            unsafe { wipe::wipe_on_thread(ts, user.add(new_size), tail, mode) };
-        } else if new_size > old && (RUNTIME.zero_on_alloc() || mode != Wipe::Off) {
-            // SAFETY: as above; the gained bytes (and the old canary) lie inside the slot.
-            unsafe { ptr::write_bytes(user.add(old), 0, new_size - old) };
-        }
-        meta.size = new_size;
-        if canary {
-            // SAFETY: the slack lies inside the slot.
-            unsafe { write_slack_canary(user, new_size, cap) };
-        }
-        match &found {
-            Found::Slot { rec, .. } => rec.write(&meta, LIVE, d.gen.wrapping_add(1)),
-            _ => tracked::update_large(user as usize, &meta),
-        }
-        if meta.stack != INTERNAL && new_size != old {
-            // SAFETY: ts is null or this thread's own state.
-            let ts = unsafe { ts.as_mut() };
-            account_realloc_in_place(ts, &meta, old, new_size, mode != Wipe::Off, tail);
-        }
-        leave_if(entered);
-        user
-    }
-
-    /// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free).
-    #[inline(always)]
-    unsafe fn realloc_move(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let keep = layout.size().min(new_size);
-        let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
-        // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
-        // pages from the kernel are not written), so the capacity the program has not used
-        // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
-        // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
-        let large = zero_tail && (new_size > ZERO_INLINE_MAX || self.config.own_heap);
-        // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
-        let new = unsafe { self.alloc_block(new_layout, large) };
-        if new.is_null() {
-            return new;
-        }
-        // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
-        unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
-        if zero_tail && !large {
-            // SAFETY: new holds new_size bytes.
-            unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
-        }
-        // SAFETY: ptr was returned by us with `layout` and is still live.
-        unsafe { self.dealloc(ptr, layout) };
-        count_moved_realloc();
-        new
-    }
 }
 
-/// Leaves the tracker if `entered`.
+/// Enters the tracker and describes a block of `layout` about to be allocated:
+/// `(tracked, meta, this thread's state)`. Untracked (the allocator's own) blocks get the
+/// `INTERNAL` stack; a tracked caller must `thread::leave` when done.
 #[inline(always)]
-fn leave_if(entered: bool) {
-    if entered {
-        thread::leave();
+pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
+    let tracked = thread::enter();
+    let mut meta = Meta {
+        size: layout.size(),
+        align_log2: layout.align().trailing_zeros(),
+        stack: INTERNAL,
+        scope: 0,
+        thread: 0,
+    };
+    let mut ts: *mut ThreadState = ptr::null_mut();
+    if tracked {
+        ts = thread::current();
+        meta.scope = scope::current();
+        meta.stack = NO_STACK;
+        // SAFETY: `ts` is null or this thread's own state, used only by this thread.
+        if let Some(ts) = unsafe { ts.as_mut() } {
+            meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
+            meta.stack = capture(ts);
+        }
     }
+    (tracked, meta, ts)
 }
 
-/// Leaves the tracker if `entered`; null.
 #[inline(always)]
-fn leave_if_null(entered: bool) -> *mut u8 {
-    leave_if(entered);
-    ptr::null_mut()
+fn capture(ts: &mut ThreadState) -> u32 {
+    let depth = RUNTIME.stack_depth();
+    if depth == 0 {
+        return NO_STACK;
+    }
+    let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
+    // A chain that breaks right after the allocator's own callers means the calling code
+    // has no frame pointers (a walk ending in the C runtime's frames is normal).
+    if w.bad_frame && w.len < 3 {
+        bump(&ts.counters.bad_frames, 1);
+    }
+    if w.len == 0 {
+        return NO_STACK;
+    }
+    stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
 }
 
-/// Canary bytes in the slack of a `cap`-byte slot holding `size` bytes: up to 8.
-#[inline(always)]
-fn slack_canary_len(size: usize, cap: usize) -> usize {
-    (cap - size).min(block::CANARY)
+/// Reports a free of an address that is not live, then aborts or (configured) returns.
+#[cold]
+#[inline(never)]
+pub(crate) fn bad_free(user: *mut u8, layout: Layout) {
+    let kind = match thread::find_recent_free(user as usize) {
+        Some((stack, size)) => Corruption::DoubleFree {
+            alloc_stack: stack,
+            size,
+        },
+        None => Corruption::InvalidFree {
+            size: layout.size(),
+        },
+    };
+    corruption::report(kind, user as usize);
 }
 
-/// Writes the canary's first bytes into the slack after `size` bytes of a `cap`-byte slot.
+/// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free) with `alloc`
+/// (`(layout, zero)`) and `dealloc`. `own_heap`: `alloc` hands out zeroed slots for free.
 ///
 /// # Safety
-/// `user .. user + cap` is writable memory of the block's slot.
+/// As `GlobalAlloc::realloc`; `alloc` and `dealloc` are the allocator's own.
 #[inline(always)]
-unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
-    let n = slack_canary_len(size, cap);
-    if n == block::CANARY {
-        // SAFETY: guaranteed by the caller.
-        unsafe { block::write_canary(user, size) };
-    } else if n > 0 {
-        let bytes = block::canary_value().to_le_bytes();
-        // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), user.add(size), n) };
+pub(crate) unsafe fn realloc_move(
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    own_heap: bool,
+    alloc: impl Fn(Layout, bool) -> *mut u8,
+    dealloc: impl Fn(*mut u8, Layout),
+) -> *mut u8 {
+    // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
+    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    let keep = layout.size().min(new_size);
+    let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
+    // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
+    // pages from the kernel are not written), so the capacity the program has not used
+    // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
+    // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
+    let large = zero_tail && (new_size > ZERO_INLINE_MAX || own_heap);
+    let new = alloc(new_layout, large);
+    if new.is_null() {
+        return new;
     }
-}
-
-/// The slack canary `(expected, found)`, both with only the bytes the slack holds.
-///
-/// # Safety
-/// `user .. user + cap` is readable memory of the block's slot.
-#[inline(always)]
-unsafe fn read_slack_canary(user: *const u8, size: usize, cap: usize) -> (u64, u64) {
-    let n = slack_canary_len(size, cap);
-    if n == block::CANARY {
-        // SAFETY: guaranteed by the caller.
-        return (block::canary_value(), unsafe {
-            block::read_canary(user, size)
-        });
+    // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
+    unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
+    if zero_tail && !large {
+        // SAFETY: new holds new_size bytes.
+        unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
     }
-    let mut found = [0u8; 8];
-    // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
-    unsafe { ptr::copy_nonoverlapping(user.add(size), found.as_mut_ptr(), n) };
-    let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
-    (block::canary_value() & mask, u64::from_le_bytes(found))
+    dealloc(ptr, layout);
+    count_moved_realloc();
+    new
 }
 
 /// The calling thread's live-set free marker, if it has a state.
@@ -896,7 +553,7 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
 }
 
 #[inline(always)]
-fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
     match ts {
         Some(ts) => {
             bump(&ts.counters.alloc_bytes, size as u64);
@@ -915,7 +572,7 @@ fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
 }
 
 #[inline(always)]
-fn account_free(
+pub(crate) fn account_free(
     ts: Option<&mut ThreadState>,
     user: usize,
     meta: &Meta,
@@ -949,7 +606,7 @@ fn account_free(
     }
 }
 
-fn account_realloc_in_place(
+pub(crate) fn account_realloc_in_place(
     ts: Option<&mut ThreadState>,
     meta: &Meta,
     old: usize,
@@ -1013,7 +670,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         self.ready();
         if self.config.own_heap {
             // SAFETY: forwarded contract.
-            return unsafe { self.own_dealloc(ptr, layout) };
+            return unsafe { crate::own::dealloc(ptr, layout) };
         }
         let tracked = thread::enter();
         let ts = thread::for_free(tracked);
@@ -1027,7 +684,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
                     }
                 }
             }
-            Cleared::NotLive => self.bad_free(ptr, layout),
+            Cleared::NotLive => bad_free(ptr, layout),
         }
         if tracked {
             thread::leave();
@@ -1039,7 +696,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         self.ready();
         if self.config.own_heap {
             // SAFETY: forwarded contract.
-            return unsafe { self.own_realloc(ptr, layout, new_size) };
+            return unsafe { crate::own::realloc(ptr, layout, new_size) };
         }
         if new_size == layout.size() && live::is_live(ptr as usize) {
             return ptr;
@@ -1060,11 +717,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             // Shrink refused by the inner allocator: fall through to a move.
         }
         if live::indexable(ptr as usize) && !live::is_live(ptr as usize) {
-            self.bad_free(ptr, layout);
+            bad_free(ptr, layout);
             return ptr::null_mut();
         }
-        // SAFETY: forwarded contract.
-        unsafe { self.realloc_move(ptr, layout, new_size) }
+        // SAFETY: forwarded contract; the closures are this allocator's own alloc and free.
+        unsafe {
+            realloc_move(
+                ptr,
+                layout,
+                new_size,
+                false,
+                // SAFETY: realloc_move passes valid, non-zero-sized layouts.
+                |l, z| self.alloc_block(l, z),
+                // SAFETY: realloc_move frees the block it was given, once.
+                |p, l| self.dealloc(p, l),
+            )
+        }
     }
 }
 

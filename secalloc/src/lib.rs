@@ -144,6 +144,7 @@ pub(crate) mod heap;
 mod init;
 mod json;
 mod live;
+mod own;
 mod reach;
 mod reader;
 mod report;

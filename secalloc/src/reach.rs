@@ -573,8 +573,17 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
     }
     let mut buf = vec![0u8; 64 << 10];
     let maps = split_glibc_heaps(mappings());
-    // Every block of ours, tracked or the allocator's own, by address.
-    let mut ours: Vec<usize> = tracked.iter().chain(internal).map(|b| b.addr).collect();
+    // Every block of ours in an inner allocator's memory (the header layout), tracked or
+    // the allocator's own, by address. The own heap's memory is known exactly instead: its
+    // span reservation and metadata are the allocator's own regions (skipped below), its
+    // directly mapped blocks are skipped block by block, so a mapping the kernel merged
+    // with one of them is still scanned.
+    let mut ours: Vec<usize> = tracked
+        .iter()
+        .chain(internal)
+        .filter(|b| b.source == crate::reader::Source::Header)
+        .map(|b| b.addr)
+        .collect();
     ours.sort_unstable();
     let holds_ours = |s: usize, e: usize| {
         let i = ours.partition_point(|&a| a < s);
