@@ -121,7 +121,10 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         self
     }
 
-    /// Whether an 8-byte canary follows every block (default on; `SECALLOC_CANARY=0|1`).
+    /// Whether a canary follows every block (default on; `SECALLOC_CANARY=0|1`): 8 bytes
+    /// after it in the header layout; over the own heap up to 8 bytes in the slot's slack,
+    /// and for blocks that fill their slot, the check of the free slot's first word when it
+    /// is handed out again (see the crate documentation).
     pub const fn canaries(mut self, on: bool) -> Self {
         self.config.canaries = on;
         self
