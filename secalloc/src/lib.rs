@@ -38,9 +38,9 @@
 //! - the live set is the spans' bitmaps: freeing a free slot is a double free, detected
 //!   exactly and reported with the block's allocation stack;
 //! - the canary goes in the slot's slack after the block (up to 8 bytes, free of cost). A
-//!   block that fills its slot exactly has none; instead every slot is wiped on free (the
-//!   whole slot, ending in zeros) and its first word is checked when the slot is handed out
-//!   again: a write into a free slot (an overflow out of the block before it, a write after
+//!   block that fills its slot exactly has none; instead a freed block is wiped (its bytes
+//!   and canary, ending in zeros, so the whole slot is zero again) and the slot's first word
+//!   is checked when the slot is handed out again: a write into a free slot (an overflow out of the block before it, a write after
 //!   free) is reported then. So no size is pushed up a class for a canary;
 //! - a wiped or fresh slot is already zero, so allocations are zeroed without a `memset`
 //!   (with `Wipe::Off` the heap zeroes a reused slot instead);

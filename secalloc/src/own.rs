@@ -157,13 +157,17 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             };
             // Readers that noted the old generation drop what they read from now on.
             rec.set_stamp(FREED, d.gen.wrapping_add(1));
-            // SAFETY: the slot (cap bytes) is ours until given back below: it is out of
-            // the live set for every reader, and no other thread frees it (its record
+            // What the block may have written: its bytes and the canary after them. The
+            // rest of the slot is still zero (never written since the slot was last wiped
+            // or fresh), and wiping it would only bring in pages the block never used.
+            let len = meta.size + slack_canary_len(meta.size, cap);
+            // SAFETY: the slot (cap >= len bytes) is ours until given back below: it is out
+            // of the live set for every reader, and no other thread frees it (its record
             // said live, and a racing double free is caught by the bitmaps below).
-            unsafe { wipe::wipe_on_thread(ts, user, cap, mode) };
+            unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
             if meta.stack != INTERNAL {
                 // SAFETY: `ts` is null or this thread's own state.
-                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, cap);
+                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
             }
             // Keep the wipe: read the slot back through a volatile load and let the
             // pointer escape, so no optimiser can treat the stores above as dead.
