@@ -19,7 +19,7 @@
 //! unmapped while a report reads it.
 //!
 //! [`encode`] and [`decode`] are the one place where a record and the tracker's
-//! [`Meta`](crate::block::Meta) are converted.
+//! `Meta` (`crate::block::Meta`) are converted.
 
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU64, AtomicUsize};

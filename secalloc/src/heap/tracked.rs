@@ -2,7 +2,7 @@
 //!
 //! `SecAlloc::new()` allocates from *tracked* classes: each size class has a twin at index
 //! `NCLASSES + class` with spans of its own, whose slots have a [`Record`] each in
-//! [`slots`](super::slots). The live set is the spans' bitmaps (a slot is live while its
+//! [`slots`]. The live set is the spans' bitmaps (a slot is live while its
 //! free and remote bits are clear; freeing a free slot is a double free, detected exactly)
 //! and the records say what is in each slot. Directly mapped blocks keep their record in
 //! the large table. Nothing here allocates through the global allocator.
