@@ -27,9 +27,11 @@
 //! - `--only LIST`: run only the workloads whose name contains one of these words
 //!   (`wipe` selects the wipe sweep);
 //! - `--configs LIST`: only these configurations (`system` always runs). Besides the default
-//!   `full`, `tracking` (`SECALLOC_WIPE=0`), `wipe` (`SECALLOC_STACK_DEPTH=0`) and `dhat`,
-//!   and the peers `mimalloc`, `full-mi` (SecAlloc over mimalloc), `secheap` (secalloc's own
-//!   heap alone) and `full-heap` (SecAlloc over it), four more attribute costs: `bare`
+//!   `full` (`SecAlloc::new()`: the own heap, metadata out of line), `tracking`
+//!   (`SECALLOC_WIPE=0`), `wipe` (`SECALLOC_STACK_DEPTH=0`) and `dhat`, and the peers
+//!   `mimalloc`, `full-mi` (SecAlloc over mimalloc), `full-system` (SecAlloc over `System`,
+//!   the header layout), `secheap` (secalloc's own heap alone) and `full-heap` (SecAlloc
+//!   over it on the header path, `with_inner(SecHeap)`), four more attribute costs: `bare`
 //!   (neither stacks nor wipe), `minimal` (also no zeroing on allocation and no canaries: the
 //!   live set, headers and statistics alone), `tracking-heap` and `wipe-heap` (as `tracking`
 //!   and `wipe`, over the own heap);
@@ -54,10 +56,11 @@ enum Kind {
     SecAllocMimalloc,
     SecHeap,
     SecAllocHeap,
+    SecAllocSystem,
 }
 
 /// Every workload binary.
-const ALL_KINDS: [Kind; 7] = [
+const ALL_KINDS: [Kind; 8] = [
     Kind::System,
     Kind::SecAlloc,
     Kind::Dhat,
@@ -65,6 +68,7 @@ const ALL_KINDS: [Kind; 7] = [
     Kind::SecAllocMimalloc,
     Kind::SecHeap,
     Kind::SecAllocHeap,
+    Kind::SecAllocSystem,
 ];
 
 impl Kind {
@@ -77,6 +81,7 @@ impl Kind {
             Kind::SecAllocMimalloc => "suite-secalloc-mimalloc",
             Kind::SecHeap => "suite-secheap",
             Kind::SecAllocHeap => "suite-secalloc-heap",
+            Kind::SecAllocSystem => "suite-secalloc-system",
         }
     }
 }
@@ -149,7 +154,8 @@ const SECHEAP: Config = Config {
     kind: Kind::SecHeap,
     env: &[],
 };
-/// SecAlloc's defaults over its own heap (`SecAlloc::with_inner(SecHeap)`).
+/// SecAlloc's defaults over its own heap on the header path (`SecAlloc::with_inner(SecHeap)`),
+/// for comparison with `full` (the own heap with metadata out of line).
 const FULL_HEAP: Config = Config {
     name: "full-heap",
     kind: Kind::SecAllocHeap,
@@ -165,7 +171,14 @@ const WIPE_HEAP: Config = Config {
     kind: Kind::SecAllocHeap,
     env: &[("SECALLOC_STACK_DEPTH", "0")],
 };
-const ALL_CONFIGS: [Config; 13] = [
+/// SecAlloc's defaults over the system allocator (`SecAlloc::with_inner(System)`: the header
+/// layout, the default before the own heap).
+const FULL_SYSTEM: Config = Config {
+    name: "full-system",
+    kind: Kind::SecAllocSystem,
+    env: &[],
+};
+const ALL_CONFIGS: [Config; 14] = [
     SYSTEM,
     FULL,
     TRACKING,
@@ -179,6 +192,7 @@ const ALL_CONFIGS: [Config; 13] = [
     FULL_HEAP,
     TRACKING_HEAP,
     WIPE_HEAP,
+    FULL_SYSTEM,
 ];
 /// Configurations left out of a run unless `--configs` names them.
 const OPT_IN: [&str; 4] = ["bare", "minimal", "tracking-heap", "wipe-heap"];

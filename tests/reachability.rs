@@ -20,8 +20,15 @@ fn exit_code(case: &str) -> i32 {
 }
 
 fn ours(case: &str) -> (Lost, serde_json::Value) {
-    let path = temp_path(&format!("{case}.json"));
-    let o = run_case(
+    ours_with(common::CASES, case)
+}
+
+/// The verdict of the cases binary `bin` on `case`.
+fn ours_with(bin: &str, case: &str) -> (Lost, serde_json::Value) {
+    let path = temp_path(&format!("{}-{case}.json", bin.rsplit('/').next().unwrap()));
+    let o = common::run_bin_case_in(
+        bin,
+        std::path::Path::new("."),
         case,
         &[
             ("SECALLOC_REPORT", path.to_str().unwrap()),
@@ -332,4 +339,27 @@ fn wipe_at_exit_is_opt_in() {
         "after-exit: wiped=false\n",
         "off by default"
     );
+}
+
+#[test]
+fn the_header_layout_over_system_gives_the_same_verdicts() {
+    // `SecAlloc::with_inner(System)` keeps headers before blocks and the live set in a radix
+    // map, and its roots exclude glibc's heaps instead of the own heap's regions: the
+    // verdicts must not depend on that.
+    for case in [
+        "forget-vec",
+        "two-leaks",
+        "static-box",
+        "list",
+        "rc-cycle",
+        "globals",
+        "named-thread-static",
+        "named-thread-from-thread",
+        "forget-777",
+        "all",
+    ] {
+        let (own, _) = ours(case);
+        let (header, v) = ours_with(common::CASES_HEADER, case);
+        assert_eq!(header, own, "{case} over System: {v}");
+    }
 }

@@ -11,10 +11,11 @@ use crate::config::{
     RUNTIME, UNINIT,
 };
 use crate::corruption::{self, Corruption};
+use crate::heap::tracked;
 use crate::live::{self, Cleared};
 use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
-use crate::{scope, wipe};
+use crate::{scope, wipe, SecHeap};
 
 /// Blocks up to this inner size are zeroed by the allocator itself rather than by the inner
 /// allocator's `alloc_zeroed` (below glibc's smallest mmap threshold, 128 KiB).
@@ -22,10 +23,14 @@ const ZERO_INLINE_MAX: usize = 64 << 10;
 
 /// The tracking, wiping global allocator.
 ///
-/// Wraps [`System`] (or any [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)).
-/// Every block it hands out is zeroed, recorded with its callsite stack, scope and thread,
-/// and guarded by a canary; every block it takes back is checked and wiped before the inner
-/// allocator sees it.
+/// By default ([`new`](SecAlloc::new)) it runs over secalloc's own heap, [`SecHeap`], and
+/// keeps everything it knows about a block — callsite stack, scope, thread, requested size —
+/// in arrays beside the heap's span metadata, apart from user data; the canary sits in the
+/// slot's slack. Over any other [`GlobalAlloc`] given to [`with_inner`](SecAlloc::with_inner)
+/// (including `System`, or an explicit `with_inner(SecHeap::new())`) it puts a 16-byte header
+/// before every block and an 8-byte canary after it. Either way every block it hands out is
+/// zeroed and recorded, and every block it takes back is checked and wiped before the heap
+/// sees it.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -41,38 +46,46 @@ const ZERO_INLINE_MAX: usize = 64 << 10;
 /// static GLOBAL: SecAlloc = SecAlloc::new().wipe(Wipe::Zero).stack_depth(8);
 /// ```
 ///
+/// Over the system allocator instead:
+///
+/// ```no_run
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc<std::alloc::System> =
+///     secalloc::SecAlloc::with_inner(std::alloc::System);
+/// ```
+///
 /// The tracker is process-wide: there is one per process, whichever `SecAlloc` value feeds
 /// it. The configuration of the first `SecAlloc` used wins.
-pub struct SecAlloc<A: GlobalAlloc = System> {
+pub struct SecAlloc<A: GlobalAlloc = SecHeap> {
     inner: A,
     config: Config,
 }
 
-impl SecAlloc<System> {
-    /// A `SecAlloc` over the system allocator with the default configuration: four-pass
+impl SecAlloc<SecHeap> {
+    /// A `SecAlloc` over secalloc's own heap with the default configuration: four-pass
     /// wipe, zero on alloc, 16-frame stacks, canaries, abort on corruption, report to stderr.
+    /// Block metadata lives out of line, beside the heap's span metadata.
     pub const fn new() -> Self {
         let mut config = Config::DEFAULT;
-        // glibc's realloc shrinks in place (or moves whole pages with mremap), never leaving
-        // a copy of the kept bytes behind.
-        config.inner_shrinks_in_place = cfg!(all(target_os = "linux", target_env = "gnu"));
+        config.own_heap = true;
         SecAlloc {
-            inner: System,
+            inner: SecHeap::new(),
             config,
         }
     }
 }
 
-impl Default for SecAlloc<System> {
+impl Default for SecAlloc<SecHeap> {
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<A: GlobalAlloc> SecAlloc<A> {
-    /// A `SecAlloc` over `inner`, with the default configuration. Every `realloc` moves the
+    /// A `SecAlloc` over `inner`, with the default configuration and the header layout (a
+    /// 16-byte header before each block, the canary after it). Every `realloc` moves the
     /// block (alloc, copy, wipe, free), since `inner`'s own `realloc` might free the old block
-    /// without wiping it.
+    /// without wiping it — except over `System` on glibc, whose `realloc` shrinks in place.
     pub const fn with_inner(inner: A) -> Self {
         SecAlloc {
             inner,
@@ -108,7 +121,10 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         self
     }
 
-    /// Whether an 8-byte canary follows every block (default on; `SECALLOC_CANARY=0|1`).
+    /// Whether a canary follows every block (default on; `SECALLOC_CANARY=0|1`): 8 bytes
+    /// after it in the header layout; over the own heap up to 8 bytes in the slot's slack,
+    /// and for blocks that fill their slot, the check of the free slot's first word when it
+    /// is handed out again (see the crate documentation).
     pub const fn canaries(mut self, on: bool) -> Self {
         self.config.canaries = on;
         self
@@ -190,8 +206,22 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 Ok(_) => {
                     RUNTIME.init_thread.store(me, Ordering::Relaxed);
                     let entered = thread::enter();
-                    crate::reach::set_inner(core::any::type_name::<A>());
-                    crate::init::initialise(&self.config);
+                    let inner = core::any::type_name::<A>();
+                    if self.config.own_heap || inner == core::any::type_name::<SecHeap>() {
+                        tracked::init_before_tracker();
+                    }
+                    crate::reach::set_inner(if self.config.own_heap {
+                        crate::reach::OWN_HEAP
+                    } else {
+                        inner
+                    });
+                    let mut config = self.config;
+                    // glibc's realloc shrinks in place (or moves whole pages with mremap),
+                    // never leaving a copy of the kept bytes behind.
+                    config.inner_shrinks_in_place = !config.own_heap
+                        && inner == core::any::type_name::<System>()
+                        && cfg!(all(target_os = "linux", target_env = "gnu"));
+                    crate::init::initialise(&config);
                     RUNTIME.state.store(READY, Ordering::Release);
                     if entered {
                         thread::leave();
@@ -211,52 +241,20 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
     }
 
-    #[inline(always)]
-    fn capture(&self, ts: &mut ThreadState) -> u32 {
-        let depth = RUNTIME.stack_depth();
-        if depth == 0 {
-            return NO_STACK;
-        }
-        let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
-        // A chain that breaks right after the allocator's own callers means the calling code
-        // has no frame pointers (a walk ending in the C runtime's frames is normal).
-        if w.bad_frame && w.len < 3 {
-            bump(&ts.counters.bad_frames, 1);
-        }
-        if w.len == 0 {
-            return NO_STACK;
-        }
-        stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
-    }
-
     /// Allocates a block. `zero`: zero the user bytes (otherwise left as the inner allocator
     /// returned them).
     #[inline(always)]
     unsafe fn alloc_block(&self, layout: Layout, zero: bool) -> *mut u8 {
         self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { crate::own::alloc(layout, zero) };
+        }
         let canary = RUNTIME.canaries();
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let tracked = thread::enter();
-        let mut meta = Meta {
-            size: layout.size(),
-            align_log2: layout.align().trailing_zeros(),
-            stack: INTERNAL,
-            scope: 0,
-            thread: 0,
-        };
-        let mut ts: *mut ThreadState = ptr::null_mut();
-        if tracked {
-            ts = thread::current();
-            meta.scope = scope::current();
-            meta.stack = NO_STACK;
-            // SAFETY: `ts` is null or this thread's own state, used only by this thread.
-            if let Some(ts) = unsafe { ts.as_mut() } {
-                meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
-                meta.stack = self.capture(ts);
-            }
-        }
+        let (tracked, meta, ts) = begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -304,22 +302,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             thread::leave();
         }
         user
-    }
-
-    /// Reports a free of an address that is not live, then aborts or (configured) returns.
-    #[cold]
-    #[inline(never)]
-    fn bad_free(&self, user: *mut u8, layout: Layout) {
-        let kind = match thread::find_recent_free(user as usize) {
-            Some((stack, size)) => Corruption::DoubleFree {
-                alloc_stack: stack,
-                size,
-            },
-            None => Corruption::InvalidFree {
-                size: layout.size(),
-            },
-        };
-        corruption::report(kind, user as usize);
     }
 
     /// Validates a block being freed (already out of the live set). Returns its header, or
@@ -415,7 +397,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         match live::clear_live(user as usize, free_marker(ts)) {
             Cleared::WasLive | Cleared::Unindexed => {}
             Cleared::NotLive => {
-                self.bad_free(user, layout);
+                bad_free(user, layout);
                 return done(ptr::null_mut());
             }
         }
@@ -467,6 +449,105 @@ impl<A: GlobalAlloc> SecAlloc<A> {
     }
 }
 
+/// Enters the tracker and describes a block of `layout` about to be allocated:
+/// `(tracked, meta, this thread's state)`. Untracked (the allocator's own) blocks get the
+/// `INTERNAL` stack; a tracked caller must `thread::leave` when done.
+#[inline(always)]
+pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
+    let tracked = thread::enter();
+    let mut meta = Meta {
+        size: layout.size(),
+        align_log2: layout.align().trailing_zeros(),
+        stack: INTERNAL,
+        scope: 0,
+        thread: 0,
+    };
+    let mut ts: *mut ThreadState = ptr::null_mut();
+    if tracked {
+        ts = thread::current();
+        meta.scope = scope::current();
+        meta.stack = NO_STACK;
+        // SAFETY: `ts` is null or this thread's own state, used only by this thread.
+        if let Some(ts) = unsafe { ts.as_mut() } {
+            meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
+            meta.stack = capture(ts);
+        }
+    }
+    (tracked, meta, ts)
+}
+
+#[inline(always)]
+fn capture(ts: &mut ThreadState) -> u32 {
+    let depth = RUNTIME.stack_depth();
+    if depth == 0 {
+        return NO_STACK;
+    }
+    let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
+    // A chain that breaks right after the allocator's own callers means the calling code
+    // has no frame pointers (a walk ending in the C runtime's frames is normal).
+    if w.bad_frame && w.len < 3 {
+        bump(&ts.counters.bad_frames, 1);
+    }
+    if w.len == 0 {
+        return NO_STACK;
+    }
+    stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
+}
+
+/// Reports a free of an address that is not live, then aborts or (configured) returns.
+#[cold]
+#[inline(never)]
+pub(crate) fn bad_free(user: *mut u8, layout: Layout) {
+    let kind = match thread::find_recent_free(user as usize) {
+        Some((stack, size)) => Corruption::DoubleFree {
+            alloc_stack: stack,
+            size,
+        },
+        None => Corruption::InvalidFree {
+            size: layout.size(),
+        },
+    };
+    corruption::report(kind, user as usize);
+}
+
+/// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free) with `alloc`
+/// (`(layout, zero)`) and `dealloc`. `own_heap`: `alloc` hands out zeroed slots for free.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`; `alloc` and `dealloc` are the allocator's own.
+#[inline(always)]
+pub(crate) unsafe fn realloc_move(
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    own_heap: bool,
+    alloc: impl Fn(Layout, bool) -> *mut u8,
+    dealloc: impl Fn(*mut u8, Layout),
+) -> *mut u8 {
+    // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
+    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    let keep = layout.size().min(new_size);
+    let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
+    // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
+    // pages from the kernel are not written), so the capacity the program has not used
+    // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
+    // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
+    let large = zero_tail && (new_size > ZERO_INLINE_MAX || own_heap);
+    let new = alloc(new_layout, large);
+    if new.is_null() {
+        return new;
+    }
+    // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
+    unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
+    if zero_tail && !large {
+        // SAFETY: new holds new_size bytes.
+        unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
+    }
+    dealloc(ptr, layout);
+    count_moved_realloc();
+    new
+}
+
 /// The calling thread's live-set free marker, if it has a state.
 #[inline(always)]
 fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::AtomicU64> {
@@ -475,7 +556,7 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
 }
 
 #[inline(always)]
-fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
     match ts {
         Some(ts) => {
             bump(&ts.counters.alloc_bytes, size as u64);
@@ -494,7 +575,7 @@ fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
 }
 
 #[inline(always)]
-fn account_free(
+pub(crate) fn account_free(
     ts: Option<&mut ThreadState>,
     user: usize,
     meta: &Meta,
@@ -528,7 +609,7 @@ fn account_free(
     }
 }
 
-fn account_realloc_in_place(
+pub(crate) fn account_realloc_in_place(
     ts: Option<&mut ThreadState>,
     meta: &Meta,
     old: usize,
@@ -590,6 +671,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             return;
         }
         self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { crate::own::dealloc(ptr, layout) };
+        }
         let tracked = thread::enter();
         let ts = thread::for_free(tracked);
         match live::clear_live(ptr as usize, free_marker(ts)) {
@@ -602,7 +687,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
                     }
                 }
             }
-            Cleared::NotLive => self.bad_free(ptr, layout),
+            Cleared::NotLive => bad_free(ptr, layout),
         }
         if tracked {
             thread::leave();
@@ -612,6 +697,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.ready();
+        if self.config.own_heap {
+            // SAFETY: forwarded contract.
+            return unsafe { crate::own::realloc(ptr, layout, new_size) };
+        }
         if new_size == layout.size() && live::is_live(ptr as usize) {
             return ptr;
         }
@@ -631,33 +720,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             // Shrink refused by the inner allocator: fall through to a move.
         }
         if live::indexable(ptr as usize) && !live::is_live(ptr as usize) {
-            self.bad_free(ptr, layout);
+            bad_free(ptr, layout);
             return ptr::null_mut();
         }
-        // SAFETY: the caller guarantees new_size, rounded to layout.align(), does not overflow.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let keep = layout.size().min(new_size);
-        let zero_tail = new_size > keep && RUNTIME.zero_on_alloc();
-        // A large grown block comes zeroed from the inner allocator (`alloc_zeroed`: fresh
-        // pages from the kernel are not written), so the capacity the program has not used
-        // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
-        // `keep` below.
-        let large = zero_tail && new_size > ZERO_INLINE_MAX;
-        // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
-        let new = unsafe { self.alloc_block(new_layout, large) };
-        if new.is_null() {
-            return new;
+        // SAFETY: forwarded contract; the closures are this allocator's own alloc and free.
+        unsafe {
+            realloc_move(
+                ptr,
+                layout,
+                new_size,
+                false,
+                // SAFETY: realloc_move passes valid, non-zero-sized layouts.
+                |l, z| self.alloc_block(l, z),
+                // SAFETY: realloc_move frees the block it was given, once.
+                |p, l| self.dealloc(p, l),
+            )
         }
-        // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
-        unsafe { ptr::copy_nonoverlapping(ptr, new, keep) };
-        if zero_tail && !large {
-            // SAFETY: new holds new_size bytes.
-            unsafe { ptr::write_bytes(new.add(keep), 0, new_size - keep) };
-        }
-        // SAFETY: ptr was returned by us with `layout` and is still live.
-        unsafe { self.dealloc(ptr, layout) };
-        count_moved_realloc();
-        new
     }
 }
 

@@ -70,6 +70,9 @@ pub(crate) struct Config {
     /// Whether the inner allocator's `realloc` is known to shrink in place without leaving a
     /// copy behind (true for `System` on glibc). Otherwise every realloc moves.
     pub inner_shrinks_in_place: bool,
+    /// Whether the tracker keeps block metadata out of line in secalloc's own heap (set by
+    /// [`SecAlloc::new`](crate::SecAlloc::new)); otherwise the header layout over the inner.
+    pub own_heap: bool,
 }
 
 /// The deepest stack that can be recorded.
@@ -94,6 +97,7 @@ impl Config {
         leak_exitcode: None,
         wipe_at_exit: false,
         inner_shrinks_in_place: false,
+        own_heap: false,
     };
 
     /// Applies the `SECALLOC_*` environment variables. Keywords are matched without regard to

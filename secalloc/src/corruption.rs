@@ -25,6 +25,15 @@ pub(crate) enum Corruption {
         expected: u64,
         found: u64,
     },
+    /// A free slot of the own heap was written to (found when handing it out again: its
+    /// first word is no longer the zero the wipe left): an overflow out of the block before
+    /// it, or a write after free.
+    FreeSlotWritten {
+        slot_size: usize,
+        found: u64,
+        before_stack: Option<u32>,
+        before_size: usize,
+    },
     /// Freed with a layout that differs from the one it was allocated with.
     LayoutMismatch {
         alloc_stack: u32,
@@ -97,6 +106,28 @@ pub(crate) fn report(kind: Corruption, addr: usize) {
             let _ = writeln!(w, ")");
             Some(alloc_stack)
         }
+        Corruption::FreeSlotWritten {
+            slot_size,
+            found,
+            before_stack,
+            before_size,
+        } => {
+            let _ = write!(
+                w,
+                "the free {slot_size}-byte slot at {addr:#x} was written while free (an overflow out of the block before it, or a write after free): expected "
+            );
+            hex8(&mut w, 0);
+            let _ = write!(w, ", found ");
+            hex8(&mut w, found);
+            let _ = writeln!(w, ")");
+            if before_stack.is_some() {
+                let _ = writeln!(
+                    w,
+                    "  the block before it ({before_size} bytes) was allocated at the stack below"
+                );
+            }
+            before_stack
+        }
         Corruption::LayoutMismatch {
             alloc_stack,
             size,
@@ -125,7 +156,11 @@ pub(crate) fn report(kind: Corruption, addr: usize) {
             Some(_) => out.push_str("  allocated at: (no stack recorded)\n"),
             None => {}
         }
-        out.push_str("  bad free at:\n");
+        out.push_str(if matches!(kind, Corruption::FreeSlotWritten { .. }) {
+            "  detected at:\n"
+        } else {
+            "  bad free at:\n"
+        });
         if n == 0 {
             out.push_str("    (no stack: this binary has no frame pointers)\n");
         } else {

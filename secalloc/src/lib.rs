@@ -1,14 +1,13 @@
 //! A tracking, wiping global allocator.
 //!
-//! `SecAlloc` wraps the system allocator (or any [`GlobalAlloc`](core::alloc::GlobalAlloc))
-//! and, for every allocation of the program:
+//! `SecAlloc` runs over secalloc's own heap, [`SecHeap`] (or over any
+//! [`GlobalAlloc`](core::alloc::GlobalAlloc) given to [`SecAlloc::with_inner`], such as
+//! `System`) and, for every allocation of the program:
 //!
 //! - records it with a deduplicated callsite stack, its scope and thread;
 //! - hands it out zeroed;
-//! - checks it on free (canary after the block, checked header before it, live-set lookup
-//!   for double and invalid frees) and aborts with both callsites on corruption (the live set
-//!   takes no locked instruction, so two threads freeing the same block at the very same
-//!   instant may both pass; a double free in any other order is caught);
+//! - checks it on free (canary after the block, layout, double and invalid frees) and aborts
+//!   with both callsites on corruption;
 //! - wipes every freed byte in four passes (`0x00`, `0xFF`, random, `0x00`) that no optimiser
 //!   can remove;
 //! - keeps live statistics ([`stats`]), per-operation figures ([`scope`]), and prints a leak
@@ -30,11 +29,29 @@
 //! # The own heap
 //!
 //! [`SecHeap`] is secalloc's own heap: size-class spans with all metadata out of line, per-thread
-//! heaps, exact double-free checks, large blocks mapped with a guard page. It will become the
-//! default inner of [`SecAlloc::new`]; today it is used alone or under the tracker with
-//! `SecAlloc::with_inner(SecHeap::new())`. On the benchmark suite's real-work loads the heap
-//! alone takes 0.6–1.0× the system allocator's time, and the tracker over it 5–20% less time
-//! than over `System` (BENCHMARKS.md).
+//! heaps, exact double-free checks, large blocks mapped with a guard page. It is the default
+//! inner of [`SecAlloc::new`], which keeps nothing next to user data either:
+//!
+//! - each block's record (requested size, alignment, stack id, scope, thread) lives in an
+//!   array beside the span metadata, in a mapping of its own (16 bytes a slot, backed only
+//!   where slots are in use); a directly mapped block keeps its record in a table;
+//! - the live set is the spans' bitmaps: freeing a free slot is a double free, detected
+//!   exactly and reported with the block's allocation stack;
+//! - the canary goes in the slot's slack after the block (up to 8 bytes, free of cost). A
+//!   block that fills its slot exactly has none; instead a freed block is wiped (its bytes
+//!   and canary, ending in zeros, so the whole slot is zero again) and the slot's first word
+//!   is checked when the slot is handed out again: a write into a free slot (an overflow out of the block before it, a write after
+//!   free) is reported then. So no size is pushed up a class for a canary;
+//! - a wiped or fresh slot is already zero, so allocations are zeroed without a `memset`
+//!   (with `Wipe::Off` the heap zeroes a reused slot instead);
+//! - `realloc` within the block's class stays in place (the bytes given up are wiped, the
+//!   bytes gained zeroed).
+//!
+//! [`SecAlloc::with_inner`] takes any other inner (`System`, mimalloc, or `SecHeap` itself)
+//! and puts a 16-byte header before each block and the 8-byte canary after it, with the
+//! live set in a radix map (no locked instruction: two threads freeing the same block at the
+//! very same instant may both pass; a double free in any other order is caught). Figures:
+//! BENCHMARKS.md.
 //!
 //! # Frame pointers
 //!
@@ -96,7 +113,7 @@
 //! never saw, such as those std takes from `System` directly); of the rest, blocks pointed
 //! to only from lost blocks are *indirectly lost* and the others *definitely lost*.
 //! Because freed memory is wiped, stale pointers in freed chunks cannot make a lost block
-//! look reachable. The roots are exact over `System` (glibc) and `mimalloc`; over another
+//! look reachable. The roots are exact over the own heap, `System` (glibc) and `mimalloc`; over another
 //! inner allocator, [`LeakReport::roots_note`] says what may be off. [`leak_check`] runs
 //! the same classification on demand (then the calling thread's live frames are roots).
 //!
@@ -140,11 +157,13 @@ mod alloc;
 mod block;
 mod config;
 mod corruption;
-mod heap;
+pub(crate) mod heap;
 mod init;
 mod json;
 mod live;
+mod own;
 mod reach;
+mod reader;
 mod report;
 mod scope;
 mod stack;
@@ -249,7 +268,7 @@ pub fn is_installed() -> bool {
     }
     let probe = Box::new(0u64);
     let addr = &*probe as *const u64 as usize;
-    let yes = live::is_live(addr);
+    let yes = live::is_live(addr) || crate::heap::tracked::is_live(addr);
     drop(core::hint::black_box(probe));
     yes
 }

@@ -33,7 +33,7 @@
 //! look reachable. Stale words in live memory can: memcheck skips stack words never written
 //! (it tracks definedness), we read them, so the verdict errs on the side of "reachable".
 
-use crate::live;
+use crate::reader::Reader;
 use crate::report::Block;
 
 /// How a block live at exit relates to the program's roots.
@@ -529,18 +529,6 @@ pub(crate) enum OwnStack {
     ExitCallers,
 }
 
-/// Whether the block `b` of the snapshot is still live, and still the same allocation (not
-/// freed and another one made at its address).
-fn still_the_same_block(session: &live::ReadSession, b: &Block) -> bool {
-    if !session.pin(b.addr) {
-        return false;
-    }
-    // SAFETY: the block is live and pinned, so its header is readable.
-    let meta = unsafe { crate::block::read_header(b.addr as *const u8) };
-    session.unpin(b.addr);
-    meta.is_some_and(|m| m.size == b.size && m.stack == b.stack && m.scope == b.scope)
-}
-
 /// A leak check's verdicts, and what it could not know about its roots.
 pub(crate) struct Verdicts {
     /// One kind per tracked block; `None` for a block freed while the check ran.
@@ -552,6 +540,10 @@ pub(crate) struct Verdicts {
 /// The inner allocator's type name, recorded at initialisation.
 static INNER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
+/// What [`set_inner`] records for `SecAlloc::new()`: the tracker over its own heap, with
+/// block metadata out of line.
+pub(crate) const OWN_HEAP: &str = "secalloc::SecHeap (own heap, metadata out of line)";
+
 /// Records the inner allocator's type (for the report's note on unknown inners).
 pub(crate) fn set_inner(name: &'static str) {
     let _ = INNER.set(name);
@@ -562,7 +554,8 @@ pub(crate) fn set_inner(name: &'static str) {
 /// segment headers, never at blocks, and secalloc's own heap, whose span reservation is one
 /// of the allocator's own regions and whose metadata holds no block address.
 fn inner_is_known(name: &str) -> bool {
-    name == "std::alloc::System"
+    name == OWN_HEAP
+        || name == "std::alloc::System"
         || name.starts_with("mimalloc::")
         || name == core::any::type_name::<crate::SecHeap>()
 }
@@ -580,8 +573,17 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
     }
     let mut buf = vec![0u8; 64 << 10];
     let maps = split_glibc_heaps(mappings());
-    // Every block of ours, tracked or the allocator's own, by address.
-    let mut ours: Vec<usize> = tracked.iter().chain(internal).map(|b| b.addr).collect();
+    // Every block of ours in an inner allocator's memory (the header layout), tracked or
+    // the allocator's own, by address. The own heap's memory is known exactly instead: its
+    // span reservation and metadata are the allocator's own regions (skipped below), its
+    // directly mapped blocks are skipped block by block, so a mapping the kernel merged
+    // with one of them is still scanned.
+    let mut ours: Vec<usize> = tracked
+        .iter()
+        .chain(internal)
+        .filter(|b| b.source == crate::reader::Source::Header)
+        .map(|b| b.addr)
+        .collect();
     ours.sort_unstable();
     let holds_ours = |s: usize, e: usize| {
         let i = ours.partition_point(|&a| a < s);
@@ -698,9 +700,9 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
         });
     }
     // Everything reachable from the roots.
-    let session = live::read_session();
+    let reader = Reader::new();
     let mut ctx = Flood {
-        session: &session,
+        reader: &reader,
         index: &index,
         tracked,
         buf: &mut buf,
@@ -736,7 +738,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
     // runtime's workers tearing down) lost its pointers because it was freed: not a leak,
     // and no longer live.
     for (b, k) in tracked.iter().zip(kinds.iter_mut()) {
-        if !still_the_same_block(&session, b) {
+        if !reader.still_the_same(b) {
             *k = None;
         }
     }
@@ -748,7 +750,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
 
 /// Scans nodes' interiors.
 struct Flood<'a> {
-    session: &'a live::ReadSession,
+    reader: &'a Reader,
     index: &'a Index,
     tracked: &'a [Block],
     buf: &'a mut [u8],
@@ -782,16 +784,14 @@ impl Flood<'_> {
                 continue;
             }
             let b = self.tracked[n.tracked];
-            if !self.session.pin(b.addr) {
-                continue;
-            }
-            for k in 0..b.size / 8 {
-                // SAFETY: the block is live and pinned (it cannot be freed meanwhile) and
-                // holds `size` readable bytes; we read aligned words inside it.
-                let v = unsafe { (b.addr as *const usize).add(k).read_volatile() };
-                visit(v);
-            }
-            self.session.unpin(b.addr);
+            self.reader.with_block(&b, |p, size| {
+                for k in 0..size / 8 {
+                    // SAFETY: the block is held (it stays mapped meanwhile) and holds `size`
+                    // readable bytes; we read aligned words inside it.
+                    let v = unsafe { (p as *const usize).add(k).read_volatile() };
+                    visit(v);
+                }
+            });
         }
     }
 }
@@ -829,6 +829,7 @@ mod tests {
 
     #[test]
     fn known_inner_allocators() {
+        assert!(inner_is_known(OWN_HEAP));
         assert!(inner_is_known("std::alloc::System"));
         assert!(inner_is_known("mimalloc::MiMalloc"));
         assert!(inner_is_known(core::any::type_name::<crate::SecHeap>()));

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use crate::block;
 use crate::config::{ReportDest, ReportFormat, RUNTIME};
 use crate::json::JsonWriter;
-use crate::live;
 use crate::reach::LeakKind;
-use crate::stack::{INTERNAL, NO_STACK};
+use crate::reader::{Reader, Source};
+use crate::stack::NO_STACK;
 use crate::symbolize::{Frame, Symbolizer};
 use crate::sys::SpinLock;
 use crate::Stats;
@@ -17,13 +16,15 @@ use crate::Stats;
 /// Serialises snapshots (and keeps `fork` from splitting one).
 static SNAPSHOT: SpinLock<()> = SpinLock::new(());
 
-/// A live block, as read from its header while pinned.
+/// A live block, as read from its header while pinned or from its own-heap record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Block {
     pub addr: usize,
     pub size: usize,
     pub stack: u32,
     pub scope: u16,
+    /// Where it lives (and how a reader holds it).
+    pub source: Source,
 }
 
 /// Reads every live block the allocator tracks (not its own). Must run untracked.
@@ -39,28 +40,19 @@ pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
     let live = crate::stats().live_blocks as usize;
     let mut tracked = Vec::with_capacity(live + live / 8 + 64);
     let mut internal = Vec::with_capacity(64);
-    let session = live::read_session();
-    live::for_each_live(|addr| {
-        if session.pin(addr) {
-            // SAFETY: the block is live and pinned: it cannot be freed until unpin, so its
-            // header is readable.
-            let meta = unsafe { block::read_header(addr as *const u8) };
-            session.unpin(addr);
-            if let Some(m) = meta {
-                let b = Block {
-                    addr,
-                    size: m.size,
-                    stack: m.stack,
-                    scope: m.scope,
-                };
-                if m.stack == INTERNAL {
-                    internal.push(b);
-                } else {
-                    tracked.push(b);
-                }
-            }
+    let reader = Reader::new();
+    reader.for_each(|b, internal_block| {
+        if internal_block {
+            internal.push(b);
+        } else {
+            tracked.push(b);
         }
     });
+    // The header layout's blocks come in address order, then the own heap's (slots in
+    // address order, then directly mapped blocks): one order for the classifier.
+    if tracked.windows(2).any(|w| w[0].addr > w[1].addr) {
+        tracked.sort_unstable_by_key(|b| b.addr);
+    }
     (tracked, internal)
 }
 
@@ -877,11 +869,11 @@ fn write_report_file(
 fn wipe_live_blocks() {
     let (tracked, _) = snapshot_all();
     let mode = RUNTIME.wipe();
-    let session = live::read_session();
+    let reader = Reader::new();
     for b in tracked {
-        if session.pin(b.addr) {
-            // SAFETY: the block is live and pinned: its `size` bytes stay mapped until unpin.
-            let bytes = unsafe { core::slice::from_raw_parts_mut(b.addr as *mut u8, b.size) };
+        reader.with_block(&b, |p, size| {
+            // SAFETY: the block is held: its `size` bytes stay mapped meanwhile.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(p, size) };
             crate::__bench::wipe(
                 bytes,
                 if mode == crate::Wipe::Off {
@@ -890,8 +882,7 @@ fn wipe_live_blocks() {
                     mode
                 },
             );
-            session.unpin(b.addr);
-        }
+        });
     }
 }
 
@@ -947,6 +938,7 @@ mod tests {
             size,
             stack,
             scope,
+            source: crate::reader::Source::Header,
         }
     }
 

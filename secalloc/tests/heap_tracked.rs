@@ -1,111 +1,121 @@
-//! The tracker over `SecHeap` (`SecAlloc::with_inner(SecHeap::new())`): the randomised
-//! multi-thread workout with every freed byte wiped and the statistics exact afterwards, and
-//! a leak report at exit with the right verdicts (in a child process: this binary re-runs
-//! itself with `HEAP_TEST_CHILD`).
+//! The tracker over its own heap (`SecAlloc::new()`: block metadata out of line): the
+//! randomised multi-thread workout (random sizes and alignments, realloc, cross-thread frees,
+//! forks meanwhile) with every fresh byte zero, every freed byte wiped and the statistics
+//! exact afterwards, and a leak report at exit with the right verdicts (in a child process:
+//! this binary re-runs itself with `HEAP_TEST_CHILD`). `heap_tracked_header.rs` runs the
+//! same cases over `SecAlloc::with_inner(SecHeap::new())`, the header layout.
 
 mod heap_common;
 
-use std::process::Command;
-
 #[global_allocator]
-static GLOBAL: secalloc::SecAlloc<secalloc::SecHeap> =
-    secalloc::SecAlloc::with_inner(secalloc::SecHeap::new());
+static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new();
 
-/// Serialises the tests that read freed memory of this thread's heap.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+include!("heap_tracked_cases/mod.rs");
 
-/// Runs in a child process of its own, so no other test allocates meanwhile.
-fn workout_case() {
-    assert!(secalloc::is_installed());
-    // Warm up what the workout allocates once (thread and channel machinery), then measure.
-    heap_common::workout(99, 2, 100);
-    let before = secalloc::stats();
-    heap_common::workout(5, 4, 3000);
-    let after = secalloc::stats();
-    let allocations = after.total_allocations - before.total_allocations;
-    assert!(allocations > 5_000, "only {allocations} allocations");
-    assert_eq!(after.live_blocks, before.live_blocks, "live blocks");
-    assert_eq!(after.live_bytes, before.live_bytes, "live bytes");
-    assert!(after.wiped_bytes > before.wiped_bytes);
-    println!("stats exact after {allocations} allocations");
-}
-
-#[test]
-fn workout_over_the_own_heap_keeps_blocks_intact_and_stats_exact() {
-    let (code, stdout, stderr) = child("workout");
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("stats exact after "), "{stdout}");
-}
-
-#[test]
-fn blocks_freed_to_the_own_heap_are_wiped() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Slots of the own heap stay mapped after a free (only directly mapped blocks, above
-    // 256 KiB, are unmapped), so the freed bytes can be read back: the tracker wiped them
-    // before the heap took the slot back.
-    for size in [24usize, 200, 4000, 100_000] {
-        let v = std::hint::black_box(vec![0x5Au8; size]);
-        let p = v.as_ptr();
-        drop(v);
-        let stale = (0..size)
-            // SAFETY: the slot is still mapped (see above); volatile reads of freed memory
-            // are what this test is about, and nothing else runs on this heap meanwhile
-            // (the tests are serialised and this thread's heap is its own).
-            .filter(|&i| unsafe { p.add(i).read_volatile() } != 0)
-            .count();
-        assert_eq!(stale, 0, "size {size}: {stale} bytes not wiped");
+/// The cases only the own heap's out-of-line layout has (run by `child_entry`).
+fn extra_child_case(case: &str) -> bool {
+    match case {
+        "write-after-free" => write_after_free_of_an_exact_fit_block(),
+        "slack-overflow" => overflow_into_a_short_slack(),
+        _ => return false,
     }
+    true
 }
-
-static KEPT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 
 #[inline(never)]
-fn leak_case() {
-    let lost = Box::new([7u8; 100]);
-    std::mem::forget(std::hint::black_box(lost));
-    KEPT.set(vec![1u8; 300]).unwrap();
-}
-
-#[test]
-fn child_entry() {
-    match std::env::var("HEAP_TEST_CHILD").as_deref() {
-        Ok("leak") => leak_case(),
-        Ok("workout") => workout_case(),
-        _ => return,
+fn write_after_free_of_an_exact_fit_block() {
+    // 32 bytes fill a 32-byte slot exactly: no slack, no canary. The slot is wiped on free;
+    // a write to it afterwards is found when the heap hands it out again.
+    let victim = std::hint::black_box(Box::new([5u8; 32]));
+    let p = Box::into_raw(victim);
+    // SAFETY: a valid free of the box.
+    drop(unsafe { Box::from_raw(p) });
+    // SAFETY: deliberately writes to the freed slot (the bug under test); the slot stays
+    // mapped, so the process stays memory-safe until the allocator reports it.
+    unsafe { (p as *mut u8).add(3).write_volatile(0x77) };
+    let mut kept = Vec::new();
+    for _ in 0..10_000 {
+        kept.push(std::hint::black_box(Box::new([1u8; 32])));
     }
-    std::process::exit(0);
+    println!("not caught");
 }
 
-fn child(case: &str) -> (Option<i32>, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("HEAP_TEST_CHILD", case)
-        .env("SECALLOC_REPORT_FORMAT", "text")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+#[inline(never)]
+fn overflow_into_a_short_slack() {
+    // 30 bytes in a 32-byte slot: a 2-byte canary in the slack.
+    let mut v: Vec<u8> = std::hint::black_box(Vec::with_capacity(30));
+    v.resize(30, 1);
+    let p = v.as_mut_ptr();
+    // SAFETY: deliberately writes one byte past the block (into its slot's slack).
+    unsafe { p.add(30).write_volatile(0x41) };
+    drop(v);
+    println!("not caught");
 }
 
 #[test]
-fn exit_report_over_the_own_heap_finds_the_lost_block() {
-    let (code, _, stderr) = child("leak");
-    assert_eq!(code, Some(0), "{stderr}");
-    // The forgotten box is a direct leak from `leak_case`; the vector in the static is
-    // still reachable and not listed.
-    let lines: Vec<&str> = stderr.lines().collect();
-    let i = lines
-        .iter()
-        .position(|l| l.starts_with("Direct leak of 100 byte(s) in 1 block(s) allocated from:"))
-        .unwrap_or_else(|| panic!("no direct leak of the box in {stderr}"));
+fn a_write_to_a_free_exact_fit_slot_is_caught_when_it_is_handed_out_again() {
+    let (code, stdout, stderr) = child("write-after-free");
+    assert_eq!(code, None, "killed by SIGABRT: {stdout}{stderr}");
+    let re = regex::Regex::new(
+        r"(?m)^secalloc: heap corruption: the free 32-byte slot at 0x[0-9a-f]+ was written while free \(an overflow out of the block before it, or a write after free\): expected 00 00 00 00 00 00 00 00, found 00 00 00 77 00 00 00 00\)$",
+    )
+    .unwrap();
+    assert!(re.is_match(&stderr), "{stderr}");
+    assert!(stderr.contains("  detected at:"), "{stderr}");
+    assert!(!stdout.contains("not caught"));
+}
+
+#[test]
+fn an_overflow_into_a_two_byte_slack_is_caught_on_free() {
+    let (code, stdout, stderr) = child("slack-overflow");
+    assert_eq!(code, None, "killed by SIGABRT: {stdout}{stderr}");
+    let re = regex::Regex::new(
+        r"(?m)^secalloc: heap corruption: buffer overflow past the end of the 30-byte block at 0x[0-9a-f]+: canary overwritten \(expected 00 [0-9a-f]{2} 00 00 00 00 00 00, found 41 [0-9a-f]{2} 00 00 00 00 00 00\)$",
+    )
+    .unwrap();
+    assert!(re.is_match(&stderr), "{stderr}");
     assert!(
-        lines[i + 1].contains(" in heap_tracked::leak_case "),
+        stderr.contains("in heap_tracked::overflow_into_a_short_slack"),
         "{stderr}"
     );
-    assert!(!stderr.contains("leak of 300 byte(s)"), "{stderr}");
-    // The own heap is an inner whose metadata the leak check knows: no caveat.
-    assert!(!stderr.contains("secalloc: note:"), "{stderr}");
+    assert!(!stdout.contains("not caught"));
+}
+
+#[test]
+fn realloc_within_a_class_stays_in_place_wiping_and_zeroing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::alloc::{alloc, dealloc, realloc, Layout};
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: plain allocation calls with valid layouts; every pointer is used only while
+    // live, except the volatile read-back of a shrunk tail inside the same live slot.
+    let scope = secalloc::Scope::new("heap_tracked.realloc_in_place");
+    let _in = scope.enter();
+    unsafe {
+        let p = alloc(l);
+        std::ptr::write_bytes(p, 0xCD, 100);
+        // 100 -> 110 bytes: the same 112-byte class.
+        let q = realloc(p, l, 110);
+        assert_eq!(q, p, "grown in place");
+        assert!((0..100).all(|i| *q.add(i) == 0xCD));
+        assert!(
+            (100..110).all(|i| *q.add(i) == 0),
+            "the gained bytes are zero"
+        );
+        // 110 -> 97 bytes: still the same class; the bytes given up are wiped.
+        std::ptr::write_bytes(q, 0xEE, 110);
+        let r = realloc(q, Layout::from_size_align(110, 8).unwrap(), 97);
+        assert_eq!(r, p, "shrunk in place");
+        // Past the new end: the canary (8 bytes), then wiped bytes.
+        assert!(
+            (105..112).all(|i| r.add(i).read_volatile() == 0),
+            "tail wiped"
+        );
+        assert_eq!(scope.live().live_bytes, 97);
+        assert_eq!(scope.live().live_blocks, 1);
+        // 97 -> 200 bytes: another class; the block moves.
+        let s = realloc(r, Layout::from_size_align(97, 8).unwrap(), 200);
+        assert_ne!(s, p);
+        assert!((0..97).all(|i| *s.add(i) == 0xEE));
+        dealloc(s, Layout::from_size_align(200, 8).unwrap());
+    }
 }

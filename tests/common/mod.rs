@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 pub const CASES: &str = env!("CARGO_BIN_EXE_leak_cases");
 pub const CASES_SYSTEM: &str = env!("CARGO_BIN_EXE_leak_cases_system");
+/// The cases with `SecAlloc::with_inner(System)`: the header layout.
+pub const CASES_HEADER: &str = env!("CARGO_BIN_EXE_leak_cases_header");
 
 /// Runs `leak_cases CASE` with `env`, failing the test if it takes over a minute.
 pub fn run_case(case: &str, env: &[(&str, &str)]) -> Output {
@@ -16,7 +18,17 @@ pub fn run_case(case: &str, env: &[(&str, &str)]) -> Output {
 
 /// Like [`run_case`], with `dir` as the working directory.
 pub fn run_case_in(dir: &std::path::Path, case: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(CASES);
+    run_bin_case_in(CASES, dir, case, env)
+}
+
+/// Like [`run_case_in`], with the cases binary `bin`.
+pub fn run_bin_case_in(
+    bin: &str,
+    dir: &std::path::Path,
+    case: &str,
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = Command::new(bin);
     cmd.arg(case)
         .current_dir(dir)
         .env_remove("SECALLOC_REPORT")

@@ -29,6 +29,8 @@
 //! a pointer into the middle of a block) stops the process with a message on stderr.
 
 mod class;
+pub(crate) mod slots;
+pub(crate) mod tracked;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -104,6 +106,9 @@ struct Span {
     owner: AtomicPtr<Heap>,
     /// The span's first byte (fixed when its segment is set up).
     base: AtomicUsize,
+    /// Owner: whether the span last served an untracked class (whose freed slots are not
+    /// wiped), so a tracked class taking it must zero what was used.
+    untracked_dirty: AtomicBool,
 }
 
 /// Metadata of one segment.
@@ -119,8 +124,9 @@ struct Segment {
 /// One thread's heap.
 #[repr(C)]
 struct Heap {
-    /// Per class: the first span with free slots.
-    bins: [AtomicPtr<Span>; NCLASSES],
+    /// Per class: the first span with free slots; classes `NCLASSES..` are the tracker's
+    /// (spans whose slots have records in [`slots`]).
+    bins: [AtomicPtr<Span>; 2 * NCLASSES],
     /// Spans that other threads freed into (a push-only list taken whole by the owner).
     remote: AtomicPtr<Span>,
     /// Per span size: the segment spans are being carved from.
@@ -225,7 +231,7 @@ fn init_once() -> bool {
     let meta = sys::map_zeroed((len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>());
     let large = sys::map_zeroed(LARGE_SLOTS * core::mem::size_of::<(usize, usize)>());
     let orphan = sys::map_zeroed(core::mem::size_of::<Heap>());
-    if meta.is_null() || large.is_null() || orphan.is_null() {
+    if meta.is_null() || large.is_null() || orphan.is_null() || !slots::reserve(len) {
         return false;
     }
     let mut key: libc::pthread_key_t = 0;
@@ -469,6 +475,9 @@ fn new_segment(shift: u32) -> *mut Segment {
     {
         return ptr::null_mut();
     }
+    if !slots::commit_segment(i) {
+        return ptr::null_mut();
+    }
     let m = seg_meta(i);
     // SAFETY: `m` is this segment's (zeroed) metadata; `locate` ignores it until `shift` is
     // published below.
@@ -487,9 +496,14 @@ fn new_segment(shift: u32) -> *mut Segment {
 /// # Safety
 /// `s` is an unassigned span of the calling thread's heap `h`.
 unsafe fn assign(h: &Heap, s: *mut Span, idx: usize) {
-    let size = class::size_of(idx);
+    let size = class::size_of(idx % NCLASSES);
     // SAFETY: per the contract; metadata fields are atomics.
     let sp = unsafe { &*s };
+    if idx >= NCLASSES {
+        tracked::on_assign(sp.base.load(Relaxed), &sp.dirty, &sp.untracked_dirty);
+    } else {
+        sp.untracked_dirty.store(true, Relaxed);
+    }
     // SAFETY: `s` belongs to a set-up segment, whose shift is published.
     let shift = span_shift(sp.base.load(Relaxed));
     let cap = (1usize << shift) / size;
@@ -521,18 +535,19 @@ fn span_shift(addr: usize) -> u32 {
     unsafe { (*seg_meta(seg)).shift.load(Relaxed) }
 }
 
-/// Takes a free slot of class `idx` from heap `h`; null when out of memory.
+/// Takes a free slot of class `idx` from heap `h`: `(block, span, slot index)`, a null block
+/// and span when out of memory.
 ///
 /// # Safety
 /// `h` is the calling thread's heap (or the orphan heap, under its lock).
 #[inline(always)]
-unsafe fn alloc_small(h: &Heap, idx: usize, zero: bool) -> *mut u8 {
+unsafe fn alloc_small_slot(h: &Heap, idx: usize, zero: bool) -> (*mut u8, *mut Span, usize) {
     let mut s = h.bins[idx].load(Relaxed);
     if s.is_null() {
         // SAFETY: forwarded.
         s = unsafe { refill(h, idx) };
         if s.is_null() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), s, 0);
         }
     }
     // SAFETY: spans on a heap's class list are its own, with at least one free slot.
@@ -569,13 +584,13 @@ unsafe fn alloc_small(h: &Heap, idx: usize, zero: bool) -> *mut u8 {
     if off + size > dirty {
         sp.dirty.store((off + size) as u32, Relaxed);
     }
-    p
+    (p, s, slot)
 }
 
 /// Finds or makes a span with free slots for class `idx`.
 ///
 /// # Safety
-/// As [`alloc_small`].
+/// As [`alloc_small_slot`].
 #[cold]
 unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
     // SAFETY: forwarded.
@@ -585,7 +600,7 @@ unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
         return s;
     }
     // SAFETY: forwarded.
-    let s = unsafe { take_span(h, class::span_shift_of(idx)) };
+    let s = unsafe { take_span(h, class::span_shift_of(idx % NCLASSES)) };
     if !s.is_null() {
         // SAFETY: a span just taken is unassigned and this heap's.
         unsafe { assign(h, s, idx) };
@@ -596,7 +611,7 @@ unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
 /// Folds the slots other threads freed back into their spans' free bitmaps.
 ///
 /// # Safety
-/// As [`alloc_small`].
+/// As [`alloc_small_slot`].
 unsafe fn collect_remote(h: &Heap) {
     let mut s = h.remote.swap(ptr::null_mut(), Acquire);
     while !s.is_null() {
@@ -683,6 +698,25 @@ unsafe fn release(h: &Heap, s: *mut Span, idx: usize) {
 /// `s` is an assigned span and `slot` one of its slots.
 #[inline(always)]
 unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
+    // SAFETY: forwarded.
+    if !unsafe { try_free_small(s, slot) } {
+        // SAFETY: forwarded.
+        corrupt(
+            "double free",
+            addr,
+            unsafe { (*s).size.load(Relaxed) } as usize,
+            "",
+        );
+    }
+}
+
+/// Frees slot `slot` of span `s`, from whichever thread; false (and nothing done) if the slot
+/// is free already: a double free.
+///
+/// # Safety
+/// `s` is an assigned span and `slot` one of its slots.
+#[inline(always)]
+unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
     // SAFETY: per the contract.
     let sp = unsafe { &*s };
     let (w, bit) = (slot / 64, 1u64 << (slot % 64));
@@ -690,22 +724,25 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
     let me = CURRENT.with(Cell::get);
     if owner == me {
         if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0 {
-            corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
+            return false;
         }
         sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
         let idx = sp.class.load(Relaxed) as usize - 1;
         // SAFETY: `me` is this thread's heap and owns `s`.
         unsafe { add_free(&*me, s, idx, 1) };
-        return;
+        return true;
     }
     // Read the owner's bitmap before setting the remote bit: once it is set, the owner may
     // fold it into `free` at any moment, and reading `free` then would call a first free a
     // double one. A slot handed out has its free bit clear, and the pointer's hand-over to
     // this thread made that store visible here.
     let owned = sp.free[w].load(Acquire);
+    if owned & bit != 0 {
+        return false;
+    }
     let old = sp.remote[w].fetch_or(bit, SeqCst);
-    if (old | owned) & bit != 0 {
-        corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
+    if old & bit != 0 {
+        return false;
     }
     if !sp.queued.swap(true, SeqCst) {
         // SAFETY: a span's owner heap is mmap'd and never unmapped.
@@ -719,6 +756,7 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
             }
         }
     }
+    true
 }
 
 /// Stops the process over a bad free the heap cannot survive:
@@ -873,24 +911,32 @@ fn free_large(addr: usize) -> bool {
 // ---------------------------------------------------------------------------------------
 // GlobalAlloc
 
+/// Takes a slot of class `idx` (`0..2 * NCLASSES`) from the calling thread's heap (or the
+/// orphan heap): `(block, span, slot index)`, a null block when out of reservation. `zero`:
+/// zero the slot if it was used before.
+#[inline(always)]
+fn alloc_class(idx: usize, zero: bool) -> (*mut u8, *mut Span, usize) {
+    let h = current();
+    if h.is_null() {
+        if STATE.load(Acquire) != READY {
+            return (ptr::null_mut(), ptr::null_mut(), 0);
+        }
+        let g = ORPHAN.lock();
+        // SAFETY: the orphan heap is only used under its lock.
+        unsafe { alloc_small_slot(&*g.0, idx, zero) }
+    } else {
+        // SAFETY: `h` is this thread's heap.
+        unsafe { alloc_small_slot(&*h, idx, zero) }
+    }
+}
+
 impl SecHeap {
     #[inline(always)]
     fn alloc_layout(&self, layout: Layout, zero: bool) -> *mut u8 {
         let Some(idx) = class::for_layout(layout.size(), layout.align()) else {
             return alloc_large(layout.size(), layout.align());
         };
-        let h = current();
-        let p = if h.is_null() {
-            if STATE.load(Acquire) != READY {
-                return ptr::null_mut();
-            }
-            let g = ORPHAN.lock();
-            // SAFETY: the orphan heap is only used under its lock.
-            unsafe { alloc_small(&*g.0, idx, zero) }
-        } else {
-            // SAFETY: `h` is this thread's heap.
-            unsafe { alloc_small(&*h, idx, zero) }
-        };
+        let p = alloc_class(idx, zero).0;
         if p.is_null() {
             // Out of reservation: map it directly instead.
             return alloc_large(layout.size(), layout.align());

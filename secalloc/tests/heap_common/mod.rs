@@ -26,11 +26,32 @@ impl Rng {
     }
 }
 
+/// Whether the allocator under test zeroes and wipes (the tracker: every fresh byte zero,
+/// every freed byte of a slot wiped), so the workout checks that too.
+pub static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn strict() -> bool {
+    STRICT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+std::thread_local! {
+    static THREAD_ID: u64 = {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+}
+
+fn thread_id() -> u64 {
+    THREAD_ID.with(|t| *t)
+}
+
 /// A block handed between threads.
 pub struct Block {
     pub ptr: usize,
     pub layout: Layout,
     pub tag: u8,
+    /// The thread that allocated it (its slot belongs to that thread's heap).
+    pub thread: u64,
 }
 
 // SAFETY: the block is plain memory owned by whoever holds this value.
@@ -59,6 +80,25 @@ impl Block {
         self.check();
         // SAFETY: allocated with this layout and not freed yet.
         unsafe { dealloc(self.ptr as *mut u8, self.layout) };
+        // A slot of this thread's own heap (blocks this small, aligned to at most 64 KiB, are
+        // never mapped directly) stays mapped and cannot be handed to another thread: read it back.
+        if strict()
+            && self.thread == thread_id()
+            && self.layout.size() <= 200_000
+            && self.layout.align() <= 64 << 10
+        {
+            let stale = (0..self.layout.size())
+                // SAFETY: see above; volatile reads of freed memory are the check.
+                .filter(|&i| unsafe { ((self.ptr + i) as *const u8).read_volatile() } != 0)
+                .count();
+            assert_eq!(
+                stale,
+                0,
+                "freed block {:#x} ({} bytes): {stale} bytes not wiped",
+                self.ptr,
+                self.layout.size()
+            );
+        }
     }
 }
 
@@ -94,18 +134,20 @@ fn new_block(rng: &mut Rng) -> Block {
         0,
         "misaligned block for {layout:?}"
     );
-    if zeroed {
+    if zeroed || strict() {
         // SAFETY: the block is live and `layout.size()` bytes long.
         let bytes = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
         assert!(
             bytes.iter().all(|&b| b == 0),
-            "alloc_zeroed gave dirty memory"
+            "alloc{} gave dirty memory ({layout:?})",
+            if zeroed { "_zeroed" } else { "" }
         );
     }
     let b = Block {
         ptr: ptr as usize,
         layout,
         tag: (rng.next() as u8) | 1,
+        thread: thread_id(),
     };
     b.fill();
     b
@@ -129,10 +171,27 @@ fn resize(b: Block, rng: &mut Rng) -> Block {
         bytes.iter().all(|&x| x == b.tag),
         "realloc lost the contents"
     );
+    if strict() && new_size > kept {
+        // SAFETY: the new block is live and `new_size` bytes long.
+        let grown = unsafe { std::slice::from_raw_parts(p.add(kept), new_size - kept) };
+        assert!(
+            grown.iter().all(|&x| x == 0),
+            "realloc from {} to {new_size} bytes gave dirty memory",
+            b.layout.size()
+        );
+    }
+    // A block that stayed in place keeps its allocating thread's slot; a moved one is this
+    // thread's now.
+    let thread = if p as usize == b.ptr {
+        b.thread
+    } else {
+        thread_id()
+    };
     let nb = Block {
         ptr: p as usize,
         layout: Layout::from_size_align(new_size, b.layout.align()).unwrap(),
         tag: b.tag.wrapping_add(2),
+        thread,
     };
     nb.fill();
     nb

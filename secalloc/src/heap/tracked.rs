@@ -1,0 +1,417 @@
+//! The tracker's entry points into the heap: blocks whose metadata lives out of line.
+//!
+//! `SecAlloc::new()` allocates from *tracked* classes: each size class has a twin at index
+//! `NCLASSES + class` with spans of its own, whose slots have a [`Record`] each in
+//! [`slots`]. The live set is the spans' bitmaps (a slot is live while its
+//! free and remote bits are clear; freeing a free slot is a double free, detected exactly)
+//! and the records say what is in each slot. Directly mapped blocks keep their record in
+//! the large table. Nothing here allocates through the global allocator.
+//!
+//! # Readers
+//!
+//! Reports and the reachability scan enumerate live blocks with [`for_each_live`] while
+//! other threads allocate and free. A slot's memory is never unmapped (at most its pages go
+//! back to the kernel and read as zero), so reading it is always safe; a reader notes the
+//! record's generation, reads, and reads the generation again ([`stamp`]): if it changed,
+//! the block was freed (and maybe reallocated) meanwhile and what was read is discarded. A
+//! directly mapped block is unmapped when freed, so a reader *pins* it ([`pin_large`]) and
+//! its free waits for the pin to go.
+
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32};
+
+use super::slots::{self, Record, LARGE, LEAKED, LIVE};
+use super::{class, locate, seg_meta, Located, Span, NCLASSES, PAGE, SEGMENT, SEGMENTS};
+use crate::block::Meta;
+
+/// Sets the heap up now, before the tracker registers its fork handlers: handlers run in
+/// reverse order of registration, so the heap's (which take its locks) then run after the
+/// tracker's, whose locks are held while allocating — the other order deadlocks a fork
+/// racing with a report.
+pub(crate) fn init_before_tracker() {
+    if super::STATE.load(Acquire) != super::READY {
+        super::init();
+    }
+}
+
+/// A block just taken from the heap for the tracker, its record not yet written.
+pub(crate) struct Taken {
+    pub addr: usize,
+    /// Bytes the block may use: the class size, or the mapped length of a large block.
+    pub cap: usize,
+    /// The slot's record (null for a directly mapped block).
+    rec: *const Record,
+}
+
+/// A slot of a tracked span, for giving it back.
+pub(crate) struct SlotRef {
+    span: *mut Span,
+    slot: usize,
+}
+
+/// A tracked block found by address, for a free or a realloc.
+pub(crate) enum Found {
+    /// A slot of a tracked class.
+    Slot {
+        at: SlotRef,
+        rec: &'static Record,
+        cap: usize,
+    },
+    /// A directly mapped block: its record and mapped length.
+    Large { entry: slots::LargeEntry },
+    /// Not the start of a block handed out to the tracker.
+    NotOurs,
+}
+
+/// The tracked twin of the class for a layout, if a class serves it.
+#[inline(always)]
+fn tracked_class(size: usize, align: usize) -> Option<usize> {
+    class::for_layout(size, align).map(|i| i + NCLASSES)
+}
+
+/// Whether a block of `old` bytes aligned to `align` can become `new` bytes in place: the
+/// same class, or (large blocks) within the mapped length `cap` and still too large for a
+/// class.
+#[inline(always)]
+pub(crate) fn fits_in_place(old: usize, new: usize, align: usize, cap: usize, large: bool) -> bool {
+    if large {
+        new <= cap && new > class::MAX_CLASS_SIZE
+    } else {
+        new <= cap && tracked_class(new, align) == tracked_class(old, align)
+    }
+}
+
+/// Page-rounded length of a directly mapped block of `size` bytes (as `alloc_large` maps).
+fn large_body(size: usize) -> usize {
+    (size.max(1) + PAGE - 1) & !(PAGE - 1)
+}
+
+/// Takes a block for `size` bytes aligned to `align`. `zero`: zero a slot that was used
+/// before (the tracker asks only when freed slots are not wiped; fresh memory is zero).
+#[inline(always)]
+pub(crate) fn take(size: usize, align: usize, zero: bool) -> Option<Taken> {
+    if let Some(idx) = tracked_class(size, align) {
+        let (p, span, slot) = super::alloc_class(idx, zero);
+        if !p.is_null() {
+            // SAFETY: `span` is the assigned span the slot came from.
+            let base = unsafe { (*span).base.load(Relaxed) };
+            return Some(Taken {
+                addr: p as usize,
+                cap: class::size_of(idx - NCLASSES),
+                rec: slots::record(base, slot),
+            });
+        }
+    }
+    take_large(size, align)
+}
+
+#[cold]
+fn take_large(size: usize, align: usize) -> Option<Taken> {
+    let p = super::alloc_large(size, align);
+    if p.is_null() {
+        return None;
+    }
+    Some(Taken {
+        addr: p as usize,
+        cap: large_body(size),
+        rec: core::ptr::null(),
+    })
+}
+
+/// Generations of large blocks (a fresh one per block, so a block mapped where a freed one
+/// was is told apart).
+static LARGE_GEN: AtomicU32 = AtomicU32::new(1);
+
+impl Taken {
+    /// The record of the slot as it was before this allocation (`None` for a large block).
+    #[inline(always)]
+    pub(crate) fn previous(&self) -> Option<slots::Decoded> {
+        // SAFETY: a non-null `rec` points into the committed, never-unmapped records.
+        unsafe { self.rec.as_ref() }.map(Record::read)
+    }
+
+    /// Publishes the block as live with `meta`. False when a large block's record cannot
+    /// be stored (the block is then unmapped again: out of memory).
+    #[inline(always)]
+    pub(crate) fn publish(&self, meta: &Meta) -> bool {
+        // SAFETY: as in `previous`.
+        if let Some(rec) = unsafe { self.rec.as_ref() } {
+            let (_, gen) = rec.stamp();
+            rec.write(meta, LIVE, gen.wrapping_add(1));
+            return true;
+        }
+        let gen = LARGE_GEN.fetch_add(1, Relaxed);
+        let w = slots::encode(meta, LIVE, gen);
+        if LARGE.lock().insert(self.addr, meta.size, self.cap, w) {
+            return true;
+        }
+        super::free_large(self.addr);
+        false
+    }
+
+    /// Marks the slot as leaked after a corruption report: it is never handed out again.
+    pub(crate) fn leak(&self, meta: &Meta) {
+        // SAFETY: as in `previous`.
+        if let Some(rec) = unsafe { self.rec.as_ref() } {
+            let (_, gen) = rec.stamp();
+            rec.write(meta, LEAKED, gen.wrapping_add(1));
+        }
+    }
+}
+
+/// The record of the slot before `addr` in its span, if `addr` is a slot of a tracked span
+/// and not its first.
+pub(crate) fn record_before(addr: usize, cap: usize) -> Option<slots::Decoded> {
+    match find(addr.checked_sub(cap)?) {
+        Found::Slot { rec, .. } => Some(rec.read()),
+        _ => None,
+    }
+}
+
+/// The tracked block starting at `addr`.
+#[inline(always)]
+pub(crate) fn find(addr: usize) -> Found {
+    match locate(addr) {
+        Located::Slot(span, slot) => {
+            // SAFETY: `locate` found an assigned span in mapped metadata.
+            let sp = unsafe { &*span };
+            let class = sp.class.load(Acquire) as usize;
+            if class <= NCLASSES {
+                return Found::NotOurs;
+            }
+            Found::Slot {
+                at: SlotRef { span, slot },
+                rec: slots::record(sp.base.load(Relaxed), slot),
+                cap: sp.size.load(Relaxed) as usize,
+            }
+        }
+        Located::Outside => find_large(addr),
+        Located::Interior | Located::Invalid => Found::NotOurs,
+    }
+}
+
+#[cold]
+fn find_large(addr: usize) -> Found {
+    let mut t = LARGE.lock();
+    match t.get(addr) {
+        Some(e) => Found::Large { entry: *e },
+        None => Found::NotOurs,
+    }
+}
+
+/// Gives a freed slot back to the heap; false if it was free already (a double free racing
+/// with this one).
+///
+/// # Safety
+/// `at` comes from [`find`] for a block whose record was marked freed.
+#[inline(always)]
+pub(crate) unsafe fn give_back_slot(at: SlotRef) -> bool {
+    // SAFETY: forwarded.
+    unsafe { super::try_free_small(at.span, at.slot) }
+}
+
+/// Takes the large block at `addr` out of the table once no reader pins it; false if it is
+/// not there (any more). The caller then wipes it and calls [`unmap_large`].
+pub(crate) fn remove_large(addr: usize) -> bool {
+    loop {
+        let mut t = LARGE.lock();
+        match t.get(addr) {
+            None => return false,
+            Some(e) if e.pins > 0 => {
+                drop(t);
+                crate::sys::wait_while(|| LARGE.lock().get(addr).is_some_and(|e| e.pins > 0));
+            }
+            Some(_) => return t.remove(addr),
+        }
+    }
+}
+
+/// Unmaps a large block taken out of the table by [`remove_large`].
+pub(crate) fn unmap_large(addr: usize) {
+    super::free_large(addr);
+}
+
+/// Updates a large block's record after a realloc in place.
+pub(crate) fn update_large(addr: usize, meta: &Meta) {
+    let gen = LARGE_GEN.fetch_add(1, Relaxed);
+    if let Some(e) = LARGE.lock().get(addr) {
+        let (w0, w1) = slots::encode(meta, LIVE, gen);
+        e.w0 = w0;
+        e.w1 = w1;
+        e.size = meta.size;
+    }
+}
+
+/// Marks a large block leaked after a corruption report (it stays mapped, never reported).
+pub(crate) fn leak_large(addr: usize, meta: &Meta) {
+    if let Some(e) = LARGE.lock().get(addr) {
+        let (w0, w1) = slots::encode(meta, LEAKED, 0);
+        e.w0 = w0;
+        e.w1 = w1;
+    }
+}
+
+/// A live tracked block seen by [`for_each_live`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LiveBlock {
+    pub addr: usize,
+    pub meta: Meta,
+    pub gen: u32,
+    pub large: bool,
+}
+
+/// Calls `f` with every tracked block live when its record is read: slots of tracked spans
+/// in address order, then directly mapped blocks. Must run untracked (it may take the large
+/// table's lock).
+pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
+    if super::STATE.load(Acquire) != super::READY {
+        return;
+    }
+    let segments = SEGMENTS
+        .load(Acquire)
+        .min(super::RESERVED.load(Relaxed) >> super::SEGMENT_SHIFT);
+    for i in 0..segments {
+        let m = seg_meta(i);
+        // SAFETY: segment metadata below SEGMENTS is mapped; fields are atomics.
+        let shift = unsafe { (*m).shift.load(Acquire) };
+        if shift == 0 {
+            continue;
+        }
+        for j in 0..(SEGMENT >> shift) {
+            // SAFETY: j < spans in the segment.
+            let sp = unsafe { &*core::ptr::addr_of!((*m).spans[j]) };
+            let class = sp.class.load(Acquire) as usize;
+            if class <= NCLASSES {
+                continue;
+            }
+            let size = class::size_of(class - 1 - NCLASSES);
+            let cap = ((1usize << shift) / size).min(super::MAX_SLOTS);
+            let base = sp.base.load(Relaxed);
+            for slot in 0..cap {
+                let rec = slots::record(base, slot);
+                let d = rec.read();
+                if d.state == LIVE && sp.class.load(Acquire) as usize == class {
+                    f(LiveBlock {
+                        addr: base + slot * size,
+                        meta: d.meta,
+                        gen: d.gen,
+                        large: false,
+                    });
+                }
+            }
+        }
+    }
+    let mut large: [(usize, usize, u64, u64); 64] = [(0, 0, 0, 0); 64];
+    // Copy the entries out a few at a time: `f` may allocate, which may take the lock.
+    let mut skip = 0;
+    loop {
+        let mut n = 0;
+        let mut seen = 0;
+        LARGE.lock().for_each(|e| {
+            if seen >= skip && n < large.len() {
+                large[n] = (e.addr, e.size, e.w0, e.w1);
+                n += 1;
+            }
+            seen += 1;
+        });
+        for &(addr, size, w0, w1) in &large[..n] {
+            let mut d = slots::decode(w0, w1);
+            if d.state == LIVE {
+                d.meta.size = size;
+                f(LiveBlock {
+                    addr,
+                    meta: d.meta,
+                    gen: d.gen,
+                    large: true,
+                });
+            }
+        }
+        skip += n;
+        if n < large.len() {
+            break;
+        }
+    }
+}
+
+/// The state and generation of the tracked block at `addr` now (`None`: not a tracked
+/// block start any more).
+pub(crate) fn stamp(addr: usize) -> Option<(u64, u32)> {
+    match find(addr) {
+        Found::Slot { rec, .. } => Some(rec.stamp()),
+        Found::Large { entry } => {
+            let d = slots::decode(entry.w0, entry.w1);
+            Some((d.state, d.gen))
+        }
+        Found::NotOurs => None,
+    }
+}
+
+/// Whether the block `b` is still live and the same allocation.
+pub(crate) fn still_live(b: &LiveBlock) -> bool {
+    stamp(b.addr) == Some((LIVE, b.gen))
+}
+
+/// Pins the large block `b` if it is still live and the same allocation: its free waits
+/// until [`unpin_large`].
+pub(crate) fn pin_large(b: &LiveBlock) -> bool {
+    let mut t = LARGE.lock();
+    match t.get(b.addr) {
+        Some(e) => {
+            let d = slots::decode(e.w0, e.w1);
+            if d.state == LIVE && d.gen == b.gen {
+                e.pins += 1;
+                true
+            } else {
+                false
+            }
+        }
+        None => false,
+    }
+}
+
+/// Releases a pin taken by [`pin_large`].
+pub(crate) fn unpin_large(addr: usize) {
+    if let Some(e) = LARGE.lock().get(addr) {
+        e.pins -= 1;
+    }
+}
+
+/// Whether `addr` is a live tracked block (racy by nature; for diagnostics).
+pub(crate) fn is_live(addr: usize) -> bool {
+    stamp(addr).is_some_and(|(s, _)| s == LIVE)
+}
+
+/// Called when span `base` is assigned a tracked class: if it last served an untracked
+/// class, whose freed slots are not wiped, zero what it used, so the tracker's slots start
+/// zeroed.
+pub(super) fn on_assign(
+    base: usize,
+    dirty: &core::sync::atomic::AtomicU32,
+    untracked_dirty: &AtomicBool,
+) {
+    if untracked_dirty.swap(false, Relaxed) {
+        let used = dirty.load(Relaxed) as usize;
+        if used > 0 {
+            // SAFETY: the span is being assigned by its owner: no slot of it is handed out,
+            // and its first `used` bytes are committed memory of the reservation.
+            unsafe { core::ptr::write_bytes(base as *mut u8, 0, used) };
+        }
+    }
+}
+
+/// Fork support: the large table's lock, taken last of the tracker's (it is taken while
+/// the report's, the stack table's or the scope registry's locks are held, never the other
+/// way round) and before the heap's own (its handlers were registered first, so they run
+/// after the tracker's).
+pub(crate) fn lock_for_fork() {
+    LARGE.raw_lock();
+}
+
+/// Releases the lock taken by [`lock_for_fork`].
+///
+/// # Safety
+/// The calling thread took it with [`lock_for_fork`].
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded.
+    unsafe { LARGE.raw_unlock() };
+}

@@ -1,0 +1,373 @@
+//! The tracker over its own heap (`SecAlloc::new()`): block metadata out of line, in the
+//! heap's per-slot records ([`crate::heap::slots`]), reached through the heap's tracker entry
+//! points ([`crate::heap::tracked`]).
+//!
+//! These functions do not depend on the `SecAlloc` type parameter, so they are compiled once,
+//! in this crate (with its optimisation level, also in a program's debug build), and inlined
+//! across crates only by LTO.
+
+use core::alloc::Layout;
+use core::ptr;
+
+use crate::alloc::{account_alloc, account_free, account_realloc_in_place, bad_free, realloc_move};
+use crate::block::{self, Meta};
+use crate::config::{Wipe, RUNTIME};
+use crate::corruption::{self, Corruption};
+use crate::heap::slots::{self, FREED, LEAKED, LIVE};
+use crate::heap::tracked::{self, Found};
+use crate::stack::INTERNAL;
+use crate::{thread, wipe};
+
+// -----------------------------------------------------------------------------------
+// The own heap (`SecAlloc::new()`): metadata out of line, in the heap's slot records.
+
+/// Allocates a block from the own heap's tracked classes. A slot comes zeroed when
+/// freed slots are wiped (every wipe ends with zeros, fresh memory is zero); only with
+/// `Wipe::Off` does the heap zero a used slot. With canaries on, the slot's slack after
+/// the block (up to 8 bytes) holds the canary; a block that fills its slot exactly has
+/// none, and is checked instead by the free-slot check: the first word of a slot
+/// handed out again must still be zero, as the wipe left it, or something wrote to it
+/// while it was free (an overflow out of the block before it, or a write after free).
+pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
+    let (tracked, meta, ts) = crate::alloc::begin(layout);
+    let wiped = RUNTIME.wipe() != Wipe::Off;
+    let canary = RUNTIME.canaries();
+    let p = loop {
+        let Some(t) = tracked::take(layout.size(), layout.align(), zero && !wiped) else {
+            break ptr::null_mut();
+        };
+        let p = t.addr as *mut u8;
+        if canary && wiped {
+            if let Some(prev) = t.previous() {
+                // SAFETY: a slot holds at least 16 bytes and is 16-aligned; it is ours
+                // (just taken, not yet handed out).
+                let first = unsafe { p.cast::<u64>().read_volatile() };
+                if first != 0 && prev.state != LEAKED {
+                    free_slot_written(&t, first, &meta);
+                    continue;
+                }
+            }
+        }
+        if !t.publish(&meta) {
+            break ptr::null_mut();
+        }
+        if canary {
+            // SAFETY: the slack lies inside the slot (cap bytes at p).
+            unsafe { write_slack_canary(p, layout.size(), t.cap) };
+        }
+        break p;
+    };
+    if tracked {
+        if !p.is_null() {
+            // SAFETY: `ts` is null or this thread's own state.
+            account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
+        }
+        thread::leave();
+    }
+    p
+}
+
+/// Reports a slot written while free (found when handing it out again), and leaks it.
+#[cold]
+#[inline(never)]
+fn free_slot_written(t: &tracked::Taken, found: u64, meta: &Meta) {
+    let before = tracked::record_before(t.addr, t.cap);
+    t.leak(meta);
+    let (stack, size) = match before {
+        Some(d) if d.state == LIVE || d.state == FREED => (Some(d.meta.stack), d.meta.size),
+        _ => (None, 0),
+    };
+    corruption::report(
+        Corruption::FreeSlotWritten {
+            slot_size: t.cap,
+            found,
+            before_stack: stack,
+            before_size: size,
+        },
+        t.addr,
+    );
+}
+
+/// Checks a tracked block being freed or reallocated: live, freed with its layout, its
+/// canary intact. Returns its metadata, or `None` after reporting corruption (the block
+/// is then leaked, unless it was not live).
+#[inline(always)]
+fn validate(user: *mut u8, layout: Layout, d: slots::Decoded, cap: usize) -> Option<Meta> {
+    let meta = d.meta;
+    if d.state != LIVE {
+        if d.state == FREED {
+            corruption::report(
+                Corruption::DoubleFree {
+                    alloc_stack: meta.stack,
+                    size: meta.size,
+                },
+                user as usize,
+            );
+        } else {
+            bad_free(user, layout);
+        }
+        return None;
+    }
+    if meta.size != layout.size() || meta.align() != layout.align() {
+        corruption::report(
+            Corruption::LayoutMismatch {
+                alloc_stack: meta.stack,
+                size: meta.size,
+                align: meta.align(),
+                freed_size: layout.size(),
+                freed_align: layout.align(),
+            },
+            user as usize,
+        );
+        return None;
+    }
+    if RUNTIME.canaries() {
+        // SAFETY: the slack lies inside the block's slot.
+        let (expected, found) = unsafe { read_slack_canary(user, meta.size, cap) };
+        if expected != found {
+            corruption::report(
+                Corruption::Overflow {
+                    alloc_stack: meta.stack,
+                    size: meta.size,
+                    expected,
+                    found,
+                },
+                user as usize,
+            );
+            return None;
+        }
+    }
+    Some(meta)
+}
+
+/// Frees a block of the own heap.
+pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
+    let entered = thread::enter();
+    let ts = thread::for_free(entered);
+    let addr = user as usize;
+    let mode = RUNTIME.wipe();
+    match tracked::find(addr) {
+        Found::Slot { at, rec, cap } => {
+            let d = rec.read();
+            let Some(meta) = validate(user, layout, d, cap) else {
+                if d.state == LIVE {
+                    rec.set_stamp(LEAKED, d.gen.wrapping_add(1));
+                }
+                return leave_if(entered);
+            };
+            // Readers that noted the old generation drop what they read from now on.
+            rec.set_stamp(FREED, d.gen.wrapping_add(1));
+            // What the block may have written: its bytes and the canary after them. The
+            // rest of the slot is still zero (never written since the slot was last wiped
+            // or fresh), and wiping it would only bring in pages the block never used.
+            let len = meta.size + slack_canary_len(meta.size, cap);
+            // SAFETY: the slot (cap >= len bytes) is ours until given back below: it is out
+            // of the live set for every reader, and no other thread frees it (its record
+            // said live, and a racing double free is caught by the bitmaps below).
+            unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
+            if meta.stack != INTERNAL {
+                // SAFETY: `ts` is null or this thread's own state.
+                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
+            }
+            // Keep the wipe: read the slot back through a volatile load and let the
+            // pointer escape, so no optimiser can treat the stores above as dead.
+            // SAFETY: the slot is mapped memory of the heap.
+            unsafe { ptr::read_volatile(user) };
+            wipe::barrier(user);
+            // SAFETY: `at` comes from `find` and the record is marked freed.
+            if !unsafe { tracked::give_back_slot(at) } {
+                corruption::report(
+                    Corruption::DoubleFree {
+                        alloc_stack: meta.stack,
+                        size: meta.size,
+                    },
+                    addr,
+                );
+            }
+        }
+        Found::Large { entry } => {
+            let mut d = slots::decode(entry.w0, entry.w1);
+            d.meta.size = entry.size;
+            let Some(meta) = validate(user, layout, d, entry.body) else {
+                if d.state == LIVE {
+                    tracked::leak_large(addr, &d.meta);
+                }
+                return leave_if(entered);
+            };
+            if !tracked::remove_large(addr) {
+                bad_free(user, layout);
+                return leave_if(entered);
+            }
+            let len = meta.size + slack_canary_len(meta.size, entry.body);
+            // SAFETY: the block is out of the table (no reader holds it) and still mapped
+            // until unmap_large; its pages past `len` were never written.
+            unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
+            if meta.stack != INTERNAL {
+                // SAFETY: `ts` is null or this thread's own state.
+                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
+            }
+            // SAFETY: as above.
+            unsafe { ptr::read_volatile(user) };
+            wipe::barrier(user);
+            tracked::unmap_large(addr);
+        }
+        Found::NotOurs => bad_free(user, layout),
+    }
+    leave_if(entered)
+}
+
+/// Reallocates a block of the own heap: in place within its class (or its mapping, for
+/// a large block), otherwise by moving it.
+pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    let found = tracked::find(user as usize);
+    let (cap, large) = match &found {
+        Found::Slot { cap, .. } => (*cap, false),
+        Found::Large { entry } => (entry.body, true),
+        Found::NotOurs => {
+            let entered = thread::enter();
+            bad_free(user, layout);
+            leave_if(entered);
+            return ptr::null_mut();
+        }
+    };
+    if tracked::fits_in_place(layout.size(), new_size, layout.align(), cap, large) {
+        // SAFETY: forwarded contract.
+        return unsafe { realloc_in_place(user, layout, new_size, found) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        realloc_move(
+            user,
+            layout,
+            new_size,
+            true,
+            |l, z| alloc(l, z),
+            |p, l| dealloc(p, l),
+        )
+    }
+}
+
+/// Resizes a tracked block inside its slot: the bytes given up are wiped, the bytes
+/// gained are zeroed, the canary moves, the record is updated (a new generation: readers
+/// treat it as a new block, as the header path does).
+#[cold]
+#[inline(never)]
+unsafe fn realloc_in_place(
+    user: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    found: Found,
+) -> *mut u8 {
+    let entered = thread::enter();
+    let ts = thread::for_free(entered);
+    let (d, cap) = match &found {
+        Found::Slot { rec, cap, .. } => (rec.read(), *cap),
+        Found::Large { entry } => {
+            let mut d = slots::decode(entry.w0, entry.w1);
+            d.meta.size = entry.size;
+            (d, entry.body)
+        }
+        Found::NotOurs => return leave_if_null(entered),
+    };
+    let Some(mut meta) = validate(user, layout, d, cap) else {
+        if d.state == LIVE {
+            match &found {
+                Found::Slot { rec, .. } => rec.set_stamp(LEAKED, d.gen.wrapping_add(1)),
+                _ => tracked::leak_large(user as usize, &d.meta),
+            }
+        }
+        return leave_if_null(entered);
+    };
+    let old = meta.size;
+    let canary = RUNTIME.canaries();
+    let old_canary = if canary {
+        slack_canary_len(old, cap)
+    } else {
+        0
+    };
+    let mode = RUNTIME.wipe();
+    let mut tail = 0;
+    if new_size < old {
+        tail = old + old_canary - new_size;
+        // SAFETY: the tail lies inside the slot, which this thread owns as its block's
+        // allocator (the caller gave it to realloc).
+        unsafe { wipe::wipe_on_thread(ts, user.add(new_size), tail, mode) };
+    } else if new_size > old && (RUNTIME.zero_on_alloc() || mode != Wipe::Off) {
+        // SAFETY: as above; the gained bytes (and the old canary) lie inside the slot.
+        unsafe { ptr::write_bytes(user.add(old), 0, new_size - old) };
+    }
+    meta.size = new_size;
+    if canary {
+        // SAFETY: the slack lies inside the slot.
+        unsafe { write_slack_canary(user, new_size, cap) };
+    }
+    match &found {
+        Found::Slot { rec, .. } => rec.write(&meta, LIVE, d.gen.wrapping_add(1)),
+        _ => tracked::update_large(user as usize, &meta),
+    }
+    if meta.stack != INTERNAL && new_size != old {
+        // SAFETY: ts is null or this thread's own state.
+        let ts = unsafe { ts.as_mut() };
+        account_realloc_in_place(ts, &meta, old, new_size, mode != Wipe::Off, tail);
+    }
+    leave_if(entered);
+    user
+}
+
+/// Leaves the tracker if `entered`.
+#[inline(always)]
+fn leave_if(entered: bool) {
+    if entered {
+        thread::leave();
+    }
+}
+
+/// Leaves the tracker if `entered`; null.
+#[inline(always)]
+fn leave_if_null(entered: bool) -> *mut u8 {
+    leave_if(entered);
+    ptr::null_mut()
+}
+
+/// Canary bytes in the slack of a `cap`-byte slot holding `size` bytes: up to 8.
+#[inline(always)]
+fn slack_canary_len(size: usize, cap: usize) -> usize {
+    (cap - size).min(block::CANARY)
+}
+
+/// Writes the canary's first bytes into the slack after `size` bytes of a `cap`-byte slot.
+///
+/// # Safety
+/// `user .. user + cap` is writable memory of the block's slot.
+#[inline(always)]
+unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
+    let n = slack_canary_len(size, cap);
+    if n == block::CANARY {
+        // SAFETY: guaranteed by the caller.
+        unsafe { block::write_canary(user, size) };
+    } else if n > 0 {
+        let bytes = block::canary_value().to_le_bytes();
+        // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), user.add(size), n) };
+    }
+}
+
+/// The slack canary `(expected, found)`, both with only the bytes the slack holds.
+///
+/// # Safety
+/// `user .. user + cap` is readable memory of the block's slot.
+#[inline(always)]
+unsafe fn read_slack_canary(user: *const u8, size: usize, cap: usize) -> (u64, u64) {
+    let n = slack_canary_len(size, cap);
+    if n == block::CANARY {
+        // SAFETY: guaranteed by the caller.
+        return (block::canary_value(), unsafe {
+            block::read_canary(user, size)
+        });
+    }
+    let mut found = [0u8; 8];
+    // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
+    unsafe { ptr::copy_nonoverlapping(user.add(size), found.as_mut_ptr(), n) };
+    let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
+    (block::canary_value() & mask, u64::from_le_bytes(found))
+}
