@@ -14,7 +14,7 @@ use crate::corruption::{self, Corruption};
 use crate::live::{self, Cleared};
 use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
-use crate::{scope, wipe};
+use crate::{profile, scope, wipe};
 
 /// Blocks up to this inner size are zeroed by the allocator itself rather than by the inner
 /// allocator's `alloc_zeroed` (below glibc's smallest mmap threshold, 128 KiB).
@@ -169,6 +169,14 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         self
     }
 
+    /// Heap profiling (default off; `SECALLOC_PROFILE=1`): per-callsite totals, peak and
+    /// lifetimes, written at exit as a DHAT file (`SECALLOC_PROFILE_FILE`, default
+    /// `dhat-heap.json`) with a text summary on stderr. See [`crate::profile`].
+    pub const fn profile(mut self, on: bool) -> Self {
+        self.config.profile = on;
+        self
+    }
+
     #[inline(always)]
     fn ready(&self) {
         if RUNTIME.state.load(Ordering::Acquire) != READY {
@@ -245,6 +253,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             stack: INTERNAL,
             scope: 0,
             thread: 0,
+            born: 0,
         };
         let mut ts: *mut ThreadState = ptr::null_mut();
         if tracked {
@@ -290,6 +299,10 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 }
             }
         }
+        if tracked {
+            // SAFETY: `ts` is null or this thread's own state.
+            account_alloc(unsafe { ts.as_mut() }, &mut meta);
+        }
         // SAFETY: as above.
         unsafe {
             block::write_header(user, &meta);
@@ -299,8 +312,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         live::set_live(user as usize);
         if tracked {
-            // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
             thread::leave();
         }
         user
@@ -447,6 +458,11 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         meta.size = size;
         // SAFETY: nb holds off + size + canary bytes.
         let nu = unsafe { nb.add(off) };
+        if meta.stack != INTERNAL && size != old_size {
+            // SAFETY: ts is null or this thread's own state.
+            let ts = unsafe { ts.as_mut() };
+            account_realloc_in_place(ts, &mut meta, old_size, mode != Wipe::Off, tail);
+        }
         // SAFETY: as above.
         unsafe {
             block::write_header(nu, &meta);
@@ -455,11 +471,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             }
         }
         live::set_live(nu as usize);
-        if meta.stack != INTERNAL && size != old_size {
-            // SAFETY: ts is null or this thread's own state.
-            let ts = unsafe { ts.as_mut() };
-            account_realloc_in_place(ts, &meta, old_size, size, mode != Wipe::Off, tail);
-        }
         if nb == base && size == old_size {
             return done(ptr::null_mut());
         }
@@ -474,8 +485,15 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
     unsafe { ts.as_ref() }.map(|t| &t.free_marker)
 }
 
+/// Counts a new block (`meta`: its size, stack and scope); in profile mode also its callsite
+/// record, and sets `meta.born`. Call before the header is written.
 #[inline(always)]
-fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
+fn account_alloc(ts: Option<&mut ThreadState>, meta: &mut Meta) {
+    let size = meta.size;
+    let scope_id = meta.scope;
+    if RUNTIME.profile() {
+        meta.born = profile::on_alloc(meta.stack, size);
+    }
     match ts {
         Some(ts) => {
             bump(&ts.counters.alloc_bytes, size as u64);
@@ -502,6 +520,10 @@ fn account_free(
     wiped_len: usize,
 ) {
     let size = meta.size;
+    let mut ts = ts;
+    if RUNTIME.profile() {
+        profile::on_free(ts.as_deref_mut(), user, meta.stack, size, meta.born);
+    }
     match ts {
         Some(ts) => {
             bump(&ts.counters.freed_bytes, size as u64);
@@ -528,14 +550,20 @@ fn account_free(
     }
 }
 
+/// Counts an in-place shrink of a block from `old` bytes to `meta.size`; in profile mode
+/// also its callsite record, and sets `meta.born` (its lifetime restarts, as dhat-rs's).
+/// Call before the new header is written.
 fn account_realloc_in_place(
     ts: Option<&mut ThreadState>,
-    meta: &Meta,
+    meta: &mut Meta,
     old: usize,
-    new: usize,
     wiped: bool,
     tail: usize,
 ) {
+    let new = meta.size;
+    if RUNTIME.profile() {
+        meta.born = profile::on_realloc_in_place(meta.stack, old, new, meta.born);
+    }
     let delta = new as i64 - old as i64;
     match ts {
         Some(ts) => {
@@ -613,6 +641,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.ready();
         if new_size == layout.size() && live::is_live(ptr as usize) {
+            if RUNTIME.profile() {
+                profile::on_same_size_realloc(ptr);
+            }
             return ptr;
         }
         if new_size < layout.size()
@@ -643,9 +674,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
         // `keep` below.
         let large = zero_tail && new_size > ZERO_INLINE_MAX;
+        // Profile mode counts the old copy out first: a realloc is measured by the difference.
+        let moving = profile::begin_move(ptr);
         // SAFETY: new_layout is valid and non-zero-sized (new_size > 0 by contract).
         let new = unsafe { self.alloc_block(new_layout, large) };
         if new.is_null() {
+            if moving {
+                profile::cancel_move(ptr);
+            }
             return new;
         }
         // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
@@ -657,6 +693,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
         // SAFETY: ptr was returned by us with `layout` and is still live.
         unsafe { self.dealloc(ptr, layout) };
         count_moved_realloc();
+        if moving {
+            profile::on_moved(new);
+        }
         new
     }
 }

@@ -144,6 +144,7 @@ mod heap;
 mod init;
 mod json;
 mod live;
+pub mod profile;
 mod reach;
 mod report;
 mod scope;
@@ -233,7 +234,8 @@ pub fn stats() -> Stats {
         && !stack::walks_break_off(s.short_stacks, s.total_allocations);
     s.corruptions_detected = corruption::DETECTED.load(Ordering::Relaxed);
     s.metadata_bytes = (stack::STACK_BYTES.load(Ordering::Relaxed)
-        + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64;
+        + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64
+        + profile::PROFILE_BYTES.load(Ordering::Relaxed);
     s
 }
 

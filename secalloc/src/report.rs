@@ -24,6 +24,8 @@ pub(crate) struct Block {
     pub size: usize,
     pub stack: u32,
     pub scope: u16,
+    /// Allocation time (profile mode only; 0 otherwise).
+    pub born: u64,
 }
 
 /// Reads every live block the allocator tracks (not its own). Must run untracked.
@@ -52,6 +54,7 @@ pub(crate) fn snapshot_all() -> (Vec<Block>, Vec<Block>) {
                     size: m.size,
                     stack: m.stack,
                     scope: m.scope,
+                    born: m.born,
                 };
                 if m.stack == INTERNAL {
                     internal.push(b);
@@ -547,7 +550,7 @@ impl LeakReport {
     }
 }
 
-fn dhat_frame(f: &Frame) -> String {
+pub(crate) fn dhat_frame(f: &Frame) -> String {
     let func = f.function.as_deref().unwrap_or("???");
     match (&f.file, f.line) {
         (Some(file), Some(line)) => format!(
@@ -562,7 +565,7 @@ fn dhat_frame(f: &Frame) -> String {
     }
 }
 
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
@@ -800,6 +803,7 @@ fn check(at_exit: bool) -> (Vec<Block>, Vec<LeakKind>, Option<String>) {
 pub(crate) fn at_exit() {
     // Stay guarded from here on: nothing this thread does during exit is tracked.
     let _ = crate::thread::enter();
+    crate::profile::at_exit();
     let cfg = RUNTIME.config();
     let wants_check = cfg.report != ReportDest::Off || cfg.leak_exitcode.is_some();
     let mut lost = 0;
@@ -947,6 +951,7 @@ mod tests {
             size,
             stack,
             scope,
+            born: 0,
         }
     }
 
