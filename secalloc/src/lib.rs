@@ -36,6 +36,16 @@
 //! alone takes 0.6–1.0× the system allocator's time, and the tracker over it 5–20% less time
 //! than over `System` (BENCHMARKS.md).
 //!
+//! # Heap profiles
+//!
+//! `SECALLOC_PROFILE=1` (or [`SecAlloc::profile`]) adds a heap profiler in the manner of DHAT
+//! and dhat-rs: per callsite the totals, the most live at once, the live figures at the
+//! global peak (t-gmax) and at the end, and block lifetimes, written at exit as a DHAT file
+//! (`bklt: true`) for Valgrind's `dh_view.html`, with the top callsites on stderr.
+//! [`profile::HeapStats`] has the exact whole-heap figures, [`profile::snapshot`] the
+//! per-callsite ones; [`testing::assert_allocations_at_most`] and
+//! [`testing::assert_max_bytes_at_most`] work in any mode. See [`profile`].
+//!
 //! # Frame pointers
 //!
 //! Callsites are captured by walking frame pointers (about 2 ns a frame, against microseconds
