@@ -478,9 +478,9 @@ struct Summary {
     workload: String,
     threads: usize,
     by_config: Vec<Stat>,
-    /// Whole-heap figures the profilers reported for the workload (first run of each
+    /// Whole-heap figures the profilers reported for the workload (every run of each
     /// configuration that prints a `heap` line): blocks, bytes, peak bytes.
-    heap: BTreeMap<&'static str, [u64; 3]>,
+    heap: BTreeMap<&'static str, Vec<[u64; 3]>>,
 }
 
 /// Medians of one configuration's runs of one row.
@@ -535,7 +535,7 @@ fn run_row(
                 .unwrap_or_else(|e| fail(e));
             let (s, sum) = parse_result(&out, rss).unwrap_or_else(|e| fail(e));
             if let Some(h) = parse_heap(&out) {
-                heap.entry(cfg.name).or_insert(h);
+                heap.entry(cfg.name).or_insert_with(Vec::new).push(h);
             }
             match checksum {
                 None => checksum = Some((sum, cfg.name)),
@@ -607,10 +607,21 @@ fn parse_heap(stdout: &str) -> Option<[u64; 3]> {
     }
 }
 
-/// dhat-rs and secalloc's profile mode on the same runs: total blocks and bytes must agree
-/// exactly, the peak within the definition (see `secalloc::profile`).
+/// dhat-rs and secalloc's profile mode on the same workload: total blocks and bytes must
+/// agree exactly, the peak within the definition (see `secalloc::profile`). A workload whose
+/// runs differ among themselves under one profiler (`maps`: its `HashMap` iteration order,
+/// random per process, shapes the `BTreeMap` built from it) is shown as a range.
 fn agreement_table(sums: &[Summary]) -> String {
     let mut t = String::new();
+    let range = |v: &[[u64; 3]], k: usize| {
+        let lo = v.iter().map(|h| h[k]).min().unwrap_or(0);
+        let hi = v.iter().map(|h| h[k]).max().unwrap_or(0);
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}–{hi}")
+        }
+    };
     for s in sums {
         let (Some(d), Some(p)) = (s.heap.get("dhat"), s.heap.get("profile")) else {
             continue;
@@ -618,17 +629,26 @@ fn agreement_table(sums: &[Summary]) -> String {
         if t.is_empty() {
             t.push_str("| workload | dhat-rs blocks | profile blocks | dhat-rs bytes | profile bytes | dhat-rs peak | profile peak | agree |\n|---|---:|---:|---:|---:|---:|---:|---|\n");
         }
-        let verdict = if d == p {
+        let steady = |v: &Vec<[u64; 3]>| v.iter().all(|h| h == &v[0]);
+        let verdict = if !steady(d) || !steady(p) {
+            "runs differ under each profiler (not deterministic)".to_string()
+        } else if d[0] == p[0] {
             "exactly".to_string()
-        } else if d[..2] == p[..2] {
-            format!("totals exactly; peak {:+}", p[2] as i64 - d[2] as i64)
+        } else if d[0][..2] == p[0][..2] {
+            format!("totals exactly; peak {:+}", p[0][2] as i64 - d[0][2] as i64)
         } else {
             "**no**".to_string()
         };
         let _ = writeln!(
             t,
             "| {} | {} | {} | {} | {} | {} | {} | {verdict} |",
-            s.label, d[0], p[0], d[1], p[1], d[2], p[2]
+            s.label,
+            range(d, 0),
+            range(p, 0),
+            range(d, 1),
+            range(p, 1),
+            range(d, 2),
+            range(p, 2)
         );
     }
     t

@@ -491,8 +491,9 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
 fn account_alloc(ts: Option<&mut ThreadState>, meta: &mut Meta) {
     let size = meta.size;
     let scope_id = meta.scope;
+    let mut ts = ts;
     if RUNTIME.profile() {
-        meta.born = profile::on_alloc(meta.stack, size);
+        meta.born = profile::on_alloc(ts.as_deref_mut(), meta.stack, size);
     }
     match ts {
         Some(ts) => {
@@ -561,8 +562,10 @@ fn account_realloc_in_place(
     tail: usize,
 ) {
     let new = meta.size;
+    let mut ts = ts;
     if RUNTIME.profile() {
-        meta.born = profile::on_realloc_in_place(meta.stack, old, new, meta.born);
+        meta.born =
+            profile::on_realloc_in_place(ts.as_deref_mut(), meta.stack, old, new, meta.born);
     }
     let delta = new as i64 - old as i64;
     match ts {

@@ -51,7 +51,7 @@
 //! the last realloc) to free; blocks live at the end count until then.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -91,8 +91,10 @@ static CHUNKS: [AtomicPtr<Rec>; RECORD_CHUNKS] =
 /// Taken only to map a new chunk of records (at most 256 times in a process).
 static MAP_CHUNK: SpinLock<()> = SpinLock::new(());
 
-static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
-static LIVE_BLOCKS: AtomicU64 = AtomicU64::new(0);
+/// Live bytes and blocks published by threads (each keeps up to [`FLUSH_BYTES`] /
+/// [`FLUSH_BLOCKS`] of its own unpublished, in `ThreadState::prof_live_*`).
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_BLOCKS: AtomicI64 = AtomicI64::new(0);
 static MAX_BYTES: AtomicU64 = AtomicU64::new(0);
 static MAX_BLOCKS: AtomicU64 = AtomicU64::new(0);
 /// Bumped at every declared peak.
@@ -104,6 +106,79 @@ static START_TICKS: AtomicU64 = AtomicU64::new(0);
 static START_NS: AtomicU64 = AtomicU64::new(0);
 /// Set once the profile was written (by a `Profiler` or at exit): it is written once.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Unpublished live bytes a thread may hold before it publishes them.
+const FLUSH_BYTES: i64 = 64 << 10;
+/// Unpublished live blocks a thread may hold before it publishes them.
+const FLUSH_BLOCKS: i64 = 1024;
+/// Entries of a thread's cache of callsite totals (direct-mapped by stack id).
+const CACHE: usize = 64;
+
+/// A thread's running totals for the callsites it allocates from most (total bytes and
+/// blocks, lifetimes), added to the shared records when an entry is taken by another stack.
+/// Only the owning thread writes it (plain loads and stores, no read-modify-write); snapshots
+/// add what it holds. Zeroed memory is an empty cache.
+#[repr(C)]
+pub(crate) struct TotalsCache {
+    /// Stack id + 1 (0: empty).
+    ids: [AtomicU32; CACHE],
+    bytes: [AtomicU64; CACHE],
+    blocks: [AtomicU64; CACHE],
+    lifetime: [AtomicU64; CACHE],
+}
+
+#[inline(always)]
+fn add(c: &AtomicU64, v: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+impl TotalsCache {
+    /// The entry of `stack`, emptying (into the shared records) the one it replaces.
+    #[inline(always)]
+    fn entry(&self, stack: u32) -> usize {
+        let i = stack as usize % CACHE;
+        let tag = stack.wrapping_add(1);
+        let old = self.ids[i].load(Ordering::Relaxed);
+        if old != tag {
+            self.evict(i, old);
+            self.ids[i].store(tag, Ordering::Relaxed);
+        }
+        i
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn evict(&self, i: usize, old: u32) {
+        if old != 0 {
+            if let Some(r) = record(old - 1) {
+                r.total_bytes
+                    .fetch_add(self.bytes[i].load(Ordering::Relaxed), Ordering::Relaxed);
+                r.total_blocks
+                    .fetch_add(self.blocks[i].load(Ordering::Relaxed), Ordering::Relaxed);
+                r.lifetime_ticks
+                    .fetch_add(self.lifetime[i].load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        self.bytes[i].store(0, Ordering::Relaxed);
+        self.blocks[i].store(0, Ordering::Relaxed);
+        self.lifetime[i].store(0, Ordering::Relaxed);
+    }
+
+    /// What the cache holds: `(stack, bytes, blocks, lifetime ticks)` per entry in use.
+    fn for_each(&self, mut f: impl FnMut(u32, u64, u64, u64)) {
+        for i in 0..CACHE {
+            let tag = self.ids[i].load(Ordering::Relaxed);
+            if tag != 0 {
+                f(
+                    tag - 1,
+                    self.bytes[i].load(Ordering::Relaxed),
+                    self.blocks[i].load(Ordering::Relaxed),
+                    self.lifetime[i].load(Ordering::Relaxed),
+                );
+            }
+        }
+    }
+}
 
 /// A cheap clock for block lifetimes: the time-stamp counter on x86-64, the coarse
 /// monotonic clock (nanoseconds) elsewhere. Converted to microseconds only in reports.
@@ -217,53 +292,102 @@ fn touch(r: &Rec) {
     }
 }
 
+/// Changes the live figures by `bytes`/`blocks` on this thread (or, without a thread state,
+/// the published ones) and declares a peak when live bytes reach the maximum so far.
+#[inline(always)]
+fn note_live(ts: Option<&mut ThreadState>, bytes: i64, blocks: i64, now: u64) {
+    let (live, nblocks) = match ts {
+        Some(ts) => {
+            let pb = ts.prof_live_bytes.load(Ordering::Relaxed) + bytes;
+            let pk = ts.prof_live_blocks.load(Ordering::Relaxed) + blocks;
+            let fb = LIVE_BYTES.load(Ordering::Relaxed);
+            let fk = LIVE_BLOCKS.load(Ordering::Relaxed);
+            if pb.abs() >= FLUSH_BYTES || pk.abs() >= FLUSH_BLOCKS {
+                LIVE_BYTES.fetch_add(pb, Ordering::Relaxed);
+                LIVE_BLOCKS.fetch_add(pk, Ordering::Relaxed);
+                ts.prof_live_bytes.store(0, Ordering::Relaxed);
+                ts.prof_live_blocks.store(0, Ordering::Relaxed);
+            } else {
+                ts.prof_live_bytes.store(pb, Ordering::Relaxed);
+                ts.prof_live_blocks.store(pk, Ordering::Relaxed);
+            }
+            (fb + pb, fk + pk)
+        }
+        None => (
+            LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes,
+            LIVE_BLOCKS.fetch_add(blocks, Ordering::Relaxed) + blocks,
+        ),
+    };
+    if bytes > 0 && live >= 0 && live as u64 >= MAX_BYTES.load(Ordering::Relaxed) {
+        declare_peak(live as u64, nblocks.max(0) as u64, now);
+    }
+}
+
+/// A new peak (see the module docs): plain stores, exact in one thread; threads declaring
+/// peaks at the same moment may leave the figures of either.
+#[inline(always)]
+fn declare_peak(live: u64, blocks: u64, now: u64) {
+    MAX_BYTES.store(live, Ordering::Relaxed);
+    MAX_BLOCKS.store(blocks, Ordering::Relaxed);
+    PEAK_AT.store(now, Ordering::Relaxed);
+    PEAK_VERSION.store(
+        PEAK_VERSION.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
 /// Profile accounting of a new block of `size` bytes from stack `stack`. Returns its
 /// allocation time, for the block's `born`.
 #[inline(always)]
-pub(crate) fn on_alloc(stack: u32, size: usize) -> u64 {
+pub(crate) fn on_alloc(ts: Option<&mut ThreadState>, stack: u32, size: usize) -> u64 {
     let now = now_ticks();
-    let size = size as u64;
+    let bytes = size as u64;
     if let Some(r) = record(stack) {
         touch(r);
-        r.total_bytes.fetch_add(size, Ordering::Relaxed);
-        r.total_blocks.fetch_add(1, Ordering::Relaxed);
-        let live = r.live_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let live = r.live_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let blocks = r.live_blocks.fetch_add(1, Ordering::Relaxed) + 1;
         // `>=` as dhat-rs: of equal maxima the latest counts.
         if live >= r.max_bytes.load(Ordering::Relaxed) {
             r.max_bytes.store(live, Ordering::Relaxed);
             r.max_blocks.store(blocks, Ordering::Relaxed);
         }
+        match &ts {
+            Some(ts) => {
+                let i = ts.prof_cache.entry(stack);
+                add(&ts.prof_cache.bytes[i], bytes);
+                add(&ts.prof_cache.blocks[i], 1);
+            }
+            None => {
+                r.total_bytes.fetch_add(bytes, Ordering::Relaxed);
+                r.total_blocks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
-    let live = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
-    let blocks = LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed) + 1;
-    if live >= MAX_BYTES.load(Ordering::Relaxed) {
-        declare_peak(live, blocks, now);
-    }
+    note_live(ts, size as i64, 1, now);
     now
-}
-
-#[inline(always)]
-fn declare_peak(live: u64, blocks: u64, now: u64) {
-    MAX_BYTES.fetch_max(live, Ordering::Relaxed);
-    MAX_BLOCKS.store(blocks, Ordering::Relaxed);
-    PEAK_AT.store(now, Ordering::Relaxed);
-    PEAK_VERSION.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Profile accounting of the free of a block of `size` bytes from `stack`, born at `born`.
 #[inline(always)]
-fn on_free_untagged(stack: u32, size: usize, born: u64) {
-    let size = size as u64;
+fn on_free_untagged(ts: Option<&mut ThreadState>, stack: u32, size: usize, born: u64) {
+    let now = now_ticks();
+    let bytes = size as u64;
     if let Some(r) = record(stack) {
         touch(r);
-        r.live_bytes.fetch_sub(size, Ordering::Relaxed);
+        r.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
         r.live_blocks.fetch_sub(1, Ordering::Relaxed);
-        r.lifetime_ticks
-            .fetch_add(now_ticks().saturating_sub(born), Ordering::Relaxed);
+        let life = now.saturating_sub(born);
+        match &ts {
+            Some(ts) => {
+                let i = ts.prof_cache.entry(stack);
+                add(&ts.prof_cache.lifetime[i], life);
+            }
+            None => {
+                r.lifetime_ticks.fetch_add(life, Ordering::Relaxed);
+            }
+        }
     }
-    LIVE_BYTES.fetch_sub(size, Ordering::Relaxed);
-    LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+    note_live(ts, -(size as i64), -1, now);
 }
 
 /// Profile accounting of a free (from `account_free`): skipped for the old copy of a block
@@ -276,20 +400,28 @@ pub(crate) fn on_free(
     size: usize,
     born: u64,
 ) {
-    if let Some(ts) = ts {
-        if ts.moving_block == user {
-            ts.moving_block = 0;
+    let mut ts = ts;
+    if let Some(t) = ts.as_deref_mut() {
+        if t.moving_block == user {
+            t.moving_block = 0;
             return;
         }
     }
-    on_free_untagged(stack, size, born);
+    on_free_untagged(ts, stack, size, born);
 }
 
 /// Profile accounting of an in-place `realloc` from `old` to `new` bytes (a free and an
 /// allocation, as dhat-rs counts it). Returns the block's new allocation time.
-pub(crate) fn on_realloc_in_place(stack: u32, old: usize, new: usize, born: u64) -> u64 {
-    on_free_untagged(stack, old, born);
-    let now = on_alloc(stack, new);
+pub(crate) fn on_realloc_in_place(
+    ts: Option<&mut ThreadState>,
+    stack: u32,
+    old: usize,
+    new: usize,
+    born: u64,
+) -> u64 {
+    let mut ts = ts;
+    on_free_untagged(ts.as_deref_mut(), stack, old, born);
+    let now = on_alloc(ts, stack, new);
     if let Some(r) = record(stack) {
         r.reallocs.fetch_add(1, Ordering::Relaxed);
     }
@@ -316,7 +448,7 @@ pub(crate) fn begin_move(user: *mut u8) -> bool {
     if meta.stack == INTERNAL {
         return false;
     }
-    on_free_untagged(meta.stack, meta.size, meta.born);
+    on_free_untagged(Some(&mut *ts), meta.stack, meta.size, meta.born);
     ts.moving_block = user as usize;
     true
 }
@@ -326,8 +458,9 @@ pub(crate) fn begin_move(user: *mut u8) -> bool {
 pub(crate) fn cancel_move(user: *mut u8) {
     let ts = crate::thread::current_if_any();
     // SAFETY: null or this thread's own state.
-    if let Some(ts) = unsafe { ts.as_mut() } {
-        ts.moving_block = 0;
+    let mut ts = unsafe { ts.as_mut() };
+    if let Some(t) = ts.as_deref_mut() {
+        t.moving_block = 0;
     }
     // SAFETY: the block is still live and owned by the caller.
     if let Some(meta) = unsafe { crate::block::read_header(user) } {
@@ -336,8 +469,7 @@ pub(crate) fn cancel_move(user: *mut u8) {
             r.live_bytes.fetch_add(size, Ordering::Relaxed);
             r.live_blocks.fetch_add(1, Ordering::Relaxed);
         }
-        LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
-        LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
+        note_live(ts, size as i64, 1, now_ticks());
     }
 }
 
@@ -377,6 +509,33 @@ pub(crate) fn on_same_size_realloc(user: *mut u8) {
     }
 }
 
+/// Sums of what the threads' caches hold, per stack: `(bytes, blocks, lifetime ticks)`.
+fn cached_totals() -> HashMap<u32, (u64, u64, u64)> {
+    let mut m: HashMap<u32, (u64, u64, u64)> = HashMap::new();
+    crate::thread::for_each_slot(|t| {
+        t.prof_cache.for_each(|id, b, k, l| {
+            let e = m.entry(id).or_default();
+            e.0 += b;
+            e.1 += k;
+            e.2 += l;
+        })
+    });
+    m
+}
+
+/// Live bytes and blocks now: published plus every thread's unpublished share.
+fn live_now() -> (u64, u64) {
+    let (mut b, mut k) = (
+        LIVE_BYTES.load(Ordering::Relaxed),
+        LIVE_BLOCKS.load(Ordering::Relaxed),
+    );
+    crate::thread::for_each_slot(|t| {
+        b += t.prof_live_bytes.load(Ordering::Relaxed);
+        k += t.prof_live_blocks.load(Ordering::Relaxed);
+    });
+    (b.max(0) as u64, k.max(0) as u64)
+}
+
 // ---- results ----
 
 /// Whole-heap figures in the spirit of `dhat::HeapStats`.
@@ -412,11 +571,18 @@ impl HeapStats {
             total_blocks += r.total_blocks.load(Ordering::Relaxed);
             total_bytes += r.total_bytes.load(Ordering::Relaxed);
         });
+        crate::thread::for_each_slot(|t| {
+            t.prof_cache.for_each(|_, b, k, _| {
+                total_bytes += b;
+                total_blocks += k;
+            })
+        });
+        let (curr_bytes, curr_blocks) = live_now();
         Some(HeapStats {
             total_blocks,
             total_bytes,
-            curr_blocks: LIVE_BLOCKS.load(Ordering::Relaxed),
-            curr_bytes: LIVE_BYTES.load(Ordering::Relaxed),
+            curr_blocks,
+            curr_bytes,
             max_blocks: MAX_BLOCKS.load(Ordering::Relaxed),
             max_bytes: MAX_BYTES.load(Ordering::Relaxed),
         })
@@ -540,12 +706,14 @@ fn take() -> Profile {
     } else {
         "[no callsite stacks: build with -C force-frame-pointers=yes]"
     };
+    let cached = cached_totals();
     let mut sym: Option<Symbolizer> = None;
     let mut by_frames: HashMap<Vec<String>, usize> = HashMap::new();
     let mut sites: Vec<ProfileSite> = Vec::new();
     let mut lifetimes: Vec<u64> = Vec::new();
     for_each_record(|id, r| {
-        let total_blocks = r.total_blocks.load(Ordering::Relaxed);
+        let (c_bytes, c_blocks, c_ticks) = cached.get(&id).copied().unwrap_or_default();
+        let total_blocks = r.total_blocks.load(Ordering::Relaxed) + c_blocks;
         if total_blocks == 0 {
             return;
         }
@@ -570,8 +738,9 @@ fn take() -> Profile {
         } else {
             frames.iter().map(crate::report::dhat_frame).collect()
         };
-        let ticks =
-            r.lifetime_ticks.load(Ordering::Relaxed) + live_ticks.get(&id).copied().unwrap_or(0);
+        let ticks = r.lifetime_ticks.load(Ordering::Relaxed)
+            + c_ticks
+            + live_ticks.get(&id).copied().unwrap_or(0);
         let i = *by_frames.entry(key).or_insert_with(|| {
             sites.push(ProfileSite {
                 total_bytes: 0,
@@ -590,7 +759,7 @@ fn take() -> Profile {
             sites.len() - 1
         });
         let s = &mut sites[i];
-        s.total_bytes += r.total_bytes.load(Ordering::Relaxed);
+        s.total_bytes += r.total_bytes.load(Ordering::Relaxed) + c_bytes;
         s.total_blocks += total_blocks;
         s.reallocs += r.reallocs.load(Ordering::Relaxed);
         s.max_bytes += r.max_bytes.load(Ordering::Relaxed);
@@ -950,16 +1119,16 @@ mod tests {
     fn peak_figures_are_those_of_the_last_maximum() {
         // Stacks far above any the test binary interns.
         let (a, b) = (3_000_001u32, 3_000_002u32);
-        let base_live = LIVE_BYTES.load(Ordering::Relaxed);
+        let base_live = LIVE_BYTES.load(Ordering::Relaxed) as u64;
         let base_max = MAX_BYTES.load(Ordering::Relaxed);
         assert!(base_live <= base_max);
         // Bring live bytes above anything before, so the peaks below are ours.
         let lift = (base_max - base_live) as usize;
-        let t0 = on_alloc(a, lift + 100);
-        let t1 = on_alloc(b, 50);
+        let t0 = on_alloc(None, a, lift + 100);
+        let t1 = on_alloc(None, b, 50);
         // Peak now: a = lift+100, b = 50.
         on_free(None, 0, b, 50, t1);
-        let t2 = on_alloc(b, 20);
+        let t2 = on_alloc(None, b, 20);
         // Not a peak (below): a's and b's figures at the peak stay.
         let ra = existing_record(a).unwrap();
         let rb = existing_record(b).unwrap();
@@ -979,7 +1148,7 @@ mod tests {
         );
         // A new peak: a frees most, b grows past the old maximum.
         on_free(None, 0, a, lift + 100, t0);
-        let t3 = on_alloc(b, lift + 200);
+        let t3 = on_alloc(None, b, lift + 200);
         let v = PEAK_VERSION.load(Ordering::Relaxed);
         let at_peak = |r: &Rec| {
             if r.peak_version.load(Ordering::Relaxed) == v {

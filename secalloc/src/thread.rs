@@ -80,6 +80,11 @@ pub(crate) struct ThreadState {
     /// In profile mode, the block `realloc` is moving on this thread, already counted out of
     /// the profile (see `profile::begin_move`); 0 when none.
     pub moving_block: usize,
+    /// Profile mode: this thread's share of the live figures not yet published (see
+    /// `profile`), and its cache of callsite totals (owner-written, read by snapshots).
+    pub prof_live_bytes: AtomicI64,
+    pub prof_live_blocks: AtomicI64,
+    pub prof_cache: crate::profile::TotalsCache,
     pub stack_top: usize,
     pub index: u32,
     in_use: AtomicBool,
