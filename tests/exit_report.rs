@@ -526,3 +526,28 @@ fn dh_view_loads_profile_and_leak_files_and_sorts_by_every_lifetime_metric() {
         "{shown}"
     );
 }
+
+#[test]
+fn profile_file_named_folded_gets_stacks_by_total_bytes() {
+    let path = temp_path("profile.folded");
+    let o = run_case(
+        "two-leaks",
+        &[
+            ("SECALLOC_PROFILE", "1"),
+            ("SECALLOC_PROFILE_FILE", path.to_str().unwrap()),
+            ("SECALLOC_REPORT", "off"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Outermost frame first, total bytes after the last space.
+    assert!(
+        text.lines()
+            .any(|l| l
+                == "leak_cases::main;leak_cases::cases::run;leak_cases::cases::forget_vec 1000"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l
+        .rsplit_once(' ')
+        .is_some_and(|(_, n)| n.parse::<u64>().is_ok_and(|n| n > 0))));
+}

@@ -2,7 +2,8 @@
 //! (t-end) and block lifetimes, written as a DHAT file that Valgrind's `dh_view.html` opens.
 //!
 //! Profile mode is switched on with `SECALLOC_PROFILE=1` or [`SecAlloc::profile`]
-//! (`SECALLOC_PROFILE_FILE` names the file, default `dhat-heap.json`, as dhat-rs). It is
+//! (`SECALLOC_PROFILE_FILE` names the file, default `dhat-heap.json`, as dhat-rs; a name
+//! ending in `.folded` gets folded stacks by total bytes, for flame graphs, instead). It is
 //! fixed when the allocator starts, as it gives every block an 8-byte allocation time.
 //!
 //! ```no_run
@@ -25,10 +26,15 @@
 //! bytes), plain stores to the thread's own counters.
 //!
 //! Profile mode adds one record per interned callsite stack, in `mmap`ed chunks (never the
-//! heap it profiles), updated with relaxed atomic adds — no lock on the hot path: total bytes
-//! and blocks, reallocations, live bytes and blocks, the most bytes live at once (`mb`, with
-//! the blocks live then, `mbk`), the live figures at the global peak (`gb`, `gbk`) and the sum
-//! of block lifetimes (`tl`). Two process-wide atomics count live bytes and blocks exactly.
+//! heap it profiles), and no lock on the hot path. What must be shared at every moment — a
+//! callsite's live bytes and blocks, from which its maximum (`mb`, with the blocks live then,
+//! `mbk`) and its figures at the global peak (`gb`, `gbk`) follow — is kept with two relaxed
+//! atomic adds per operation. Totals (`tb`, `tbk`) and lifetimes (`tl`) go to a per-thread
+//! cache of 64 callsites (plain stores), emptied into the records when an entry changes hands
+//! and added in by snapshots. The process's live bytes and blocks are kept per thread too,
+//! published in steps of at most 64 KiB or 1024 blocks, as [`crate::stats`] keeps its own.
+//! The always-on counters cost nothing more than before: the profile-mode code is behind one
+//! flag read, and blocks get their 8-byte allocation time only in profile mode.
 //!
 //! **t-gmax, as DHAT defines it**: the last moment live bytes reached their maximum (an
 //! allocation that brings live bytes to or above the maximum so far declares a new peak).
@@ -39,9 +45,12 @@
 //! last peak holds its value at the peak in its live fields. O(1) per operation.
 //!
 //! This is exact in a single thread: the sum of `gb` over the callsites is the peak, and the
-//! totals agree with dhat-rs's. With several threads the peak itself is exact (one atomic
-//! counter orders every change), but a callsite's figures at the peak may include or miss the
-//! change another thread was making to that same callsite at the moment of the peak.
+//! totals and the peak agree with dhat-rs's. With several threads allocating at once, a
+//! thread compares the published live bytes plus its own unpublished share with the peak,
+//! so the peak may read low by up to 64 KiB per other thread (as [`crate::Stats`]'s peak),
+//! two threads declaring peaks at the same moment may leave either's figures, and a
+//! callsite's figures at the peak may include or miss the change another thread was making
+//! to that same callsite at that moment. Totals are exact once threads are done.
 //!
 //! A `realloc` counts as dhat-rs counts it: one block and `new_size` bytes allocated, the
 //! live bytes changing by the difference; a moved block's old copy leaves the live figures
@@ -1075,8 +1084,9 @@ impl Drop for Profiler {
     }
 }
 
-/// At exit, in profile mode, unless a [`Profiler`] wrote the profile: the DHAT file and the
-/// text summary on stderr (unless `SECALLOC_REPORT=off`). Runs guarded.
+/// At exit, in profile mode, unless a [`Profiler`] wrote the profile: the DHAT file (folded
+/// stacks by total bytes instead when its name ends in `.folded`) and the text summary on
+/// stderr (unless `SECALLOC_REPORT=off`). Runs guarded.
 pub(crate) fn at_exit() {
     if !enabled() || WRITTEN.load(Ordering::Relaxed) != 0 {
         return;
@@ -1087,7 +1097,11 @@ pub(crate) fn at_exit() {
         let path = cfg.profile_file;
         let r = std::fs::File::create(path).and_then(|f| {
             let mut w = io::BufWriter::new(f);
-            p.write_dhat(&mut w)?;
+            if path.ends_with(".folded") {
+                p.write_folded(Metric::TotalBytes, &mut w)?;
+            } else {
+                p.write_dhat(&mut w)?;
+            }
             w.flush()
         });
         match r {
