@@ -550,8 +550,18 @@ fn live_now() -> (u64, u64) {
 /// Whole-heap figures in the spirit of `dhat::HeapStats`.
 ///
 /// ```
-/// // Without profile mode there are no exact peak figures:
-/// assert!(secalloc::profile::HeapStats::try_get().is_none() || secalloc::profile::enabled());
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+/// # fn main() {
+/// use secalloc::profile::HeapStats;
+/// let before = HeapStats::get();
+/// let v = vec![0u8; 1 << 20];
+/// let now = HeapStats::get();
+/// assert_eq!(now.total_blocks - before.total_blocks, 1);
+/// assert_eq!(now.curr_bytes - before.curr_bytes, 1 << 20);
+/// assert!(now.max_bytes >= now.curr_bytes);
+/// drop(v);
+/// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
@@ -687,9 +697,14 @@ pub struct Profile {
 /// live at the end. Its own allocations are not tracked.
 ///
 /// ```
-/// if let Some(p) = secalloc::profile::snapshot() {
-///     assert_eq!(p.sites.iter().map(|s| s.total_bytes).sum::<u64>(), p.stats.total_bytes);
-/// }
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+/// # fn main() {
+/// let p = secalloc::profile::snapshot().expect("profile mode");
+/// assert_eq!(p.sites.iter().map(|s| s.total_bytes).sum::<u64>(), p.stats.total_bytes);
+/// let mut folded = Vec::new();
+/// p.write_folded(secalloc::profile::Metric::TotalBytes, &mut folded).unwrap();
+/// # }
 /// ```
 pub fn snapshot() -> Option<Profile> {
     if !enabled() {
