@@ -34,7 +34,10 @@
 //!   over it on the header path, `with_inner(SecHeap)`), four more attribute costs: `bare`
 //!   (neither stacks nor wipe), `minimal` (also no zeroing on allocation and no canaries: the
 //!   live set, headers and statistics alone), `tracking-heap` and `wipe-heap` (as `tracking`
-//!   and `wipe`, over the own heap);
+//!   and `wipe`, over the own heap); and `profile` (the defaults in heap-profile mode,
+//!   `SECALLOC_PROFILE=1`). When `profile` and `dhat` both run, the workload's whole-heap
+//!   figures (total blocks and bytes, peak bytes) each prints are compared in a table of
+//!   their own (`secalloc::profile` defines how they should agree);
 //! - `--bin-dir DIR`: use the prebuilt workload binaries (named as above) from DIR
 //!   instead of building (for running on a machine without the toolchain);
 //! - `--out DIR` (default `target/bench-suite`): where `results.json`, `table.md` and the
@@ -131,6 +134,13 @@ const MINIMAL: Config = Config {
         ("SECALLOC_CANARY", "0"),
     ],
 };
+/// SecAlloc's defaults in profile mode (per-callsite totals, t-gmax, lifetimes; the DHAT
+/// file written at exit to the driver's temporary file).
+const PROFILE: Config = Config {
+    name: "profile",
+    kind: Kind::SecAlloc,
+    env: &[("SECALLOC_PROFILE", "1")],
+};
 const DHAT: Config = Config {
     name: "dhat",
     kind: Kind::Dhat,
@@ -178,9 +188,10 @@ const FULL_SYSTEM: Config = Config {
     kind: Kind::SecAllocSystem,
     env: &[],
 };
-const ALL_CONFIGS: [Config; 14] = [
+const ALL_CONFIGS: [Config; 15] = [
     SYSTEM,
     FULL,
+    PROFILE,
     TRACKING,
     WIPE,
     BARE,
@@ -195,7 +206,7 @@ const ALL_CONFIGS: [Config; 14] = [
     FULL_SYSTEM,
 ];
 /// Configurations left out of a run unless `--configs` names them.
-const OPT_IN: [&str; 4] = ["bare", "minimal", "tracking-heap", "wipe-heap"];
+const OPT_IN: [&str; 5] = ["bare", "minimal", "tracking-heap", "wipe-heap", "profile"];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {
@@ -394,7 +405,8 @@ fn run_child(
         }
     }
     cmd.env("SECALLOC_REPORT", "off")
-        .env("SUITE_DHAT_FILE", dhat_file);
+        .env("SUITE_DHAT_FILE", dhat_file)
+        .env("SECALLOC_PROFILE_FILE", dhat_file);
     for (k, v) in cfg.env {
         cmd.env(k, v);
     }
@@ -480,6 +492,9 @@ struct Summary {
     workload: String,
     threads: usize,
     by_config: Vec<Stat>,
+    /// Whole-heap figures the profilers reported for the workload (every run of each
+    /// configuration that prints a `heap` line): blocks, bytes, peak bytes.
+    heap: BTreeMap<&'static str, Vec<[u64; 3]>>,
 }
 
 /// Medians of one configuration's runs of one row.
@@ -521,6 +536,7 @@ fn run_row(
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); row.configs.len()];
     let mut checksum: Option<(u64, &str)> = None;
+    let mut heap = BTreeMap::new();
     for round in 0..opts.rounds {
         let n = row.configs.len();
         for k in 0..n {
@@ -532,6 +548,9 @@ fn run_row(
             let (out, rss) = run_child(&bins[cfg.kind.target()], cfg, &args, dhat_file)
                 .unwrap_or_else(|e| fail(e));
             let (s, sum) = parse_result(&out, rss).unwrap_or_else(|e| fail(e));
+            if let Some(h) = parse_heap(&out) {
+                heap.entry(cfg.name).or_insert_with(Vec::new).push(h);
+            }
             match checksum {
                 None => checksum = Some((sum, cfg.name)),
                 Some((c, first)) if c != sum => fail(format!(
@@ -583,7 +602,70 @@ fn run_row(
         workload: row.workload.clone(),
         threads: row.threads,
         by_config,
+        heap,
     }
+}
+
+/// The `heap <blocks> <bytes> <peak bytes>` line a profiling workload prints, if any.
+fn parse_heap(stdout: &str) -> Option<[u64; 3]> {
+    let line = stdout.lines().find(|l| l.starts_with("heap "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| fail(format!("bad heap line {line:?}")));
+    match f[..] {
+        [a, b, c] => Some([a, b, c]),
+        _ => fail(format!("bad heap line {line:?}")),
+    }
+}
+
+/// dhat-rs and secalloc's profile mode on the same workload: total blocks and bytes must
+/// agree exactly, the peak within the definition (see `secalloc::profile`). A workload whose
+/// runs differ among themselves under one profiler (`maps`: its `HashMap` iteration order,
+/// random per process, shapes the `BTreeMap` built from it) is shown as a range.
+fn agreement_table(sums: &[Summary]) -> String {
+    let mut t = String::new();
+    let range = |v: &[[u64; 3]], k: usize| {
+        let lo = v.iter().map(|h| h[k]).min().unwrap_or(0);
+        let hi = v.iter().map(|h| h[k]).max().unwrap_or(0);
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}–{hi}")
+        }
+    };
+    for s in sums {
+        let (Some(d), Some(p)) = (s.heap.get("dhat"), s.heap.get("profile")) else {
+            continue;
+        };
+        if t.is_empty() {
+            t.push_str("| workload | dhat-rs blocks | profile blocks | dhat-rs bytes | profile bytes | dhat-rs peak | profile peak | agree |\n|---|---:|---:|---:|---:|---:|---:|---|\n");
+        }
+        let steady = |v: &Vec<[u64; 3]>| v.iter().all(|h| h == &v[0]);
+        let verdict = if !steady(d) || !steady(p) {
+            "runs differ under each profiler (not deterministic)".to_string()
+        } else if d[0] == p[0] {
+            "exactly".to_string()
+        } else if d[0][..2] == p[0][..2] {
+            format!("totals exactly; peak {:+}", p[0][2] as i64 - d[0][2] as i64)
+        } else {
+            "**no**".to_string()
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {verdict} |",
+            s.label,
+            range(d, 0),
+            range(p, 0),
+            range(d, 1),
+            range(p, 1),
+            range(d, 2),
+            range(p, 2)
+        );
+    }
+    t
 }
 
 /// The wipe sweep: 4-pass wipe against one memset, by size.
@@ -640,6 +722,7 @@ fn table(sums: &[Summary], configs: &[&'static str]) -> String {
     let mut t = String::new();
     let shown: Vec<&str> = configs.iter().copied().filter(|c| *c != "system").collect();
     let dhat_col = shown.contains(&"dhat") && shown.contains(&"full");
+    let dhat_profile_col = shown.contains(&"dhat") && shown.contains(&"profile");
     t.push_str("| workload | System CPU time | System peak RSS |");
     for c in &shown {
         let _ = write!(t, " {c} time× | {c} RSS× |");
@@ -647,11 +730,17 @@ fn table(sums: &[Summary], configs: &[&'static str]) -> String {
     if dhat_col {
         t.push_str(" dhat / full time |");
     }
+    if dhat_profile_col {
+        t.push_str(" dhat / profile time |");
+    }
     t.push_str("\n|---|---:|---:|");
     for _ in &shown {
         t.push_str("---:|---:|");
     }
     if dhat_col {
+        t.push_str("---:|");
+    }
+    if dhat_profile_col {
         t.push_str("---:|");
     }
     t.push('\n');
@@ -676,6 +765,14 @@ fn table(sums: &[Summary], configs: &[&'static str]) -> String {
         }
         if dhat_col {
             match (s.get("dhat"), s.get("full")) {
+                (Some(d), Some(f)) => {
+                    let _ = write!(t, " {:.1} |", d.0 / f.0);
+                }
+                _ => t.push_str(" – |"),
+            }
+        }
+        if dhat_profile_col {
+            match (s.get("dhat"), s.get("profile")) {
                 (Some(d), Some(f)) => {
                     let _ = write!(t, " {:.1} |", d.0 / f.0);
                 }
@@ -1152,6 +1249,13 @@ fn main() {
         opts.threads
     );
     md.push_str(&table(&sums, &configs));
+    let agreement = agreement_table(&sums);
+    if !agreement.is_empty() {
+        md.push_str(
+            "\nWhole-heap figures of the workload, dhat-rs against secalloc's profile mode:\n\n",
+        );
+        md.push_str(&agreement);
+    }
     let (scaling_md, scaling_lines) = scaling_table(&sums, &opts.threads);
     if !scaling_md.is_empty() {
         md.push_str("\nThread scaling (median ops/s):\n\n");
@@ -1220,6 +1324,7 @@ fn main() {
                 workload: s.workload.clone(),
                 threads: s.threads,
                 by_config: s.by_config.clone(),
+                heap: s.heap.clone(),
             })
             .collect();
         write(

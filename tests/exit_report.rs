@@ -338,3 +338,216 @@ fn report_while_other_threads_allocate() {
     );
     assert!(t.contains("in leak_cases::cases::forget_vec "), "{t}");
 }
+
+/// The program point of the DHAT file `v` whose innermost frame is `func` of leak_cases.
+fn dhat_pp<'a>(v: &'a serde_json::Value, func: &str) -> &'a serde_json::Value {
+    let ftbl = v["ftbl"].as_array().unwrap();
+    let name = format!(": leak_cases::cases::{func} (");
+    v["pps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pp| {
+            let first = pp["fs"][0].as_u64().unwrap() as usize;
+            ftbl[first].as_str().unwrap().contains(&name)
+        })
+        .unwrap_or_else(|| panic!("no program point for {func}"))
+}
+
+#[test]
+fn profile_mode_writes_a_full_dhat_file_and_keeps_the_leak_report() {
+    let path = temp_path("profile.dhat.json");
+    let o = run_case(
+        "two-leaks",
+        &[
+            ("SECALLOC_PROFILE", "1"),
+            ("SECALLOC_PROFILE_FILE", path.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    // The profile summary first, then the leak report as without profile mode.
+    let (profile, leaks) = err
+        .split_once("\nsecalloc: 1046 bytes in 2 blocks lost")
+        .unwrap_or_else(|| panic!("no leak report after the profile:\n{err}"));
+    assert_two_leaks_text(&format!("secalloc: 1046 bytes in 2 blocks lost{leaks}"));
+    let lines: Vec<&str> = profile.lines().collect();
+    let head = regex::Regex::new(r"^secalloc: heap profile: \d+ bytes in \d+ blocks allocated; at t-gmax \(\d+ µs\): \d+ bytes in \d+ blocks; at t-end: \d+ bytes in \d+ block\(s\)$").unwrap();
+    assert!(head.is_match(lines[0]), "{profile}");
+    assert_eq!(lines[1], "");
+    // A small program: fewer callsites than SECALLOC_REPORT_TOP.
+    let top = regex::Regex::new(r"^top (\d+) callsite\(s\) by total bytes:$").unwrap();
+    let n = &top.captures(lines[2]).expect(lines[2])[1];
+    assert!(lines.contains(&format!("top {n} callsite(s) by bytes at t-gmax:").as_str()));
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!(
+            "secalloc: heap profile written to {} (open it in Valgrind's dh_view.html)",
+            path.display()
+        )
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    check_dhat_viewer_rules(&v);
+    assert_eq!(v["bklt"], true);
+    assert_eq!(v["mode"], "rust-heap");
+    assert!(v["tg"].as_u64().unwrap() <= v["te"].as_u64().unwrap());
+    let pp = dhat_pp(&v, "forget_vec");
+    for (k, want) in [
+        ("tb", 1000),
+        ("tbk", 1),
+        ("mb", 1000),
+        ("mbk", 1),
+        ("eb", 1000),
+        ("ebk", 1),
+    ] {
+        assert_eq!(pp[k], want, "{k} of forget_vec: {pp}");
+    }
+    let pp = dhat_pp(&v, "leak_session_token");
+    assert_eq!((pp["tb"].as_u64(), pp["eb"].as_u64()), (Some(46), Some(46)));
+    // The figures at the peak add up to the first line's.
+    let sum = |k: &str| {
+        v["pps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let figures: Vec<u64> = regex::Regex::new(r"\d+")
+        .unwrap()
+        .find_iter(lines[0])
+        .map(|m| m.as_str().parse().unwrap())
+        .collect();
+    assert_eq!(sum("tb"), figures[0]);
+    assert_eq!(sum("tbk"), figures[1]);
+    assert_eq!((sum("gb"), sum("gbk")), (figures[3], figures[4]));
+    assert_eq!((sum("eb"), sum("ebk")), (figures[5], figures[6]));
+}
+
+#[test]
+fn profile_mode_with_busy_threads_and_bad_values() {
+    let path = temp_path("profile-threads.dhat.json");
+    let o = run_case(
+        "busy-threads",
+        &[
+            ("SECALLOC_PROFILE", "yes"),
+            ("SECALLOC_PROFILE_FILE", path.to_str().unwrap()),
+            ("SECALLOC_REPORT", "off"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "SECALLOC_REPORT=off prints no summary");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    check_dhat_viewer_rules(&v);
+    let o = run_case(
+        "clean",
+        &[("SECALLOC_PROFILE", "maybe"), ("SECALLOC_PROFILE_FILE", "")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stderr(&o),
+        "secalloc: ignoring SECALLOC_PROFILE=\"maybe\": expected 0 or 1; keeping the configured value\n\
+         secalloc: ignoring SECALLOC_PROFILE_FILE=\"\": expected a UTF-8 file path; keeping the configured value\n"
+    );
+}
+
+/// Loads `file` with Valgrind's own `dh_view.js` under node (tests/dh_view_load.js) and
+/// returns what it displayed; `None` (saying so) where valgrind's viewer or node is missing.
+fn load_in_dh_view(file: &std::path::Path) -> Option<String> {
+    let viewer = [
+        "/usr/libexec/valgrind/dh_view.js",
+        "/usr/lib/valgrind/dh_view.js",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    let Some(viewer) = viewer else {
+        eprintln!("skipping the dh_view.js check: Valgrind's viewer is not installed");
+        return None;
+    };
+    let Ok(o) = std::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/dh_view_load.js"
+        ))
+        .arg(viewer)
+        .arg(file)
+        .output()
+    else {
+        eprintln!("skipping the dh_view.js check: node is not installed");
+        return None;
+    };
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "dh_view.js rejected {}:\n{out}\n{}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(out)
+}
+
+#[test]
+fn dh_view_loads_profile_and_leak_files_and_sorts_by_every_lifetime_metric() {
+    let profile = temp_path("view-profile.json");
+    let leaks = temp_path("view-leaks.json");
+    let o = run_case(
+        "two-leaks",
+        &[
+            ("SECALLOC_PROFILE", "1"),
+            ("SECALLOC_PROFILE_FILE", profile.to_str().unwrap()),
+            ("SECALLOC_REPORT", leaks.to_str().unwrap()),
+            ("SECALLOC_REPORT_FORMAT", "dhat"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let Some(shown) = load_in_dh_view(&profile) else {
+        return;
+    };
+    // Every metric that block lifetimes enable (the others need access counts).
+    for m in [
+        "Total (bytes)",
+        "Total (blocks)",
+        "Total (blocks), tiny",
+        "Total (blocks), short-lived",
+        "At t-gmax (bytes)",
+        "At t-end (bytes)",
+    ] {
+        assert!(shown.contains(&format!("enabled: {m}\n")), "{m}:\n{shown}");
+    }
+    assert!(shown.contains("dh_view.js: loaded, 6 of 14 sort metrics displayed"));
+    let pp = regex::Regex::new(r"Total: +1,000 bytes \([\d.]+%, [\d,.]+/s\) in 1 blocks \([\d.]+%, [\d,.]+/s\), avg size 1,000 bytes, avg lifetime [\d,.]+ µs").unwrap();
+    assert!(pp.is_match(&shown), "{shown}");
+    assert!(shown.contains("At t-gmax: 1,000 bytes"), "{shown}");
+    let shown = load_in_dh_view(&leaks).unwrap();
+    assert!(
+        shown.contains("dh_view.js: loaded, 3 of 14 sort metrics displayed"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn profile_file_named_folded_gets_stacks_by_total_bytes() {
+    let path = temp_path("profile.folded");
+    let o = run_case(
+        "two-leaks",
+        &[
+            ("SECALLOC_PROFILE", "1"),
+            ("SECALLOC_PROFILE_FILE", path.to_str().unwrap()),
+            ("SECALLOC_REPORT", "off"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Outermost frame first, total bytes after the last space.
+    assert!(
+        text.lines()
+            .any(|l| l
+                == "leak_cases::main;leak_cases::cases::run;leak_cases::cases::forget_vec 1000"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l
+        .rsplit_once(' ')
+        .is_some_and(|(_, n)| n.parse::<u64>().is_ok_and(|n| n > 0))));
+}

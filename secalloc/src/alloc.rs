@@ -15,7 +15,7 @@ use crate::heap::tracked;
 use crate::live::{self, Cleared};
 use crate::stack::{self, INTERNAL, NO_STACK};
 use crate::thread::{self, bump, ThreadState, ORPHAN};
-use crate::{scope, wipe, SecHeap};
+use crate::{profile, scope, wipe, SecHeap};
 
 /// Blocks up to this inner size are zeroed by the allocator itself rather than by the inner
 /// allocator's `alloc_zeroed` (below glibc's smallest mmap threshold, 128 KiB).
@@ -185,6 +185,14 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         self
     }
 
+    /// Heap profiling (default off; `SECALLOC_PROFILE=1`): per-callsite totals, peak and
+    /// lifetimes, written at exit as a DHAT file (`SECALLOC_PROFILE_FILE`, default
+    /// `dhat-heap.json`) with a text summary on stderr. See [`crate::profile`].
+    pub const fn profile(mut self, on: bool) -> Self {
+        self.config.profile = on;
+        self
+    }
+
     #[inline(always)]
     fn ready(&self) {
         if RUNTIME.state.load(Ordering::Acquire) != READY {
@@ -254,7 +262,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let (tracked, meta, ts) = begin(layout);
+        let (tracked, mut meta, ts) = begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -288,6 +296,10 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 }
             }
         }
+        if tracked {
+            // SAFETY: `ts` is null or this thread's own state.
+            account_alloc(unsafe { ts.as_mut() }, &mut meta);
+        }
         // SAFETY: as above.
         unsafe {
             block::write_header(user, &meta);
@@ -297,8 +309,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         live::set_live(user as usize);
         if tracked {
-            // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
             thread::leave();
         }
         user
@@ -429,6 +439,11 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         meta.size = size;
         // SAFETY: nb holds off + size + canary bytes.
         let nu = unsafe { nb.add(off) };
+        if meta.stack != INTERNAL && size != old_size {
+            // SAFETY: ts is null or this thread's own state.
+            let ts = unsafe { ts.as_mut() };
+            account_realloc_in_place(ts, &mut meta, old_size, mode != Wipe::Off, tail);
+        }
         // SAFETY: as above.
         unsafe {
             block::write_header(nu, &meta);
@@ -437,11 +452,6 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             }
         }
         live::set_live(nu as usize);
-        if meta.stack != INTERNAL && size != old_size {
-            // SAFETY: ts is null or this thread's own state.
-            let ts = unsafe { ts.as_mut() };
-            account_realloc_in_place(ts, &meta, old_size, size, mode != Wipe::Off, tail);
-        }
         if nb == base && size == old_size {
             return done(ptr::null_mut());
         }
@@ -461,6 +471,7 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         stack: INTERNAL,
         scope: 0,
         thread: 0,
+        born: 0,
     };
     let mut ts: *mut ThreadState = ptr::null_mut();
     if tracked {
@@ -533,8 +544,13 @@ pub(crate) unsafe fn realloc_move(
     // yet stays untouched, as it would without SecAlloc; a small one is zeroed past
     // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
     let large = zero_tail && (new_size > ZERO_INLINE_MAX || own_heap);
+    // Profile mode counts the old copy out first: a realloc is measured by the difference.
+    let moving = profile::begin_move(ptr, own_heap);
     let new = alloc(new_layout, large);
     if new.is_null() {
+        if moving {
+            profile::cancel_move(ptr, own_heap);
+        }
         return new;
     }
     // SAFETY: both blocks hold at least `keep` bytes and are distinct allocations.
@@ -545,6 +561,9 @@ pub(crate) unsafe fn realloc_move(
     }
     dealloc(ptr, layout);
     count_moved_realloc();
+    if moving {
+        profile::on_moved(new, own_heap);
+    }
     new
 }
 
@@ -555,8 +574,16 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
     unsafe { ts.as_ref() }.map(|t| &t.free_marker)
 }
 
+/// Counts a new block (`meta`: its size, stack and scope); in profile mode also its callsite
+/// record, and sets `meta.born`. Call before the header is written.
 #[inline(always)]
-pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, size: usize, scope_id: u16) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &mut Meta) {
+    let size = meta.size;
+    let scope_id = meta.scope;
+    let mut ts = ts;
+    if RUNTIME.profile() {
+        meta.born = profile::on_alloc(ts.as_deref_mut(), meta.stack, size);
+    }
     match ts {
         Some(ts) => {
             bump(&ts.counters.alloc_bytes, size as u64);
@@ -583,6 +610,10 @@ pub(crate) fn account_free(
     wiped_len: usize,
 ) {
     let size = meta.size;
+    let mut ts = ts;
+    if RUNTIME.profile() {
+        profile::on_free(ts.as_deref_mut(), user, meta.stack, size, meta.born);
+    }
     match ts {
         Some(ts) => {
             bump(&ts.counters.freed_bytes, size as u64);
@@ -609,14 +640,22 @@ pub(crate) fn account_free(
     }
 }
 
+/// Counts an in-place shrink of a block from `old` bytes to `meta.size`; in profile mode
+/// also its callsite record, and sets `meta.born` (its lifetime restarts, as dhat-rs's).
+/// Call before the new header is written.
 pub(crate) fn account_realloc_in_place(
     ts: Option<&mut ThreadState>,
-    meta: &Meta,
+    meta: &mut Meta,
     old: usize,
-    new: usize,
     wiped: bool,
     tail: usize,
 ) {
+    let new = meta.size;
+    let mut ts = ts;
+    if RUNTIME.profile() {
+        meta.born =
+            profile::on_realloc_in_place(ts.as_deref_mut(), meta.stack, old, new, meta.born);
+    }
     let delta = new as i64 - old as i64;
     match ts {
         Some(ts) => {
@@ -702,6 +741,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
             return unsafe { crate::own::realloc(ptr, layout, new_size) };
         }
         if new_size == layout.size() && live::is_live(ptr as usize) {
+            if RUNTIME.profile() {
+                profile::on_same_size_realloc(ptr, false);
+            }
             return ptr;
         }
         if new_size < layout.size()

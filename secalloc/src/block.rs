@@ -10,6 +10,11 @@
 //!
 //! The check bits are a keyed hash of the address and both words, so an underflow that
 //! overwrites the header is caught on free with probability 1023/1024.
+//!
+//! In profile mode (fixed at initialisation) the prefix is 32 bytes, `[born: u64][unused:
+//! u64][header]`: the block's allocation time (see `profile::now_ticks`) sits 32 bytes before
+//! the user pointer, so blocks can be given lifetimes. The header stays right before the user
+//! bytes either way.
 
 use core::alloc::Layout;
 use core::sync::atomic::Ordering;
@@ -17,6 +22,8 @@ use core::sync::atomic::Ordering;
 use crate::config::RUNTIME;
 
 pub(crate) const HEADER: usize = 16;
+/// The prefix before the user bytes in profile mode: the allocation time, then the header.
+pub(crate) const PROFILE_PREFIX: usize = 32;
 pub(crate) const CANARY: usize = 8;
 pub(crate) const MAX_SIZE: usize = (1 << 48) - 1;
 
@@ -27,6 +34,8 @@ pub(crate) struct Meta {
     pub stack: u32,
     pub scope: u16,
     pub thread: u16,
+    /// Allocation time in `profile::now_ticks` units; stored only in profile mode (0 otherwise).
+    pub born: u64,
 }
 
 impl Meta {
@@ -39,10 +48,15 @@ impl Meta {
 /// Offset from the inner allocation to the user pointer.
 #[inline(always)]
 pub(crate) fn offset(align: usize) -> usize {
-    if align > HEADER {
-        align
+    let prefix = if RUNTIME.profile() {
+        PROFILE_PREFIX
     } else {
         HEADER
+    };
+    if align > prefix {
+        align
+    } else {
+        prefix
     }
 }
 
@@ -70,7 +84,8 @@ fn check_bits(user: usize, w0_low: u64, w1: u64) -> u64 {
 /// Writes the header for the block at `user`.
 ///
 /// # Safety
-/// `user - 16 .. user` must be writable memory of this block.
+/// `user - 16 .. user` must be writable memory of this block (in profile mode,
+/// `user - 32 .. user`).
 #[inline(always)]
 pub(crate) unsafe fn write_header(user: *mut u8, m: &Meta) {
     let w0_low = m.size as u64 | (u64::from(m.align_log2) << 48);
@@ -83,12 +98,16 @@ pub(crate) unsafe fn write_header(user: *mut u8, m: &Meta) {
         h.write(w0);
         h.add(1).write(w1);
     }
+    if RUNTIME.profile() {
+        // SAFETY: in profile mode every block has a 32-byte prefix (`offset`), 16-aligned.
+        unsafe { user.sub(PROFILE_PREFIX).cast::<u64>().write(m.born) };
+    }
 }
 
 /// Reads and validates the header of the block at `user`. `None` if the check bits fail.
 ///
 /// # Safety
-/// `user - 16 .. user` must be readable.
+/// `user - 16 .. user` must be readable (in profile mode, `user - 32 .. user`).
 #[inline(always)]
 pub(crate) unsafe fn read_header(user: *const u8) -> Option<Meta> {
     // SAFETY: the caller guarantees the header is readable and 8-aligned.
@@ -96,7 +115,13 @@ pub(crate) unsafe fn read_header(user: *const u8) -> Option<Meta> {
         let h = user.sub(HEADER).cast::<u64>();
         (h.read(), h.add(1).read())
     };
-    decode_header(user as usize, w0, w1)
+    let mut m = decode_header(user as usize, w0, w1)?;
+    if RUNTIME.profile() {
+        // SAFETY: in profile mode every block has a 32-byte prefix (`offset`), 16-aligned;
+        // the caller guarantees the block's header is readable, and so is its prefix.
+        m.born = unsafe { user.sub(PROFILE_PREFIX).cast::<u64>().read() };
+    }
+    Some(m)
 }
 
 /// Validates header words `w0`, `w1` read (by any means) from before `user`. `None` if the
@@ -113,6 +138,7 @@ pub(crate) fn decode_header(user: usize, w0: u64, w1: u64) -> Option<Meta> {
         stack: w1 as u32,
         scope: (w1 >> 32) as u16,
         thread: (w1 >> 48) as u16,
+        born: 0,
     })
 }
 

@@ -67,6 +67,10 @@ pub(crate) struct Config {
     pub report_reachable: bool,
     pub leak_exitcode: Option<u8>,
     pub wipe_at_exit: bool,
+    /// Heap profiling: per-callsite totals, peak and lifetimes, a DHAT file at exit.
+    pub profile: bool,
+    /// Where profile mode writes its DHAT file at exit.
+    pub profile_file: &'static str,
     /// Whether the inner allocator's `realloc` is known to shrink in place without leaving a
     /// copy behind (true for `System` on glibc). Otherwise every realloc moves.
     pub inner_shrinks_in_place: bool,
@@ -96,6 +100,8 @@ impl Config {
         report_reachable: false,
         leak_exitcode: None,
         wipe_at_exit: false,
+        profile: false,
+        profile_file: "dhat-heap.json",
         inner_shrinks_in_place: false,
         own_heap: false,
     };
@@ -205,6 +211,15 @@ impl Config {
         if let Some(v) = getenv(b"SECALLOC_WIPE_AT_EXIT\0") {
             parse_bool("SECALLOC_WIPE_AT_EXIT", v, &mut self.wipe_at_exit);
         }
+        if let Some(v) = getenv(b"SECALLOC_PROFILE\0") {
+            parse_bool("SECALLOC_PROFILE", v, &mut self.profile);
+        }
+        if let Some(v) = getenv(b"SECALLOC_PROFILE_FILE\0") {
+            match core::str::from_utf8(v) {
+                Ok(p) if !p.is_empty() => self.profile_file = p,
+                _ => bad_value("SECALLOC_PROFILE_FILE", v, "a UTF-8 file path"),
+            }
+        }
     }
 }
 
@@ -224,6 +239,8 @@ pub(crate) const KNOWN_VARS: &[&str] = &[
     "SECALLOC_REPORT_REACHABLE",
     "SECALLOC_LEAK_EXITCODE",
     "SECALLOC_WIPE_AT_EXIT",
+    "SECALLOC_PROFILE",
+    "SECALLOC_PROFILE_FILE",
 ];
 
 /// The value of `v` among `options` (keywords matched ignoring ASCII case).
@@ -358,6 +375,7 @@ pub(crate) struct Runtime {
     canaries: AtomicBool,
     on_corruption: AtomicU8,
     inner_shrinks_in_place: AtomicBool,
+    profile: AtomicBool,
     /// The process-wide canary: random, first byte in memory zero.
     pub canary: AtomicU64,
     /// Secret mixed into header check bits.
@@ -381,6 +399,7 @@ pub(crate) static RUNTIME: Runtime = Runtime {
     canaries: AtomicBool::new(true),
     on_corruption: AtomicU8::new(0),
     inner_shrinks_in_place: AtomicBool::new(false),
+    profile: AtomicBool::new(false),
     canary: AtomicU64::new(0),
     header_key: AtomicU64::new(0),
     report: crate::sys::SpinLock::new(Config::DEFAULT),
@@ -400,6 +419,7 @@ impl Runtime {
             .store(c.on_corruption as u8, Ordering::Relaxed);
         self.inner_shrinks_in_place
             .store(c.inner_shrinks_in_place, Ordering::Relaxed);
+        self.profile.store(c.profile, Ordering::Relaxed);
         *self.report.lock() = *c;
     }
 
@@ -434,6 +454,11 @@ impl Runtime {
     #[inline]
     pub(crate) fn inner_shrinks_in_place(&self) -> bool {
         self.inner_shrinks_in_place.load(Ordering::Relaxed)
+    }
+    /// Whether profile mode is on (fixed at initialisation: it sets the block layout).
+    #[inline(always)]
+    pub(crate) fn profile(&self) -> bool {
+        self.profile.load(Ordering::Relaxed)
     }
     pub(crate) fn config(&self) -> Config {
         *self.report.lock()

@@ -28,6 +28,7 @@ pub(crate) fn initialise(config: &Config) {
     RUNTIME
         .initialised_at_ns
         .store(crate::wipe::now_ns(), Ordering::Relaxed);
+    crate::profile::start_clock();
 
     crate::wipe::FALLBACK_POOL.lock().init();
 

@@ -53,6 +53,16 @@
 //! very same instant may both pass; a double free in any other order is caught). Figures:
 //! BENCHMARKS.md.
 //!
+//! # Heap profiles
+//!
+//! `SECALLOC_PROFILE=1` (or [`SecAlloc::profile`]) adds a heap profiler in the manner of DHAT
+//! and dhat-rs: per callsite the totals, the most live at once, the live figures at the
+//! global peak (t-gmax) and at the end, and block lifetimes, written at exit as a DHAT file
+//! (`bklt: true`) for Valgrind's `dh_view.html`, with the top callsites on stderr.
+//! [`profile::HeapStats`] has the exact whole-heap figures, [`profile::snapshot`] the
+//! per-callsite ones; [`testing::assert_allocations_at_most`] and
+//! [`testing::assert_max_bytes_at_most`] work in any mode. See [`profile`].
+//!
 //! # Frame pointers
 //!
 //! Callsites are captured by walking frame pointers (about 2 ns a frame, against microseconds
@@ -162,6 +172,7 @@ mod init;
 mod json;
 mod live;
 mod own;
+pub mod profile;
 mod reach;
 mod reader;
 mod report;
@@ -252,7 +263,8 @@ pub fn stats() -> Stats {
         && !stack::walks_break_off(s.short_stacks, s.total_allocations);
     s.corruptions_detected = corruption::DETECTED.load(Ordering::Relaxed);
     s.metadata_bytes = (stack::STACK_BYTES.load(Ordering::Relaxed)
-        + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64;
+        + thread::SLOT_BYTES.load(Ordering::Relaxed)) as u64
+        + profile::PROFILE_BYTES.load(Ordering::Relaxed);
     s
 }
 

@@ -29,7 +29,7 @@ use crate::{thread, wipe};
 /// handed out again must still be zero, as the wipe left it, or something wrote to it
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
-    let (tracked, meta, ts) = crate::alloc::begin(layout);
+    let (tracked, mut meta, ts) = crate::alloc::begin(layout);
     let wiped = RUNTIME.wipe() != Wipe::Off;
     let canary = RUNTIME.canaries();
     let p = loop {
@@ -60,7 +60,10 @@ pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
     if tracked {
         if !p.is_null() {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, layout.size(), meta.scope);
+            account_alloc(unsafe { ts.as_mut() }, &mut meta);
+            if RUNTIME.profile() {
+                tracked::set_born(p as usize, meta.born);
+            }
         }
         thread::leave();
     }
@@ -186,8 +189,7 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             }
         }
         Found::Large { entry } => {
-            let mut d = slots::decode(entry.w0, entry.w1);
-            d.meta.size = entry.size;
+            let d = entry.decoded();
             let Some(meta) = validate(user, layout, d, entry.body) else {
                 if d.state == LIVE {
                     tracked::leak_large(addr, &d.meta);
@@ -230,6 +232,9 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
             return ptr::null_mut();
         }
     };
+    if new_size == layout.size() && RUNTIME.profile() {
+        crate::profile::on_same_size_realloc(user, true);
+    }
     if tracked::fits_in_place(layout.size(), new_size, layout.align(), cap, large) {
         // SAFETY: forwarded contract.
         return unsafe { realloc_in_place(user, layout, new_size, found) };
@@ -263,8 +268,7 @@ unsafe fn realloc_in_place(
     let (d, cap) = match &found {
         Found::Slot { rec, cap, .. } => (rec.read(), *cap),
         Found::Large { entry } => {
-            let mut d = slots::decode(entry.w0, entry.w1);
-            d.meta.size = entry.size;
+            let d = entry.decoded();
             (d, entry.body)
         }
         Found::NotOurs => return leave_if_null(entered),
@@ -301,17 +305,28 @@ unsafe fn realloc_in_place(
         // SAFETY: the slack lies inside the slot.
         unsafe { write_slack_canary(user, new_size, cap) };
     }
+    if meta.stack != INTERNAL && new_size != old {
+        // SAFETY: ts is null or this thread's own state.
+        let ts = unsafe { ts.as_mut() };
+        account_realloc_in_place(ts, &mut meta, old, mode != Wipe::Off, tail);
+    }
     match &found {
         Found::Slot { rec, .. } => rec.write(&meta, LIVE, d.gen.wrapping_add(1)),
         _ => tracked::update_large(user as usize, &meta),
     }
-    if meta.stack != INTERNAL && new_size != old {
-        // SAFETY: ts is null or this thread's own state.
-        let ts = unsafe { ts.as_mut() };
-        account_realloc_in_place(ts, &meta, old, new_size, mode != Wipe::Off, tail);
-    }
     leave_if(entered);
     user
+}
+
+/// The metadata of the live tracked block at `user` (`None`: not one), with its allocation
+/// time in profile mode.
+pub(crate) fn live_meta(user: *mut u8) -> Option<Meta> {
+    let d = match tracked::find(user as usize) {
+        Found::Slot { rec, .. } => rec.read(),
+        Found::Large { entry } => entry.decoded(),
+        Found::NotOurs => return None,
+    };
+    (d.state == LIVE).then_some(d.meta)
 }
 
 /// Leaves the tracker if `entered`.

@@ -376,8 +376,10 @@ fn walk_chunks(mut p: usize, end: usize, buf: &mut [u8], mut f: impl FnMut(usize
 /// found by address): its first 16 bytes are a valid header. Our own blocks allocated while
 /// the snapshot was taken (the classifier's scratch) are recognised this way too.
 fn is_ours(w: &mut Window<'_>, p: usize, csize: usize) -> bool {
-    let user = p + CHUNK_HDR + crate::block::HEADER;
-    let (Some(w0), Some(w1)) = (w.word(p + CHUNK_HDR), w.word(p + CHUNK_HDR + 8)) else {
+    // The prefix before the user bytes: the header, after the allocation time in profile mode.
+    let prefix = crate::block::offset(1);
+    let user = p + CHUNK_HDR + prefix;
+    let (Some(w0), Some(w1)) = (w.word(user - 16), w.word(user - 8)) else {
         return false;
     };
     let Some(m) = crate::block::decode_header(user, w0 as u64, w1 as u64) else {
@@ -386,7 +388,7 @@ fn is_ours(w: &mut Window<'_>, p: usize, csize: usize) -> bool {
     // The chunk glibc gives for our request (header, bytes, canary if on) has this size:
     // 1 in 1024 random words pass the check bits, not also this.
     let request2size = |req: usize| ((req + 8 + 15) & !15).max(32);
-    let req = crate::block::HEADER + m.size;
+    let req = prefix + m.size;
     m.align_log2 <= 4
         && (csize == request2size(req) || csize == request2size(req + crate::block::CANARY))
 }
@@ -634,7 +636,7 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
         .chain(internal)
         .map(|b| {
             (
-                b.addr.saturating_sub(crate::block::HEADER),
+                b.addr.saturating_sub(crate::block::offset(1)),
                 b.addr + b.size + crate::block::CANARY,
             )
         })
@@ -878,6 +880,7 @@ mod tests {
             stack: 1,
             scope: 0,
             thread: 0,
+            born: 0,
         };
         // SAFETY: words 12 and 13 (the header before `user`) lie inside `heap`.
         unsafe { crate::block::write_header(user as *mut u8, &meta) };

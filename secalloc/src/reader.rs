@@ -57,6 +57,7 @@ impl Reader {
                         stack: m.stack,
                         scope: m.scope,
                         source: Source::Header,
+                        born: m.born,
                     };
                     f(b, m.stack == INTERNAL);
                 }
@@ -68,6 +69,7 @@ impl Reader {
                 size: lb.meta.size,
                 stack: lb.meta.stack,
                 scope: lb.meta.scope,
+                born: lb.meta.born,
                 source: if lb.large {
                     Source::Large(lb.gen)
                 } else {
@@ -138,6 +140,7 @@ fn live_block(b: &Block, gen: u32, large: bool) -> LiveBlock {
             stack: b.stack,
             scope: b.scope,
             thread: 0,
+            born: b.born,
         },
         gen,
         large,

@@ -25,6 +25,8 @@ pub(crate) struct Block {
     pub scope: u16,
     /// Where it lives (and how a reader holds it).
     pub source: Source,
+    /// Allocation time (profile mode only; 0 otherwise).
+    pub born: u64,
 }
 
 /// Reads every live block the allocator tracks (not its own). Must run untracked.
@@ -539,7 +541,7 @@ impl LeakReport {
     }
 }
 
-fn dhat_frame(f: &Frame) -> String {
+pub(crate) fn dhat_frame(f: &Frame) -> String {
     let func = f.function.as_deref().unwrap_or("???");
     match (&f.file, f.line) {
         (Some(file), Some(line)) => format!(
@@ -554,7 +556,7 @@ fn dhat_frame(f: &Frame) -> String {
     }
 }
 
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
@@ -792,6 +794,7 @@ fn check(at_exit: bool) -> (Vec<Block>, Vec<LeakKind>, Option<String>) {
 pub(crate) fn at_exit() {
     // Stay guarded from here on: nothing this thread does during exit is tracked.
     let _ = crate::thread::enter();
+    crate::profile::at_exit();
     let cfg = RUNTIME.config();
     let wants_check = cfg.report != ReportDest::Off || cfg.leak_exitcode.is_some();
     let mut lost = 0;
@@ -939,6 +942,7 @@ mod tests {
             stack,
             scope,
             source: crate::reader::Source::Header,
+            born: 0,
         }
     }
 

@@ -185,7 +185,18 @@ impl Symbolizer {
     /// allocation plumbing) from the top, and the runtime's start-up frames from the bottom,
     /// so frame 0 is the user's code.
     pub(crate) fn stack(&mut self, ips: &[usize]) -> Vec<Frame> {
-        let mut frames: Vec<Frame> = ips.iter().flat_map(|&ip| self.resolve(ip)).collect();
+        // Innermost first, up to the runtime's entry point: `trim` cuts everything below it,
+        // and resolving the C library's start-up frames would load its (often large,
+        // separate) debug info for nothing.
+        let mut frames: Vec<Frame> = Vec::new();
+        for &ip in ips {
+            let resolved = self.resolve(ip);
+            let start = resolved.iter().any(is_runtime_start);
+            frames.extend(resolved);
+            if start {
+                break;
+            }
+        }
         trim(&mut frames);
         frames
     }

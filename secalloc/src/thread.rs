@@ -73,6 +73,18 @@ pub(crate) struct ThreadState {
     /// unpublished bytes); only the owner writes it.
     pub peak_seen: AtomicU64,
     pub pending_live: i64,
+    /// Net live bytes this thread's own allocations and frees added (it may be negative),
+    /// and the highest it has been since `testing` last reset it: owner-only plain fields.
+    pub own_live: i64,
+    pub own_peak: i64,
+    /// In profile mode, the block `realloc` is moving on this thread, already counted out of
+    /// the profile (see `profile::begin_move`); 0 when none.
+    pub moving_block: usize,
+    /// Profile mode: this thread's share of the live figures not yet published (see
+    /// `profile`), and its cache of callsite totals (owner-written, read by snapshots).
+    pub prof_live_bytes: AtomicI64,
+    pub prof_live_blocks: AtomicI64,
+    pub prof_cache: crate::profile::TotalsCache,
     pub stack_top: usize,
     pub index: u32,
     in_use: AtomicBool,
@@ -260,7 +272,11 @@ pub(crate) fn for_each_slot(mut f: impl FnMut(&ThreadState)) {
 #[inline(always)]
 pub(crate) fn note_live(ts: &mut ThreadState, delta: i64) {
     ts.pending_live += delta;
+    ts.own_live += delta;
     if delta > 0 {
+        if ts.own_live > ts.own_peak {
+            ts.own_peak = ts.own_live;
+        }
         // Per-thread maximum, merged by `stats`: a plain store, no shared RMW while the
         // heap grows.
         let est = LIVE_FLUSHED.load(Ordering::Relaxed) + ts.pending_live;

@@ -10,8 +10,9 @@
 //! segment is, so only the pages holding records of slots in use ever cost memory. A span's
 //! records start at `(span offset >> 16) * MAX_SLOTS`: a span holds at most `MAX_SLOTS`
 //! slots and starts on a 64 KiB boundary, so spans never share records. Nothing of it sits
-//! next to user data. Another per-slot array (a profile timestamp, say) would be one more
-//! such reservation indexed by [`slot_index`], mapped only when used.
+//! next to user data. In profile mode each slot also has its block's allocation time
+//! (`Meta::born`) in a parallel array of `u64`s (reserved and committed with the records,
+//! touched only when profiling).
 //!
 //! Directly mapped (large) tracked blocks keep their record in [`LARGE`], a hash table keyed
 //! by address under a spin lock (large allocations take a lock and a system call anyway),
@@ -27,6 +28,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize};
 use super::class::MIN_SPAN_SHIFT;
 use super::{BASE, MAX_SLOTS, SEGMENT_SHIFT};
 use crate::block::Meta;
+use crate::config::RUNTIME;
 use crate::sys::{self, SpinLock};
 
 /// State 0: a slot that never held a tracked block.
@@ -86,6 +88,7 @@ pub(crate) fn decode(w0: u64, w1: u64) -> Decoded {
             stack: w1 as u32,
             scope: (w1 >> 32) as u16,
             thread: (w1 >> 48) as u16,
+            born: 0,
         },
         state: (w0 >> STATE_SHIFT) & 3,
         gen: ((w0 >> GEN_SHIFT) & GEN_MASK) as u32,
@@ -94,11 +97,28 @@ pub(crate) fn decode(w0: u64, w1: u64) -> Decoded {
 
 impl Record {
     /// Reads the record (the owner's own view, or a reader's racy one: see [`super::tracked`]).
+    /// In profile mode `meta.born` too.
     #[inline(always)]
     pub(crate) fn read(&self) -> Decoded {
         let w0 = self.w0.load(Acquire);
         let w1 = self.w1.load(Relaxed);
-        decode(w0, w1)
+        let mut d = decode(w0, w1);
+        if RUNTIME.profile() {
+            d.meta.born = self.born().load(Relaxed);
+        }
+        d
+    }
+
+    /// The slot's allocation time (profile mode), beside the record in the parallel array.
+    #[inline(always)]
+    pub(crate) fn born(&self) -> &'static AtomicU64 {
+        let index = (self as *const Record as usize - RECORDS.load(Relaxed))
+            / core::mem::size_of::<Record>();
+        let p = BORN.load(Relaxed) + index * core::mem::size_of::<u64>();
+        // SAFETY: records and times are reserved and committed together, segment by
+        // segment, with the same number of entries; the reservation is never unmapped and
+        // an AtomicU64 is valid for any bit pattern.
+        unsafe { &*(p as *const AtomicU64) }
     }
 
     /// Writes the record: `w1` first, then `w0` (state and generation) with release, so a
@@ -106,6 +126,9 @@ impl Record {
     #[inline(always)]
     pub(crate) fn write(&self, meta: &Meta, state: u64, gen: u32) {
         let (w0, w1) = encode(meta, state, gen);
+        if RUNTIME.profile() {
+            self.born().store(meta.born, Relaxed);
+        }
         self.w1.store(w1, Relaxed);
         self.w0.store(w0, Release);
     }
@@ -134,30 +157,49 @@ impl Record {
 
 /// Start of the record reservation (0 until [`reserve`]).
 static RECORDS: AtomicUsize = AtomicUsize::new(0);
+/// Start of the allocation-time reservation, parallel to the records.
+static BORN: AtomicUsize = AtomicUsize::new(0);
+/// Allocation-time bytes per segment.
+const SEGMENT_BORN_BYTES: usize = SEGMENT_RECORDS * core::mem::size_of::<u64>();
 
 /// Reserves records for a span reservation of `len` bytes. Called once, by the heap's
 /// initialisation.
 pub(super) fn reserve(len: usize) -> bool {
-    let p = sys::reserve((len >> SEGMENT_SHIFT) * SEGMENT_RECORD_BYTES);
+    let segments = len >> SEGMENT_SHIFT;
+    let p = sys::reserve(segments * SEGMENT_RECORD_BYTES);
     if p.is_null() {
         return false;
     }
+    let b = sys::reserve(segments * SEGMENT_BORN_BYTES);
+    if b.is_null() {
+        return false;
+    }
     RECORDS.store(p as usize, Release);
+    BORN.store(b as usize, Release);
     true
 }
 
 /// Makes the records of segment `i` usable (lazily backed: untouched pages cost nothing).
 pub(super) fn commit_segment(i: usize) -> bool {
-    let start = RECORDS.load(Acquire) + i * SEGMENT_RECORD_BYTES;
-    // SAFETY: the range is segment `i`'s part of our own PROT_NONE record reservation
-    // (`i` is below the number of segments it was sized for), claimed by this thread alone.
-    unsafe {
-        libc::mprotect(
-            start as *mut libc::c_void,
-            SEGMENT_RECORD_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-        ) == 0
-    }
+    let commit = |start: usize, len: usize| {
+        // SAFETY: the range is segment `i`'s part of one of our own PROT_NONE reservations
+        // (`i` is below the number of segments they were sized for), claimed by this thread
+        // alone.
+        unsafe {
+            libc::mprotect(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            ) == 0
+        }
+    };
+    commit(
+        RECORDS.load(Acquire) + i * SEGMENT_RECORD_BYTES,
+        SEGMENT_RECORD_BYTES,
+    ) && commit(
+        BORN.load(Acquire) + i * SEGMENT_BORN_BYTES,
+        SEGMENT_BORN_BYTES,
+    )
 }
 
 /// The index of slot `slot` of the span starting at `span_base` in per-slot arrays.
@@ -194,7 +236,19 @@ pub(crate) struct LargeEntry {
     pub w1: u64,
     pub pins: usize,
     pub body: usize,
-    _pad: [usize; 2],
+    /// The block's allocation time (profile mode).
+    pub born: u64,
+    _pad: usize,
+}
+
+impl LargeEntry {
+    /// The entry's record, with the exact size and (profile mode) the allocation time.
+    pub(crate) fn decoded(&self) -> Decoded {
+        let mut d = decode(self.w0, self.w1);
+        d.meta.size = self.size;
+        d.meta.born = self.born;
+        d
+    }
 }
 
 pub(crate) struct LargeTable {
@@ -245,7 +299,14 @@ impl LargeTable {
     }
 
     /// Adds the block at `addr`; false when no table can be mapped or it is full.
-    pub(crate) fn insert(&mut self, addr: usize, size: usize, body: usize, w: (u64, u64)) -> bool {
+    pub(crate) fn insert(
+        &mut self,
+        addr: usize,
+        size: usize,
+        body: usize,
+        born: u64,
+        w: (u64, u64),
+    ) -> bool {
         if self.entries.is_null() {
             let p = sys::map_zeroed(LARGE_ENTRIES * core::mem::size_of::<LargeEntry>());
             if p.is_null() {
@@ -267,7 +328,8 @@ impl LargeTable {
             w1: w.1,
             pins: 0,
             body,
-            _pad: [0; 2],
+            born,
+            _pad: 0,
         };
         let page = i / ENTRIES_PER_PAGE;
         self.summary[page / 64] |= 1 << (page % 64);
@@ -340,6 +402,7 @@ mod tests {
             stack: 0xDEAD_BEEF,
             scope: 0xFFFE,
             thread: 0x1234,
+            born: 0,
         };
         for state in [0, LIVE, FREED, LEAKED] {
             for gen in [0, 1, 0xFF_FFFF] {
@@ -370,7 +433,7 @@ mod tests {
         // Addresses colliding on their home entry, and others.
         let addrs: Vec<usize> = (1..200).map(|k| 0x7000_0000_0000 + k * 0x1000).collect();
         for &a in &addrs {
-            assert!(t.insert(a, a & 0xFFFF, 4096, (a as u64, 0)));
+            assert!(t.insert(a, a & 0xFFFF, 4096, 0, (a as u64, 0)));
         }
         for &a in addrs.iter().step_by(3) {
             assert!(t.remove(a));

@@ -142,7 +142,10 @@ impl Taken {
         }
         let gen = LARGE_GEN.fetch_add(1, Relaxed);
         let w = slots::encode(meta, LIVE, gen);
-        if LARGE.lock().insert(self.addr, meta.size, self.cap, w) {
+        if LARGE
+            .lock()
+            .insert(self.addr, meta.size, self.cap, meta.born, w)
+        {
             return true;
         }
         super::free_large(self.addr);
@@ -239,6 +242,21 @@ pub(crate) fn update_large(addr: usize, meta: &Meta) {
         e.w0 = w0;
         e.w1 = w1;
         e.size = meta.size;
+        e.born = meta.born;
+    }
+}
+
+/// Sets the allocation time of the tracked block at `addr` (profile mode: the time is known
+/// only once the block is counted, after it was published).
+pub(crate) fn set_born(addr: usize, born: u64) {
+    match find(addr) {
+        Found::Slot { rec, .. } => rec.born().store(born, Relaxed),
+        Found::Large { .. } => {
+            if let Some(e) = LARGE.lock().get(addr) {
+                e.born = born;
+            }
+        }
+        Found::NotOurs => {}
     }
 }
 
@@ -301,7 +319,8 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
             }
         }
     }
-    let mut large: [(usize, usize, u64, u64); 64] = [(0, 0, 0, 0); 64];
+    let mut large: [Option<slots::Decoded>; 64] = [None; 64];
+    let mut addrs = [0usize; 64];
     // Copy the entries out a few at a time: `f` may allocate, which may take the lock.
     let mut skip = 0;
     loop {
@@ -309,15 +328,14 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
         let mut seen = 0;
         LARGE.lock().for_each(|e| {
             if seen >= skip && n < large.len() {
-                large[n] = (e.addr, e.size, e.w0, e.w1);
+                large[n] = Some(e.decoded());
+                addrs[n] = e.addr;
                 n += 1;
             }
             seen += 1;
         });
-        for &(addr, size, w0, w1) in &large[..n] {
-            let mut d = slots::decode(w0, w1);
+        for (d, &addr) in large[..n].iter().flatten().zip(&addrs[..n]) {
             if d.state == LIVE {
-                d.meta.size = size;
                 f(LiveBlock {
                     addr,
                     meta: d.meta,
@@ -339,7 +357,7 @@ pub(crate) fn stamp(addr: usize) -> Option<(u64, u32)> {
     match find(addr) {
         Found::Slot { rec, .. } => Some(rec.stamp()),
         Found::Large { entry } => {
-            let d = slots::decode(entry.w0, entry.w1);
+            let d = entry.decoded();
             Some((d.state, d.gen))
         }
         Found::NotOurs => None,
@@ -357,7 +375,7 @@ pub(crate) fn pin_large(b: &LiveBlock) -> bool {
     let mut t = LARGE.lock();
     match t.get(b.addr) {
         Some(e) => {
-            let d = slots::decode(e.w0, e.w1);
+            let d = e.decoded();
             if d.state == LIVE && d.gen == b.gen {
                 e.pins += 1;
                 true

@@ -1,0 +1,1220 @@
+//! Heap profiling: per-callsite totals, live bytes at the global peak (t-gmax), at the end
+//! (t-end) and block lifetimes, written as a DHAT file that Valgrind's `dh_view.html` opens.
+//!
+//! Profile mode is switched on with `SECALLOC_PROFILE=1` or [`SecAlloc::profile`]
+//! (`SECALLOC_PROFILE_FILE` names the file, default `dhat-heap.json`, as dhat-rs; a name
+//! ending in `.folded` gets folded stacks by total bytes, for flame graphs, instead). It is
+//! fixed when the allocator starts, as it gives every block an 8-byte allocation time.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+//!
+//! fn main() {
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     let s = secalloc::profile::HeapStats::get();
+//!     assert!(s.curr_bytes >= 8000);
+//!     drop(v);
+//!     // At exit: `dhat-heap.json`, and the top callsites by total and by peak bytes on stderr.
+//! }
+//! ```
+//!
+//! # What is counted, and how
+//!
+//! Always on (any mode): the per-thread totals behind [`crate::stats`] and
+//! [`crate::testing`] (allocations, frees and their bytes, each thread's own peak of net live
+//! bytes), plain stores to the thread's own counters.
+//!
+//! Profile mode adds one record per interned callsite stack, in `mmap`ed chunks (never the
+//! heap it profiles), and no lock on the hot path. What must be shared at every moment — a
+//! callsite's live bytes and blocks, from which its maximum (`mb`, with the blocks live then,
+//! `mbk`) and its figures at the global peak (`gb`, `gbk`) follow — is kept with two relaxed
+//! atomic adds per operation. Totals (`tb`, `tbk`) and lifetimes (`tl`) go to a per-thread
+//! cache of 64 callsites (plain stores), emptied into the records when an entry changes hands
+//! and added in by snapshots. The process's live bytes and blocks are kept per thread too,
+//! published in steps of at most 64 KiB or 1024 blocks, as [`crate::stats`] keeps its own.
+//! The always-on counters cost nothing more than before: the profile-mode code is behind one
+//! flag read, and blocks get their 8-byte allocation time only in profile mode.
+//!
+//! **t-gmax, as DHAT defines it**: the last moment live bytes reached their maximum (an
+//! allocation that brings live bytes to or above the maximum so far declares a new peak).
+//! Copying every callsite's counts at each peak would cost O(callsites); instead each peak
+//! bumps a version number, and a record touched for the first time after a new peak first
+//! copies its live figures into its "at the peak" fields (its counts have not changed since
+//! that peak, as nothing touched it), then applies the change. A record not touched since the
+//! last peak holds its value at the peak in its live fields. O(1) per operation.
+//!
+//! This is exact in a single thread: the sum of `gb` over the callsites is the peak, and the
+//! totals and the peak agree with dhat-rs's. With several threads allocating at once, a
+//! thread compares the published live bytes plus its own unpublished share with the peak,
+//! so the peak may read low by up to 64 KiB per other thread (as [`crate::Stats`]'s peak),
+//! two threads declaring peaks at the same moment may leave either's figures, and a
+//! callsite's figures at the peak may include or miss the change another thread was making
+//! to that same callsite at that moment. Totals are exact once threads are done.
+//!
+//! A `realloc` counts as dhat-rs counts it: one block and `new_size` bytes allocated, the
+//! live bytes changing by the difference; a moved block's old copy leaves the live figures
+//! before the new copy enters them, so the copy is not a peak. The new block is attributed to
+//! the stack of the `realloc` call (dhat-rs keeps the first allocation's), so the two agree
+//! on the totals, not on how they split between callsites. Lifetimes run from allocation (or
+//! the last realloc) to free; blocks live at the end count until then.
+
+use core::ptr;
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use crate::config::RUNTIME;
+use crate::json::JsonWriter;
+use crate::stack::{INTERNAL, NO_STACK};
+use crate::symbolize::{Frame, Symbolizer};
+use crate::sys::{map_zeroed, SpinLock};
+use crate::thread::ThreadState;
+
+#[allow(unused_imports)]
+use crate::SecAlloc;
+
+const RECORDS_PER_CHUNK: usize = 1 << 16;
+const RECORD_CHUNKS: usize = 256;
+
+/// One callsite's counters.
+#[repr(C)]
+struct Rec {
+    total_bytes: AtomicU64,
+    total_blocks: AtomicU64,
+    reallocs: AtomicU64,
+    live_bytes: AtomicU64,
+    live_blocks: AtomicU64,
+    max_bytes: AtomicU64,
+    max_blocks: AtomicU64,
+    /// The peak version whose figures `peak_*` hold (see the module docs).
+    peak_version: AtomicU64,
+    peak_bytes: AtomicU64,
+    peak_blocks: AtomicU64,
+    lifetime_ticks: AtomicU64,
+    _pad: u64,
+}
+
+static CHUNKS: [AtomicPtr<Rec>; RECORD_CHUNKS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; RECORD_CHUNKS];
+/// Taken only to map a new chunk of records (at most 256 times in a process).
+static MAP_CHUNK: SpinLock<()> = SpinLock::new(());
+
+/// Live bytes and blocks published by threads (each keeps up to [`FLUSH_BYTES`] /
+/// [`FLUSH_BLOCKS`] of its own unpublished, in `ThreadState::prof_live_*`).
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_BLOCKS: AtomicI64 = AtomicI64::new(0);
+static MAX_BYTES: AtomicU64 = AtomicU64::new(0);
+static MAX_BLOCKS: AtomicU64 = AtomicU64::new(0);
+/// Bumped at every declared peak.
+static PEAK_VERSION: AtomicU64 = AtomicU64::new(0);
+/// `now_ticks` at the last declared peak.
+static PEAK_AT: AtomicU64 = AtomicU64::new(0);
+/// `now_ticks` and `now_ns` when the allocator started.
+static START_TICKS: AtomicU64 = AtomicU64::new(0);
+static START_NS: AtomicU64 = AtomicU64::new(0);
+/// Set once the profile was written (by a `Profiler` or at exit): it is written once.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Unpublished live bytes a thread may hold before it publishes them.
+const FLUSH_BYTES: i64 = 64 << 10;
+/// Unpublished live blocks a thread may hold before it publishes them.
+const FLUSH_BLOCKS: i64 = 1024;
+/// Entries of a thread's cache of callsite totals (direct-mapped by stack id).
+const CACHE: usize = 64;
+
+/// A thread's running totals for the callsites it allocates from most (total bytes and
+/// blocks, lifetimes), added to the shared records when an entry is taken by another stack.
+/// Only the owning thread writes it (plain loads and stores, no read-modify-write); snapshots
+/// add what it holds. Zeroed memory is an empty cache.
+#[repr(C)]
+pub(crate) struct TotalsCache {
+    /// Stack id + 1 (0: empty).
+    ids: [AtomicU32; CACHE],
+    bytes: [AtomicU64; CACHE],
+    blocks: [AtomicU64; CACHE],
+    lifetime: [AtomicU64; CACHE],
+}
+
+#[inline(always)]
+fn add(c: &AtomicU64, v: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+impl TotalsCache {
+    /// The entry of `stack`, emptying (into the shared records) the one it replaces.
+    #[inline(always)]
+    fn entry(&self, stack: u32) -> usize {
+        let i = stack as usize % CACHE;
+        let tag = stack.wrapping_add(1);
+        let old = self.ids[i].load(Ordering::Relaxed);
+        if old != tag {
+            self.evict(i, old);
+            self.ids[i].store(tag, Ordering::Relaxed);
+        }
+        i
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn evict(&self, i: usize, old: u32) {
+        if old != 0 {
+            if let Some(r) = record(old - 1) {
+                r.total_bytes
+                    .fetch_add(self.bytes[i].load(Ordering::Relaxed), Ordering::Relaxed);
+                r.total_blocks
+                    .fetch_add(self.blocks[i].load(Ordering::Relaxed), Ordering::Relaxed);
+                r.lifetime_ticks
+                    .fetch_add(self.lifetime[i].load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        self.bytes[i].store(0, Ordering::Relaxed);
+        self.blocks[i].store(0, Ordering::Relaxed);
+        self.lifetime[i].store(0, Ordering::Relaxed);
+    }
+
+    /// What the cache holds: `(stack, bytes, blocks, lifetime ticks)` per entry in use.
+    fn for_each(&self, mut f: impl FnMut(u32, u64, u64, u64)) {
+        for i in 0..CACHE {
+            let tag = self.ids[i].load(Ordering::Relaxed);
+            if tag != 0 {
+                f(
+                    tag - 1,
+                    self.bytes[i].load(Ordering::Relaxed),
+                    self.blocks[i].load(Ordering::Relaxed),
+                    self.lifetime[i].load(Ordering::Relaxed),
+                );
+            }
+        }
+    }
+}
+
+/// A cheap clock for block lifetimes: the time-stamp counter on x86-64, the coarse
+/// monotonic clock (nanoseconds) elsewhere. Converted to microseconds only in reports.
+#[inline(always)]
+pub(crate) fn now_ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` has no preconditions on x86-64 (it reads a counter register).
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_rdtsc()
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer for clock_gettime.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
+}
+
+/// Called at initialisation (profile mode or not): the clock's origin.
+pub(crate) fn start_clock() {
+    START_NS.store(crate::wipe::now_ns(), Ordering::Relaxed);
+    START_TICKS.store(now_ticks(), Ordering::Relaxed);
+}
+
+/// Ticks per microsecond, measured against the monotonic clock since start (over at least
+/// 5 ms: a short run waits for the rest).
+fn ticks_per_us() -> f64 {
+    if !cfg!(target_arch = "x86_64") {
+        return 1000.0;
+    }
+    let n0 = START_NS.load(Ordering::Relaxed);
+    let t0 = START_TICKS.load(Ordering::Relaxed);
+    loop {
+        let n = crate::wipe::now_ns();
+        let t = now_ticks();
+        let ns = n.saturating_sub(n0);
+        if ns >= 5_000_000 {
+            return (t.saturating_sub(t0) as f64 * 1000.0 / ns as f64).max(1e-3);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The record of stack `id`, mapping its chunk on first use. `None` when out of memory.
+#[inline(always)]
+fn record(id: u32) -> Option<&'static Rec> {
+    let i = id as usize;
+    let chunk = CHUNKS.get(i / RECORDS_PER_CHUNK)?.load(Ordering::Acquire);
+    let chunk = if chunk.is_null() {
+        map_chunk(i / RECORDS_PER_CHUNK)?
+    } else {
+        chunk
+    };
+    // SAFETY: chunks hold RECORDS_PER_CHUNK records, are zeroed (a valid Rec is all zeroes)
+    // and never unmapped.
+    Some(unsafe { &*chunk.add(i % RECORDS_PER_CHUNK) })
+}
+
+/// The record of stack `id` if its chunk exists (never maps).
+fn existing_record(id: u32) -> Option<&'static Rec> {
+    let i = id as usize;
+    let chunk = CHUNKS.get(i / RECORDS_PER_CHUNK)?.load(Ordering::Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: as in `record`.
+    Some(unsafe { &*chunk.add(i % RECORDS_PER_CHUNK) })
+}
+
+#[cold]
+#[inline(never)]
+fn map_chunk(ci: usize) -> Option<*mut Rec> {
+    let _g = MAP_CHUNK.lock();
+    let c = CHUNKS[ci].load(Ordering::Acquire);
+    if !c.is_null() {
+        return Some(c);
+    }
+    let bytes = RECORDS_PER_CHUNK * core::mem::size_of::<Rec>();
+    let c = map_zeroed(bytes).cast::<Rec>();
+    if c.is_null() {
+        return None;
+    }
+    PROFILE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    CHUNKS[ci].store(c, Ordering::Release);
+    Some(c)
+}
+
+/// Address space mapped for callsite records.
+pub(crate) static PROFILE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A record's first touch since the latest peak: its live figures are its figures at that
+/// peak (nothing changed them since), kept before this operation changes them.
+#[inline(always)]
+fn touch(r: &Rec) {
+    let v = PEAK_VERSION.load(Ordering::Relaxed);
+    if r.peak_version.load(Ordering::Relaxed) != v {
+        r.peak_bytes
+            .store(r.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        r.peak_blocks
+            .store(r.live_blocks.load(Ordering::Relaxed), Ordering::Relaxed);
+        r.peak_version.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Changes the live figures by `bytes`/`blocks` on this thread (or, without a thread state,
+/// the published ones) and declares a peak when live bytes reach the maximum so far.
+#[inline(always)]
+fn note_live(ts: Option<&mut ThreadState>, bytes: i64, blocks: i64, now: u64) {
+    let (live, nblocks) = match ts {
+        Some(ts) => {
+            let pb = ts.prof_live_bytes.load(Ordering::Relaxed) + bytes;
+            let pk = ts.prof_live_blocks.load(Ordering::Relaxed) + blocks;
+            let fb = LIVE_BYTES.load(Ordering::Relaxed);
+            let fk = LIVE_BLOCKS.load(Ordering::Relaxed);
+            if pb.abs() >= FLUSH_BYTES || pk.abs() >= FLUSH_BLOCKS {
+                LIVE_BYTES.fetch_add(pb, Ordering::Relaxed);
+                LIVE_BLOCKS.fetch_add(pk, Ordering::Relaxed);
+                ts.prof_live_bytes.store(0, Ordering::Relaxed);
+                ts.prof_live_blocks.store(0, Ordering::Relaxed);
+            } else {
+                ts.prof_live_bytes.store(pb, Ordering::Relaxed);
+                ts.prof_live_blocks.store(pk, Ordering::Relaxed);
+            }
+            (fb + pb, fk + pk)
+        }
+        None => (
+            LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes,
+            LIVE_BLOCKS.fetch_add(blocks, Ordering::Relaxed) + blocks,
+        ),
+    };
+    if bytes > 0 && live >= 0 && live as u64 >= MAX_BYTES.load(Ordering::Relaxed) {
+        declare_peak(live as u64, nblocks.max(0) as u64, now);
+    }
+}
+
+/// A new peak (see the module docs): plain stores, exact in one thread; threads declaring
+/// peaks at the same moment may leave the figures of either.
+#[inline(always)]
+fn declare_peak(live: u64, blocks: u64, now: u64) {
+    MAX_BYTES.store(live, Ordering::Relaxed);
+    MAX_BLOCKS.store(blocks, Ordering::Relaxed);
+    PEAK_AT.store(now, Ordering::Relaxed);
+    PEAK_VERSION.store(
+        PEAK_VERSION.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
+/// Profile accounting of a new block of `size` bytes from stack `stack`. Returns its
+/// allocation time, for the block's `born`.
+#[inline(always)]
+pub(crate) fn on_alloc(ts: Option<&mut ThreadState>, stack: u32, size: usize) -> u64 {
+    let now = now_ticks();
+    let bytes = size as u64;
+    if let Some(r) = record(stack) {
+        touch(r);
+        let live = r.live_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let blocks = r.live_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+        // `>=` as dhat-rs: of equal maxima the latest counts.
+        if live >= r.max_bytes.load(Ordering::Relaxed) {
+            r.max_bytes.store(live, Ordering::Relaxed);
+            r.max_blocks.store(blocks, Ordering::Relaxed);
+        }
+        match &ts {
+            Some(ts) => {
+                let i = ts.prof_cache.entry(stack);
+                add(&ts.prof_cache.bytes[i], bytes);
+                add(&ts.prof_cache.blocks[i], 1);
+            }
+            None => {
+                r.total_bytes.fetch_add(bytes, Ordering::Relaxed);
+                r.total_blocks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    note_live(ts, size as i64, 1, now);
+    now
+}
+
+/// Profile accounting of the free of a block of `size` bytes from `stack`, born at `born`.
+#[inline(always)]
+fn on_free_untagged(ts: Option<&mut ThreadState>, stack: u32, size: usize, born: u64) {
+    let now = now_ticks();
+    let bytes = size as u64;
+    if let Some(r) = record(stack) {
+        touch(r);
+        r.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        r.live_blocks.fetch_sub(1, Ordering::Relaxed);
+        let life = now.saturating_sub(born);
+        match &ts {
+            Some(ts) => {
+                let i = ts.prof_cache.entry(stack);
+                add(&ts.prof_cache.lifetime[i], life);
+            }
+            None => {
+                r.lifetime_ticks.fetch_add(life, Ordering::Relaxed);
+            }
+        }
+    }
+    note_live(ts, -(size as i64), -1, now);
+}
+
+/// Profile accounting of a free (from `account_free`): skipped for the old copy of a block
+/// that `realloc` is moving, already counted out by [`begin_move`].
+#[inline(always)]
+pub(crate) fn on_free(
+    ts: Option<&mut ThreadState>,
+    user: usize,
+    stack: u32,
+    size: usize,
+    born: u64,
+) {
+    let mut ts = ts;
+    if let Some(t) = ts.as_deref_mut() {
+        if t.moving_block == user {
+            t.moving_block = 0;
+            return;
+        }
+    }
+    on_free_untagged(ts, stack, size, born);
+}
+
+/// Profile accounting of an in-place `realloc` from `old` to `new` bytes (a free and an
+/// allocation, as dhat-rs counts it). Returns the block's new allocation time.
+pub(crate) fn on_realloc_in_place(
+    ts: Option<&mut ThreadState>,
+    stack: u32,
+    old: usize,
+    new: usize,
+    born: u64,
+) -> u64 {
+    let mut ts = ts;
+    on_free_untagged(ts.as_deref_mut(), stack, old, born);
+    let now = on_alloc(ts, stack, new);
+    if let Some(r) = record(stack) {
+        r.reallocs.fetch_add(1, Ordering::Relaxed);
+    }
+    now
+}
+
+/// Before `realloc` moves the block at `user`: counts the old copy out of the live figures
+/// now, so that the new copy entering them is measured as dhat-rs measures a realloc (by the
+/// difference). The free of the old copy that follows is then not counted again. Returns
+/// whether it did (profile mode, a tracked thread, a live tracked block).
+pub(crate) fn begin_move(user: *mut u8, own_heap: bool) -> bool {
+    if !RUNTIME.profile()
+        || crate::thread::guarded()
+        || (!own_heap && !crate::live::is_live(user as usize))
+    {
+        return false;
+    }
+    let ts = crate::thread::current_if_any();
+    // SAFETY: null or this thread's own state.
+    let Some(ts) = (unsafe { ts.as_mut() }) else {
+        return false;
+    };
+    // SAFETY: the block is live (or, on the own heap, checked to be) and the caller
+    // (realloc) owns it.
+    let Some(meta) = (unsafe { live_meta(user, own_heap) }) else {
+        return false;
+    };
+    if meta.stack == INTERNAL {
+        return false;
+    }
+    on_free_untagged(Some(&mut *ts), meta.stack, meta.size, meta.born);
+    ts.moving_block = user as usize;
+    true
+}
+
+/// After [`begin_move`]: the move failed (no memory), the old block stays live: counts it
+/// back in (its lifetime restarts).
+pub(crate) fn cancel_move(user: *mut u8, own_heap: bool) {
+    let ts = crate::thread::current_if_any();
+    // SAFETY: null or this thread's own state.
+    let mut ts = unsafe { ts.as_mut() };
+    if let Some(t) = ts.as_deref_mut() {
+        t.moving_block = 0;
+    }
+    // SAFETY: the block is still live and owned by the caller.
+    if let Some(meta) = unsafe { live_meta(user, own_heap) } {
+        let size = meta.size as u64;
+        if let Some(r) = record(meta.stack) {
+            r.live_bytes.fetch_add(size, Ordering::Relaxed);
+            r.live_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        note_live(ts, size as i64, 1, now_ticks());
+    }
+}
+
+/// After `realloc` moved a block to `new`: counts a reallocation for the new block's stack
+/// (and ends the move, should the old block's free not have been counted).
+pub(crate) fn on_moved(new: *mut u8, own_heap: bool) {
+    let ts = crate::thread::current_if_any();
+    // SAFETY: null or this thread's own state.
+    if let Some(ts) = unsafe { ts.as_mut() } {
+        ts.moving_block = 0;
+    }
+    // SAFETY: `new` was just returned by our alloc and is owned by the caller.
+    if let Some(meta) = unsafe { live_meta(new, own_heap) } {
+        if meta.stack != INTERNAL {
+            if let Some(r) = record(meta.stack) {
+                r.reallocs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A `realloc` to the same size (which returns the block as it is): dhat-rs counts it as a
+/// reallocation, one block and `size` bytes allocated.
+pub(crate) fn on_same_size_realloc(user: *mut u8, own_heap: bool) {
+    if crate::thread::guarded() {
+        return;
+    }
+    // SAFETY: the block is live (checked by the caller, or on the own heap by the lookup)
+    // and owned by the caller.
+    if let Some(meta) = unsafe { live_meta(user, own_heap) } {
+        if meta.stack != INTERNAL {
+            if let Some(r) = record(meta.stack) {
+                r.total_bytes.fetch_add(meta.size as u64, Ordering::Relaxed);
+                r.total_blocks.fetch_add(1, Ordering::Relaxed);
+                r.reallocs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The metadata of the live block at `user`: from its header (the header layout) or its
+/// slot record (the own heap, which also checks that it is live).
+///
+/// # Safety
+/// On the header layout, `user` is a live block (its header is readable).
+unsafe fn live_meta(user: *mut u8, own_heap: bool) -> Option<crate::block::Meta> {
+    if own_heap {
+        crate::own::live_meta(user)
+    } else {
+        // SAFETY: forwarded.
+        unsafe { crate::block::read_header(user) }
+    }
+}
+
+/// Sums of what the threads' caches hold, per stack: `(bytes, blocks, lifetime ticks)`.
+fn cached_totals() -> HashMap<u32, (u64, u64, u64)> {
+    let mut m: HashMap<u32, (u64, u64, u64)> = HashMap::new();
+    crate::thread::for_each_slot(|t| {
+        t.prof_cache.for_each(|id, b, k, l| {
+            let e = m.entry(id).or_default();
+            e.0 += b;
+            e.1 += k;
+            e.2 += l;
+        })
+    });
+    m
+}
+
+/// Live bytes and blocks now: published plus every thread's unpublished share.
+fn live_now() -> (u64, u64) {
+    let (mut b, mut k) = (
+        LIVE_BYTES.load(Ordering::Relaxed),
+        LIVE_BLOCKS.load(Ordering::Relaxed),
+    );
+    crate::thread::for_each_slot(|t| {
+        b += t.prof_live_bytes.load(Ordering::Relaxed);
+        k += t.prof_live_blocks.load(Ordering::Relaxed);
+    });
+    (b.max(0) as u64, k.max(0) as u64)
+}
+
+// ---- results ----
+
+/// Whole-heap figures in the spirit of `dhat::HeapStats`.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+/// # fn main() {
+/// use secalloc::profile::HeapStats;
+/// let before = HeapStats::get();
+/// let v = vec![0u8; 1 << 20];
+/// let now = HeapStats::get();
+/// assert_eq!(now.total_blocks - before.total_blocks, 1);
+/// assert_eq!(now.curr_bytes - before.curr_bytes, 1 << 20);
+/// assert!(now.max_bytes >= now.curr_bytes);
+/// drop(v);
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Blocks allocated since start (a `realloc` counts one).
+    pub total_blocks: u64,
+    /// Bytes allocated since start (a `realloc` counts its new size).
+    pub total_bytes: u64,
+    /// Blocks live now.
+    pub curr_blocks: u64,
+    /// Bytes live now.
+    pub curr_bytes: u64,
+    /// Blocks live at the global peak (t-gmax).
+    pub max_blocks: u64,
+    /// Bytes live at the global peak (the most ever live at once).
+    pub max_bytes: u64,
+}
+
+impl HeapStats {
+    /// The figures now, exact; `None` outside profile mode.
+    pub fn try_get() -> Option<HeapStats> {
+        if !enabled() {
+            return None;
+        }
+        let (mut total_blocks, mut total_bytes) = (0, 0);
+        for_each_record(|_, r| {
+            total_blocks += r.total_blocks.load(Ordering::Relaxed);
+            total_bytes += r.total_bytes.load(Ordering::Relaxed);
+        });
+        crate::thread::for_each_slot(|t| {
+            t.prof_cache.for_each(|_, b, k, _| {
+                total_bytes += b;
+                total_blocks += k;
+            })
+        });
+        let (curr_bytes, curr_blocks) = live_now();
+        Some(HeapStats {
+            total_blocks,
+            total_bytes,
+            curr_blocks,
+            curr_bytes,
+            max_blocks: MAX_BLOCKS.load(Ordering::Relaxed),
+            max_bytes: MAX_BYTES.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The figures now.
+    ///
+    /// # Panics
+    /// Outside profile mode (as `dhat::HeapStats::get` panics with no heap profiler running):
+    /// start the program with `SECALLOC_PROFILE=1` or install `SecAlloc::new().profile(true)`.
+    /// [`crate::stats`] has the always-on figures.
+    pub fn get() -> HeapStats {
+        Self::try_get().expect(
+            "secalloc: HeapStats::get() needs profile mode (SECALLOC_PROFILE=1, or SecAlloc::new().profile(true))",
+        )
+    }
+}
+
+/// Whether profile mode is on (`SECALLOC_PROFILE=1` or [`SecAlloc::profile`], with a
+/// `SecAlloc` installed).
+pub fn enabled() -> bool {
+    RUNTIME.state.load(Ordering::Acquire) == crate::config::READY && RUNTIME.profile()
+}
+
+fn for_each_record(mut f: impl FnMut(u32, &Rec)) {
+    let n = crate::stack::unique_stacks();
+    for id in 0..=n {
+        if let Some(r) = existing_record(id) {
+            f(id, r);
+        }
+    }
+}
+
+/// One program point of a profile: the blocks allocated from one callsite stack (stacks
+/// that symbolise alike merged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileSite {
+    /// Bytes allocated here (`tb`).
+    pub total_bytes: u64,
+    /// Blocks allocated here (`tbk`).
+    pub total_blocks: u64,
+    /// Reallocations that produced blocks here.
+    pub reallocs: u64,
+    /// The most bytes live at once from here (`mb`; merged stacks: the sum of their maxima).
+    pub max_bytes: u64,
+    /// Blocks live when `max_bytes` was reached (`mbk`).
+    pub max_blocks: u64,
+    /// Bytes live at the global peak (`gb`).
+    pub peak_bytes: u64,
+    /// Blocks live at the global peak (`gbk`).
+    pub peak_blocks: u64,
+    /// Bytes live at the end of the profile (`eb`).
+    pub end_bytes: u64,
+    /// Blocks live at the end of the profile (`ebk`).
+    pub end_blocks: u64,
+    /// Sum of the lifetimes of the blocks allocated here, in microseconds (`tl`); blocks
+    /// still live count until the profile was taken.
+    pub total_lifetime_us: u64,
+    /// The symbolised stack, innermost (the user's allocating call) first.
+    pub frames: Vec<Frame>,
+}
+
+impl ProfileSite {
+    /// Average lifetime of the blocks allocated here, in microseconds.
+    pub fn average_lifetime_us(&self) -> u64 {
+        self.total_lifetime_us
+            .checked_div(self.total_blocks)
+            .unwrap_or(0)
+    }
+}
+
+/// A heap profile: whole-heap figures and the program points, by total bytes (largest
+/// first). Taken by [`snapshot`] or at exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// Whole-heap figures.
+    pub stats: HeapStats,
+    /// The program's command line.
+    pub command: String,
+    /// The process id.
+    pub pid: u32,
+    /// Microseconds from the allocator's start to the global peak (`tg`).
+    pub peak_at_us: u64,
+    /// Microseconds from the allocator's start to the snapshot (`te`).
+    pub end_at_us: u64,
+    /// Whether callsite stacks were recorded (false: the build lacks frame pointers).
+    pub stacks_recorded: bool,
+    /// The program points, largest total bytes first.
+    pub sites: Vec<ProfileSite>,
+}
+
+/// The heap profile now, symbolised; `None` outside profile mode. Blocks live now count as
+/// live at the end. Its own allocations are not tracked.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+/// # fn main() {
+/// let p = secalloc::profile::snapshot().expect("profile mode");
+/// assert_eq!(p.sites.iter().map(|s| s.total_bytes).sum::<u64>(), p.stats.total_bytes);
+/// let mut folded = Vec::new();
+/// p.write_folded(secalloc::profile::Metric::TotalBytes, &mut folded).unwrap();
+/// # }
+/// ```
+pub fn snapshot() -> Option<Profile> {
+    if !enabled() {
+        return None;
+    }
+    Some(crate::thread::untracked(take))
+}
+
+/// Per stack id: (record figures, lifetime ticks of its blocks live now).
+fn take() -> Profile {
+    let now = now_ticks();
+    let stats = HeapStats::try_get().unwrap_or_default();
+    let version = PEAK_VERSION.load(Ordering::Relaxed);
+    // Lifetimes of the blocks still live run until now.
+    let mut live_ticks: HashMap<u32, u64> = HashMap::new();
+    for b in crate::report::snapshot() {
+        *live_ticks.entry(b.stack).or_default() += now.saturating_sub(b.born);
+    }
+    let per_us = ticks_per_us();
+    let stacks_recorded = RUNTIME.stack_depth() > 0 && crate::stats().frame_pointers;
+    let no_stack = if stacks_recorded {
+        "[no stack recorded]"
+    } else {
+        "[no callsite stacks: build with -C force-frame-pointers=yes]"
+    };
+    let cached = cached_totals();
+    let mut sym: Option<Symbolizer> = None;
+    let mut by_frames: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut sites: Vec<ProfileSite> = Vec::new();
+    let mut lifetimes: Vec<u64> = Vec::new();
+    for_each_record(|id, r| {
+        let (c_bytes, c_blocks, c_ticks) = cached.get(&id).copied().unwrap_or_default();
+        let total_blocks = r.total_blocks.load(Ordering::Relaxed) + c_blocks;
+        if total_blocks == 0 {
+            return;
+        }
+        let live_bytes = r.live_bytes.load(Ordering::Relaxed);
+        let live_blocks = r.live_blocks.load(Ordering::Relaxed);
+        let (peak_bytes, peak_blocks) = if r.peak_version.load(Ordering::Relaxed) == version {
+            (
+                r.peak_bytes.load(Ordering::Relaxed),
+                r.peak_blocks.load(Ordering::Relaxed),
+            )
+        } else {
+            (live_bytes, live_blocks)
+        };
+        let frames = if stacks_recorded && id != NO_STACK {
+            sym.get_or_insert_with(Symbolizer::new)
+                .stack(crate::stack::frames(id))
+        } else {
+            Vec::new()
+        };
+        let key: Vec<String> = if frames.is_empty() {
+            vec![no_stack.to_string()]
+        } else {
+            frames.iter().map(crate::report::dhat_frame).collect()
+        };
+        let ticks = r.lifetime_ticks.load(Ordering::Relaxed)
+            + c_ticks
+            + live_ticks.get(&id).copied().unwrap_or(0);
+        let i = *by_frames.entry(key).or_insert_with(|| {
+            sites.push(ProfileSite {
+                total_bytes: 0,
+                total_blocks: 0,
+                reallocs: 0,
+                max_bytes: 0,
+                max_blocks: 0,
+                peak_bytes: 0,
+                peak_blocks: 0,
+                end_bytes: 0,
+                end_blocks: 0,
+                total_lifetime_us: 0,
+                frames,
+            });
+            lifetimes.push(0);
+            sites.len() - 1
+        });
+        let s = &mut sites[i];
+        s.total_bytes += r.total_bytes.load(Ordering::Relaxed) + c_bytes;
+        s.total_blocks += total_blocks;
+        s.reallocs += r.reallocs.load(Ordering::Relaxed);
+        s.max_bytes += r.max_bytes.load(Ordering::Relaxed);
+        s.max_blocks += r.max_blocks.load(Ordering::Relaxed);
+        s.peak_bytes += peak_bytes;
+        s.peak_blocks += peak_blocks;
+        s.end_bytes += live_bytes;
+        s.end_blocks += live_blocks;
+        lifetimes[i] += ticks;
+    });
+    for (s, t) in sites.iter_mut().zip(&lifetimes) {
+        s.total_lifetime_us = (*t as f64 / per_us) as u64;
+    }
+    sites.sort_by(|a, b| {
+        b.total_bytes
+            .cmp(&a.total_bytes)
+            .then(b.total_blocks.cmp(&a.total_blocks))
+            .then_with(|| {
+                a.frames
+                    .first()
+                    .map(|f| f.ip)
+                    .cmp(&b.frames.first().map(|f| f.ip))
+            })
+    });
+    let start = START_TICKS.load(Ordering::Relaxed);
+    let us = |t: u64| (t.saturating_sub(start) as f64 / per_us) as u64;
+    Profile {
+        stats,
+        command: crate::report::command_line(),
+        pid: std::process::id(),
+        peak_at_us: us(PEAK_AT.load(Ordering::Relaxed)),
+        end_at_us: us(now),
+        stacks_recorded,
+        sites,
+    }
+}
+
+/// What [`Profile::write_folded`] weighs each stack by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Bytes allocated in total (`tb`).
+    TotalBytes,
+    /// Blocks allocated in total (`tbk`).
+    TotalBlocks,
+    /// Bytes live at the global peak (`gb`).
+    PeakBytes,
+    /// Bytes live at the end (`eb`).
+    EndBytes,
+}
+
+impl Metric {
+    fn of(self, s: &ProfileSite) -> u64 {
+        match self {
+            Metric::TotalBytes => s.total_bytes,
+            Metric::TotalBlocks => s.total_blocks,
+            Metric::PeakBytes => s.peak_bytes,
+            Metric::EndBytes => s.end_bytes,
+        }
+    }
+}
+
+/// DHAT's "short-lived" threshold (`tuth`), in microseconds, as dhat-rs writes it.
+const SHORT_LIVED_US: u64 = 10;
+
+impl Profile {
+    /// Writes DHAT's JSON format (`dhatFileVersion` 2, `bklt: true`), which Valgrind's
+    /// `dh_view.html` opens and sorts by every metric; the layout dhat-rs writes.
+    pub fn write_dhat(&self, w: &mut dyn Write) -> io::Result<()> {
+        let mut ftbl: Vec<String> = vec!["[root]".to_string()];
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let no_stack = if self.stacks_recorded {
+            "[no stack recorded]"
+        } else {
+            "[no callsite stacks: build with -C force-frame-pointers=yes]"
+        };
+        let mut j = JsonWriter::new(false);
+        j.begin_object();
+        j.uint("dhatFileVersion", 2);
+        j.string("mode", "rust-heap");
+        j.string("verb", "Allocated");
+        j.boolean("bklt", true);
+        j.boolean("bkacc", false);
+        j.string("tu", "µs");
+        j.string("Mtu", "s");
+        j.uint("tuth", SHORT_LIVED_US);
+        j.string("cmd", &self.command);
+        j.uint("pid", u64::from(self.pid));
+        j.uint("tg", self.peak_at_us);
+        j.uint("te", self.end_at_us);
+        j.array_field("pps");
+        for s in &self.sites {
+            let strings: Vec<String> = if s.frames.is_empty() {
+                vec![no_stack.to_string()]
+            } else {
+                s.frames.iter().map(crate::report::dhat_frame).collect()
+            };
+            j.begin_object();
+            j.uint("tb", s.total_bytes);
+            j.uint("tbk", s.total_blocks);
+            j.uint("tl", s.total_lifetime_us);
+            j.uint("mb", s.max_bytes);
+            j.uint("mbk", s.max_blocks);
+            j.uint("gb", s.peak_bytes);
+            j.uint("gbk", s.peak_blocks);
+            j.uint("eb", s.end_bytes);
+            j.uint("ebk", s.end_blocks);
+            j.array_field("fs");
+            for st in strings {
+                let i = *index.entry(st.clone()).or_insert_with(|| {
+                    ftbl.push(st);
+                    ftbl.len() - 1
+                });
+                j.uint_element(i as u64);
+            }
+            j.end_array();
+            j.end_object();
+        }
+        j.end_array();
+        j.array_field("ftbl");
+        for f in &ftbl {
+            j.string_element(f);
+        }
+        j.end_array();
+        j.end_object();
+        w.write_all(j.finish().as_bytes())?;
+        writeln!(w)
+    }
+
+    /// Writes folded stacks weighed by `metric`, outermost frame first, one line per stack
+    /// (`main;parse;alloc 4096`), for `inferno-flamegraph` or `flamegraph.pl`. Stacks of
+    /// weight 0 are left out.
+    pub fn write_folded(&self, metric: Metric, w: &mut dyn Write) -> io::Result<()> {
+        let mut merged: HashMap<String, u64> = HashMap::new();
+        for s in &self.sites {
+            let v = metric.of(s);
+            if v == 0 {
+                continue;
+            }
+            let mut names: Vec<String> = s
+                .frames
+                .iter()
+                .rev()
+                .map(|f| {
+                    f.function
+                        .clone()
+                        .unwrap_or_else(|| format!("{:#x}", f.ip))
+                        .replace(';', ",")
+                        .replace('\n', " ")
+                })
+                .collect();
+            if names.is_empty() {
+                names.push("[no stack recorded]".to_string());
+            }
+            *merged.entry(names.join(";")).or_default() += v;
+        }
+        let mut lines: Vec<(String, u64)> = merged.into_iter().collect();
+        lines.sort();
+        for (k, v) in lines {
+            writeln!(w, "{k} {v}")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the text summary: whole-heap figures, then the `top` callsites by total bytes
+    /// and the `top` callsites by bytes live at the global peak.
+    ///
+    /// ```text
+    /// secalloc: heap profile: 1200 bytes in 3 blocks allocated; at t-gmax (12 µs): 1100 bytes in 2 blocks; at t-end: 100 bytes in 1 block(s)
+    ///
+    /// top 2 callsite(s) by total bytes:
+    ///   1. 1000 byte(s) in 1 block(s); at t-gmax 1000 byte(s); max live 1000 byte(s); at t-end 0 byte(s); avg lifetime 3 µs
+    ///     #0 0x55f1c2a0b1c7 in app::load src/main.rs:31:17
+    /// ```
+    pub fn write_text(&self, top: usize, w: &mut dyn Write) -> io::Result<()> {
+        let st = &self.stats;
+        writeln!(
+            w,
+            "secalloc: heap profile: {} bytes in {} blocks allocated; at t-gmax ({} µs): {} bytes in {} blocks; at t-end: {} bytes in {} block(s)",
+            st.total_bytes,
+            st.total_blocks,
+            self.peak_at_us,
+            st.max_bytes,
+            st.max_blocks,
+            st.curr_bytes,
+            st.curr_blocks
+        )?;
+        let mut by_peak: Vec<&ProfileSite> =
+            self.sites.iter().filter(|s| s.peak_bytes > 0).collect();
+        by_peak.sort_by(|a, b| {
+            b.peak_bytes
+                .cmp(&a.peak_bytes)
+                .then(b.total_bytes.cmp(&a.total_bytes))
+        });
+        let by_total: Vec<&ProfileSite> = self.sites.iter().collect();
+        for (title, list) in [("total bytes", by_total), ("bytes at t-gmax", by_peak)] {
+            let n = list.len().min(top);
+            writeln!(w)?;
+            writeln!(w, "top {n} callsite(s) by {title}:")?;
+            for (i, s) in list.iter().take(n).enumerate() {
+                writeln!(
+                    w,
+                    "  {}. {} byte(s) in {} block(s); at t-gmax {} byte(s); max live {} byte(s); at t-end {} byte(s); avg lifetime {} µs",
+                    i + 1,
+                    s.total_bytes,
+                    s.total_blocks,
+                    s.peak_bytes,
+                    s.max_bytes,
+                    s.end_bytes,
+                    s.average_lifetime_us()
+                )?;
+                if s.frames.is_empty() {
+                    writeln!(w, "    (no stack recorded)")?;
+                }
+                for (k, f) in s.frames.iter().enumerate() {
+                    writeln!(w, "    #{k} {:#x} in {}", f.ip, f.location())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the profile to `path` as DHAT JSON (profile mode only: `None` otherwise). Later
+/// calls (and exit) write it again, with the figures of their time.
+pub fn write_dhat_file(path: &std::path::Path) -> Option<io::Result<()>> {
+    let p = snapshot()?;
+    Some(crate::thread::untracked(|| {
+        std::fs::File::create(path).and_then(|f| {
+            let mut w = io::BufWriter::new(f);
+            p.write_dhat(&mut w)?;
+            w.flush()
+        })
+    }))
+}
+
+/// A guard in the spirit of `dhat::Profiler`: when it is dropped (or [`stop`](Profiler::stop)
+/// is called) the DHAT file is written, instead of at exit; the exit then writes neither the
+/// file nor the text summary.
+///
+/// Profiling itself runs for the whole process: profile mode is fixed when the allocator
+/// starts (`SECALLOC_PROFILE=1` or [`SecAlloc::profile`]). Without it the guard does nothing.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+///
+/// fn main() {
+///     let _profiler = secalloc::profile::Profiler::new().file_name("my-heap.json");
+///     let v = vec![0u8; 4096];
+///     drop(v);
+/// } // my-heap.json written here
+/// ```
+#[derive(Debug)]
+pub struct Profiler {
+    file: Option<std::path::PathBuf>,
+    done: bool,
+}
+
+impl Profiler {
+    /// A guard writing to `SECALLOC_PROFILE_FILE` (default `dhat-heap.json`).
+    pub fn new() -> Profiler {
+        Profiler {
+            file: None,
+            done: false,
+        }
+    }
+
+    /// Writes to `path` instead.
+    pub fn file_name(mut self, path: impl Into<std::path::PathBuf>) -> Profiler {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Whether profile mode is on, so that the guard will write a file.
+    pub fn is_active(&self) -> bool {
+        enabled()
+    }
+
+    /// Writes the DHAT file now and returns its path (`None` outside profile mode).
+    pub fn stop(mut self) -> Option<io::Result<std::path::PathBuf>> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Option<io::Result<std::path::PathBuf>> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        if !enabled() {
+            return None;
+        }
+        let path = self
+            .file
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(RUNTIME.config().profile_file));
+        WRITTEN.store(1, Ordering::Relaxed);
+        let r = write_dhat_file(&path)?;
+        Some(r.map(|_| path))
+    }
+}
+
+impl Default for Profiler {
+    fn default() -> Self {
+        Profiler::new()
+    }
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if let Some(Err(e)) = self.finish() {
+            eprintln!("secalloc: could not write the heap profile: {e}");
+        }
+    }
+}
+
+/// At exit, in profile mode, unless a [`Profiler`] wrote the profile: the DHAT file (folded
+/// stacks by total bytes instead when its name ends in `.folded`) and the text summary on
+/// stderr (unless `SECALLOC_REPORT=off`). Runs guarded.
+pub(crate) fn at_exit() {
+    if !enabled() || WRITTEN.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let cfg = RUNTIME.config();
+    let p = take();
+    let note = {
+        let path = cfg.profile_file;
+        let r = std::fs::File::create(path).and_then(|f| {
+            let mut w = io::BufWriter::new(f);
+            if path.ends_with(".folded") {
+                p.write_folded(Metric::TotalBytes, &mut w)?;
+            } else {
+                p.write_dhat(&mut w)?;
+            }
+            w.flush()
+        });
+        match r {
+            Ok(()) => format!(
+                "secalloc: heap profile written to {path} (open it in Valgrind's dh_view.html)\n"
+            ),
+            Err(e) => format!("secalloc: could not write the heap profile to {path}: {e}\n"),
+        }
+    };
+    if cfg.report == crate::config::ReportDest::Off {
+        if note.starts_with("secalloc: could not") {
+            eprint!("{note}");
+        }
+        return;
+    }
+    let mut err = io::stderr().lock();
+    let _ = p.write_text(cfg.report_top, &mut err);
+    let _ = writeln!(err);
+    let _ = err.write_all(note.as_bytes());
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The records are process-wide: one test drives them (with stack ids of its own).
+    #[test]
+    fn peak_figures_are_those_of_the_last_maximum() {
+        // Stacks far above any the test binary interns.
+        let (a, b) = (3_000_001u32, 3_000_002u32);
+        let base_live = LIVE_BYTES.load(Ordering::Relaxed) as u64;
+        let base_max = MAX_BYTES.load(Ordering::Relaxed);
+        assert!(base_live <= base_max);
+        // Bring live bytes above anything before, so the peaks below are ours.
+        let lift = (base_max - base_live) as usize;
+        let t0 = on_alloc(None, a, lift + 100);
+        let t1 = on_alloc(None, b, 50);
+        // Peak now: a = lift+100, b = 50.
+        on_free(None, 0, b, 50, t1);
+        let t2 = on_alloc(None, b, 20);
+        // Not a peak (below): a's and b's figures at the peak stay.
+        let ra = existing_record(a).unwrap();
+        let rb = existing_record(b).unwrap();
+        let v = PEAK_VERSION.load(Ordering::Relaxed);
+        let at_peak = |r: &Rec| {
+            if r.peak_version.load(Ordering::Relaxed) == v {
+                r.peak_bytes.load(Ordering::Relaxed)
+            } else {
+                r.live_bytes.load(Ordering::Relaxed)
+            }
+        };
+        assert_eq!(at_peak(ra), lift as u64 + 100);
+        assert_eq!(at_peak(rb), 50);
+        assert_eq!(
+            MAX_BYTES.load(Ordering::Relaxed),
+            base_live + lift as u64 + 150
+        );
+        // A new peak: a frees most, b grows past the old maximum.
+        on_free(None, 0, a, lift + 100, t0);
+        let t3 = on_alloc(None, b, lift + 200);
+        let v = PEAK_VERSION.load(Ordering::Relaxed);
+        let at_peak = |r: &Rec| {
+            if r.peak_version.load(Ordering::Relaxed) == v {
+                r.peak_bytes.load(Ordering::Relaxed)
+            } else {
+                r.live_bytes.load(Ordering::Relaxed)
+            }
+        };
+        assert_eq!(at_peak(ra), 0);
+        assert_eq!(at_peak(rb), lift as u64 + 220);
+        assert_eq!(rb.max_bytes.load(Ordering::Relaxed), lift as u64 + 220);
+        assert_eq!(rb.max_blocks.load(Ordering::Relaxed), 2);
+        assert_eq!(rb.total_blocks.load(Ordering::Relaxed), 3);
+        assert_eq!(rb.total_bytes.load(Ordering::Relaxed), lift as u64 + 270);
+        on_free(None, 0, b, 20, t2);
+        on_free(None, 0, b, lift + 200, t3);
+        // Frees after the peak keep the figures at the peak.
+        assert_eq!(rb.peak_bytes.load(Ordering::Relaxed), lift as u64 + 220);
+        assert_eq!(rb.live_bytes.load(Ordering::Relaxed), 0);
+    }
+}

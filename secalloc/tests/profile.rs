@@ -1,0 +1,235 @@
+//! Profile mode in one thread (no test harness: its threads would allocate meanwhile): the
+//! whole-heap figures agree with dhat-rs's definitions, the per-callsite figures add up to
+//! them, and the `testing` assertions on totals and peaks hold or fail as they should.
+
+use std::hint::black_box;
+
+use secalloc::profile::{HeapStats, Metric};
+
+#[global_allocator]
+static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
+
+#[inline(never)]
+fn make_peak(n: usize) -> Vec<u8> {
+    black_box(vec![7u8; n])
+}
+
+#[inline(never)]
+fn small_box() -> Box<[u8; 100]> {
+    black_box(Box::new([1u8; 100]))
+}
+
+fn delta(a: &HeapStats, b: &HeapStats) -> (u64, u64) {
+    (
+        b.total_blocks - a.total_blocks,
+        b.total_bytes - a.total_bytes,
+    )
+}
+
+fn whole_heap_figures() {
+    assert!(secalloc::profile::enabled());
+    let a = HeapStats::get();
+    // A peak above anything before: 4 MiB live at once, then freed.
+    let big = make_peak(4 << 20);
+    let b = HeapStats::get();
+    assert_eq!(delta(&a, &b), (1, 4 << 20));
+    assert_eq!(b.curr_bytes, a.curr_bytes + (4 << 20));
+    assert_eq!(b.max_bytes, b.curr_bytes, "a new maximum is the peak");
+    assert_eq!(b.max_blocks, b.curr_blocks);
+    drop(big);
+    let c = HeapStats::get();
+    assert_eq!(c.curr_bytes, a.curr_bytes);
+    assert_eq!((c.max_bytes, c.max_blocks), (b.max_bytes, b.max_blocks));
+
+    // A realloc counts as dhat-rs counts it: one block and the new size allocated, live
+    // bytes by the difference (the moved copy is not a peak).
+    let mut v: Vec<u8> = Vec::with_capacity(1 << 20);
+    let d = HeapStats::get();
+    v.reserve_exact(4 << 20); // 1 MiB -> 4 MiB: peak at exactly the previous maximum
+    let e = HeapStats::get();
+    assert_eq!(delta(&d, &e), (1, 4 << 20));
+    assert_eq!(e.curr_blocks, d.curr_blocks);
+    assert_eq!(e.curr_bytes, d.curr_bytes + (3 << 20));
+    assert_eq!(
+        e.max_bytes, b.max_bytes,
+        "old and new copy are not live together"
+    );
+    v.shrink_to(1000); // in place (glibc) or moved: one more block either way
+    let f = HeapStats::get();
+    assert_eq!(delta(&e, &f), (1, 1000));
+    assert_eq!(f.curr_bytes, d.curr_bytes - (1 << 20) + 1000);
+    drop(v);
+}
+
+fn callsites_add_up() {
+    let mut boxes = Vec::with_capacity(53);
+    for _ in 0..53 {
+        boxes.push(small_box());
+    }
+    let peak = make_peak(8 << 20); // the global peak: 53 boxes and 8 MiB live
+    drop(peak);
+    boxes.truncate(3);
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    assert!(p.stacks_recorded, "this test builds with frame pointers");
+    let sum = |f: fn(&secalloc::profile::ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|s| s.total_bytes), p.stats.total_bytes);
+    assert_eq!(sum(|s| s.total_blocks), p.stats.total_blocks);
+    assert_eq!(
+        sum(|s| s.peak_bytes),
+        p.stats.max_bytes,
+        "gb adds up to the peak"
+    );
+    assert_eq!(sum(|s| s.peak_blocks), p.stats.max_blocks);
+    assert_eq!(sum(|s| s.end_bytes), p.stats.curr_bytes);
+    assert_eq!(sum(|s| s.end_blocks), p.stats.curr_blocks);
+    assert!(p.peak_at_us <= p.end_at_us);
+    let site = |name: &str| {
+        p.sites
+            .iter()
+            .find(|s| {
+                s.frames
+                    .first()
+                    .and_then(|f| f.function.as_deref())
+                    .is_some_and(|f| f.ends_with(name))
+            })
+            .unwrap_or_else(|| panic!("no site for {name}: {:#?}", p.sites.first()))
+    };
+    let big = site("make_peak"); // the larger of its two callsites
+    assert_eq!(big.total_blocks, 1);
+    assert_eq!(big.total_bytes, 8 << 20);
+    assert_eq!((big.peak_bytes, big.peak_blocks), (8 << 20, 1));
+    assert_eq!((big.max_bytes, big.max_blocks), (8 << 20, 1));
+    assert_eq!((big.end_bytes, big.end_blocks), (0, 0));
+    let small = site("small_box");
+    assert_eq!((small.total_blocks, small.total_bytes), (53, 5300));
+    assert_eq!((small.peak_bytes, small.peak_blocks), (5300, 53));
+    assert_eq!((small.max_bytes, small.max_blocks), (5300, 53));
+    assert_eq!((small.end_bytes, small.end_blocks), (300, 3));
+    drop(boxes);
+
+    let mut folded = Vec::new();
+    p.write_folded(Metric::TotalBytes, &mut folded).unwrap();
+    let folded = String::from_utf8(folded).unwrap();
+    let line = folded
+        .lines()
+        .find(|l| l.contains("small_box"))
+        .expect("a folded line for small_box");
+    assert!(line.ends_with(" 5300"), "{line}");
+    let mut text = Vec::new();
+    p.write_text(3, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with(&format!(
+        "secalloc: heap profile: {} bytes in {} blocks allocated; at t-gmax (",
+        p.stats.total_bytes, p.stats.total_blocks
+    )));
+    assert!(text.contains("\ntop 3 callsite(s) by total bytes:\n  1. 8388608 byte(s) in 1 block(s); at t-gmax 8388608 byte(s); max live 8388608 byte(s); at t-end 0 byte(s); avg lifetime "), "{text}");
+    assert!(
+        text.contains("\ntop 3 callsite(s) by bytes at t-gmax:\n  1. 8388608 byte(s)"),
+        "{text}"
+    );
+}
+
+#[inline(never)]
+fn long_lived_small() -> Box<[u8; 200]> {
+    black_box(Box::new([3u8; 200]))
+}
+
+#[inline(never)]
+fn long_lived_large() -> Vec<u8> {
+    black_box(vec![5u8; 1 << 20])
+}
+
+/// Block lifetimes come from each block's allocation time, kept beside its record: a slot's
+/// in the heap's per-slot array, a directly mapped block's in the large table.
+fn lifetimes() {
+    // The process is older than the blocks by far: a lifetime measured from the start
+    // instead of the block's allocation would show.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let small: Vec<_> = (0..4).map(|_| long_lived_small()).collect();
+    let large = long_lived_large();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    drop(small);
+    drop(large);
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    for name in ["long_lived_small", "long_lived_large"] {
+        let s = p
+            .sites
+            .iter()
+            .find(|s| {
+                s.frames
+                    .first()
+                    .and_then(|f| f.function.as_deref())
+                    .is_some_and(|f| f.ends_with(name))
+            })
+            .unwrap_or_else(|| panic!("no site for {name}"));
+        let avg = s.average_lifetime_us();
+        assert!(
+            (40_000..250_000).contains(&avg),
+            "{name}: average lifetime {avg} µs for blocks that lived 40 ms"
+        );
+        assert_eq!((s.end_bytes, s.end_blocks), (0, 0));
+    }
+}
+
+fn testing_assertions() {
+    // The panics below are expected: keep them off stderr.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let n = secalloc::testing::assert_allocations_at_most(3, || {
+        let v: Vec<Box<u32>> = (0..2).map(Box::new).collect();
+        v.len()
+    });
+    assert_eq!(n, 2);
+    let r = std::panic::catch_unwind(|| {
+        secalloc::testing::assert_allocations_at_most(3, || {
+            let v: Vec<Box<u32>> = (0..4).map(Box::new).collect();
+            v.len()
+        })
+    });
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert_eq!(
+        msg,
+        "secalloc: the closure made 5 allocation(s), more than the 3 allowed (48 byte(s) allocated)"
+    );
+    // Peaks: 1 MiB freed again counts at its peak; an outer measurement keeps the inner peak.
+    let r = std::panic::catch_unwind(|| {
+        secalloc::testing::assert_max_bytes_at_most(1 << 19, || drop(make_peak(1 << 20)))
+    });
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert_eq!(
+        msg,
+        "secalloc: the closure held up to 1048576 byte(s) live at once, more than the 524288 allowed"
+    );
+    std::panic::set_hook(hook);
+    let ((), outer) = secalloc::testing::measure_with(|| {
+        let inner = secalloc::testing::measure(|| drop(make_peak(3000)));
+        assert_eq!(inner.peak_bytes, 3000);
+        drop(make_peak(1000));
+    });
+    assert_eq!(outer.peak_bytes, 3000);
+    assert_eq!(outer.live_bytes, 0);
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("secalloc-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("heap.json");
+    let profiler = secalloc::profile::Profiler::new().file_name(&file);
+    assert!(profiler.is_active());
+    whole_heap_figures();
+    callsites_add_up();
+    lifetimes();
+    testing_assertions();
+    // The guard writes the DHAT file (and the exit then writes none).
+    let written = profiler.stop().expect("profile mode").unwrap();
+    assert_eq!(written, file);
+    let json = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        json.starts_with(
+            "{\"dhatFileVersion\":2,\"mode\":\"rust-heap\",\"verb\":\"Allocated\",\"bklt\":true,"
+        ),
+        "{json}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    println!("profile: 4 checks passed");
+}
