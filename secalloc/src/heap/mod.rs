@@ -29,6 +29,7 @@
 //! a pointer into the middle of a block) stops the process with a message on stderr.
 
 mod class;
+mod quarantine;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -59,14 +60,37 @@ const LARGE_SLOTS: usize = 1 << 20;
 
 /// secalloc's own heap (see the module documentation).
 ///
-/// A zero-sized handle: all instances share one process-wide heap.
+/// A handle: all instances share one process-wide heap; what a handle holds is how its own
+/// frees are treated (the quarantine bound).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SecHeap;
+pub struct SecHeap {
+    quarantine_bytes: usize,
+}
 
 impl SecHeap {
-    /// The process-wide heap (nothing is mapped before the first allocation).
+    /// The process-wide heap (nothing is mapped before the first allocation), without
+    /// quarantine.
     pub const fn new() -> Self {
-        SecHeap
+        SecHeap {
+            quarantine_bytes: 0,
+        }
+    }
+
+    /// Quarantines freed small blocks: a freed slot is handed out again only after `bytes`
+    /// more bytes of blocks have been freed by the same thread (first in, first out), so a
+    /// dangling pointer does not reach the next block given that slot right away. Each
+    /// thread's quarantine holds at most `bytes` (and at most 262,144 blocks) and is emptied
+    /// when the thread exits. A second free of a quarantined block is caught exactly.
+    /// 0 (the default) turns it off; `SECALLOC_QUARANTINE_BYTES` overrides the value.
+    ///
+    /// ```no_run
+    /// #[global_allocator]
+    /// static GLOBAL: secalloc::SecHeap = secalloc::SecHeap::new().quarantine_bytes(1 << 20);
+    /// ```
+    pub const fn quarantine_bytes(self, bytes: usize) -> Self {
+        SecHeap {
+            quarantine_bytes: bytes,
+        }
     }
 }
 
@@ -79,6 +103,8 @@ struct Span {
     free: [AtomicU64; WORDS],
     /// Slots freed by other threads, not yet folded into `free`.
     remote: [AtomicU64; WORDS],
+    /// Slots waiting in some thread's quarantine (neither free nor live).
+    quarantined: [AtomicU64; WORDS],
     /// Class index + 1; 0 while the span is unassigned.
     class: AtomicU32,
     /// Block size of the class.
@@ -130,6 +156,8 @@ struct Heap {
     cached: [AtomicU32; SPAN_KINDS],
     /// Link in the pool of heaps of exited threads.
     next_free: AtomicPtr<Heap>,
+    /// Slots this heap's thread freed, in quarantine (null until the first).
+    quarantine: AtomicPtr<quarantine::Ring>,
 }
 
 struct Pool {
@@ -235,6 +263,7 @@ fn init_once() -> bool {
         return false;
     }
     KEY.store(key as usize, Relaxed);
+    quarantine::read_env();
     META.store(meta.cast(), Relaxed);
     LARGE.lock().slots = large.cast();
     ORPHAN.lock().0 = orphan.cast();
@@ -312,8 +341,10 @@ fn current_slow() -> *mut Heap {
 
 /// Thread exit (the pthread key's destructor): hand the heap to the pool for adoption.
 extern "C" fn thread_exit(p: *mut libc::c_void) {
-    CURRENT.with(|c| c.set(EXITED));
     let h: *mut Heap = p.cast();
+    // SAFETY: `h` is this thread's heap, still current.
+    unsafe { quarantine::drain(&*h) };
+    CURRENT.with(|c| c.set(EXITED));
     let mut pool = POOL.lock();
     // SAFETY: `h` is this thread's heap; from here on no thread owns it until adopted.
     unsafe { (*h).next_free.store(pool.abandoned, Relaxed) };
@@ -612,6 +643,9 @@ unsafe fn collect_remote(h: &Heap) {
             for w in 0..words {
                 if sp.remote[w].load(Relaxed) != 0 {
                     let v = sp.remote[w].swap(0, AcqRel);
+                    if quarantine::IN_USE.load(Relaxed) {
+                        quarantine::check_fold(sp, w, v);
+                    }
                     sp.free[w].store(sp.free[w].load(Relaxed) | v, Relaxed);
                     got += v.count_ones();
                 }
@@ -689,7 +723,9 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
     let owner = sp.owner.load(Relaxed);
     let me = CURRENT.with(Cell::get);
     if owner == me {
-        if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0 {
+        if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0
+            || quarantine::is_quarantined(sp, w, bit)
+        {
             corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
         }
         sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
@@ -704,9 +740,21 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
     // this thread made that store visible here.
     let owned = sp.free[w].load(Acquire);
     let old = sp.remote[w].fetch_or(bit, SeqCst);
-    if (old | owned) & bit != 0 {
+    if (old | owned) & bit != 0 || quarantine::is_quarantined(sp, w, bit) {
         corrupt("double free", addr, sp.size.load(Relaxed) as usize, "");
     }
+    // SAFETY: per the contract; `owner` is the span's owner.
+    unsafe { queue_remote(s, owner) };
+}
+
+/// Queues span `s` on its owner's remote list, unless it is queued already.
+///
+/// # Safety
+/// `s` is an assigned span and `owner` its owner heap.
+#[inline(always)]
+unsafe fn queue_remote(s: *mut Span, owner: *mut Heap) {
+    // SAFETY: per the contract.
+    let sp = unsafe { &*s };
     if !sp.queued.swap(true, SeqCst) {
         // SAFETY: a span's owner heap is mmap'd and never unmapped.
         let list = unsafe { &(*owner).remote };
@@ -918,8 +966,18 @@ unsafe impl GlobalAlloc for SecHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         let addr = ptr as usize;
         match locate(addr) {
-            // SAFETY: `locate` found an assigned span and a slot start.
-            Located::Slot(s, slot) => unsafe { free_small(s, slot, addr) },
+            Located::Slot(s, slot) => {
+                let bound = quarantine::limit(self.quarantine_bytes);
+                let h = CURRENT.with(Cell::get);
+                if bound != 0 && !h.is_null() && h != EXITED {
+                    // SAFETY: `h` is this thread's heap; `locate` found an assigned span
+                    // and a slot start.
+                    unsafe { quarantine::put(&*h, s, slot, addr, bound) }
+                } else {
+                    // SAFETY: `locate` found an assigned span and a slot start.
+                    unsafe { free_small(s, slot, addr) }
+                }
+            }
             Located::Interior => corrupt("free", addr, 0, INTERIOR),
             Located::Invalid => corrupt("invalid free", addr, 0, NOT_OURS),
             Located::Outside => {
