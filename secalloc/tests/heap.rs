@@ -81,31 +81,76 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn freed_spans_go_back_to_the_kernel() {
+fn freed_spans_go_back_to_the_kernel_once_unused_for_a_while() {
     // Run alone in a child: other tests' allocations would blur the figures.
     let out = child("rss", &[]);
     assert_eq!(out.0, Some(0), "stderr: {}", out.2);
     assert!(out.1.contains("returned"), "stdout: {}", out.1);
 }
 
+/// Allocates and frees `bytes` of 1000-byte blocks.
+fn burst(bytes: usize) {
+    let blocks: Vec<Box<[u8; 1000]>> = (0..bytes / 1024).map(|_| Box::new([1u8; 1000])).collect();
+    drop(black_box(blocks));
+}
+
 fn rss_case() {
+    let heap = secalloc::SecHeap::new();
     let before = resident_bytes();
     let blocks: Vec<Box<[u8; 1000]>> = (0..64 * 1024).map(|_| Box::new([1u8; 1000])).collect();
     let full = resident_bytes();
+    let returned = heap.returned_to_kernel();
     drop(black_box(blocks));
-    let after = resident_bytes();
+    let freed = resident_bytes();
     let grown = full - before;
-    let kept = after.saturating_sub(before);
     assert!(
         grown > 60 << 20,
         "64 MiB of blocks grew RSS by {grown} bytes only"
     );
-    // Each span size keeps at most 1 MiB of empty spans mapped.
+    // At most 16 MiB of empty spans of a size stay mapped right after the burst...
+    let held = freed.saturating_sub(before);
+    assert!(
+        held < 20 << 20,
+        "RSS still {held} bytes above the start right after freeing everything"
+    );
+    assert!(heap.returned_to_kernel().bytes >= returned.bytes + (40 << 20));
+    // ... and the decay returns all but a working set of 1 MiB once they stayed unused:
+    // a few small allocations every 200 ms for 2 s run its passes (there is no timer).
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        burst(256 << 10);
+    }
+    let kept = resident_bytes().saturating_sub(before);
     assert!(
         kept < 4 << 20,
-        "RSS still {kept} bytes above the start after freeing everything"
+        "RSS still {kept} bytes above the start after 2 s with little use"
     );
     println!("returned {} of {} bytes", grown - kept, grown);
+}
+
+#[test]
+fn churn_reuses_empty_spans_without_returning_them_each_time() {
+    let out = child("churn", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert!(out.1.contains("churn: "), "stdout: {}", out.1);
+}
+
+fn churn_case() {
+    let heap = secalloc::SecHeap::new();
+    burst(8 << 20);
+    let before = heap.returned_to_kernel();
+    const CYCLES: u64 = 200;
+    for _ in 0..CYCLES {
+        burst(8 << 20);
+    }
+    let calls = heap.returned_to_kernel().calls - before.calls;
+    // Each cycle empties 128 spans of 64 KiB; keeping only 1 MiB (16 spans) would return
+    // 112 of them every cycle.
+    assert!(
+        calls < CYCLES,
+        "{calls} madvise calls in {CYCLES} cycles of 8 MiB"
+    );
+    println!("churn: {calls} madvise calls in {CYCLES} cycles");
 }
 
 #[test]
@@ -218,6 +263,7 @@ fn child_entry() {
     };
     match case.as_str() {
         "rss" => rss_case(),
+        "churn" => churn_case(),
         "fork" => fork_case(),
         "double-free" => double_free_case(),
         "remote-double-free" => remote_double_free_case(),

@@ -29,7 +29,10 @@
 //! a pointer into the middle of a block) stops the process with a message on stderr.
 
 mod class;
+mod decay;
 mod quarantine;
+
+pub use decay::ReturnedToKernel;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -51,8 +54,6 @@ const WORDS: usize = MAX_SLOTS / 64;
 const PAGE: usize = 4096;
 /// Address space reserved for spans, largest first until the kernel agrees.
 const RESERVE_TRIES: [usize; 5] = [64 << 30, 16 << 30, 4 << 30, 1 << 30, 256 << 20];
-/// Empty-span bytes a heap keeps mapped per span size before returning pages to the kernel.
-const EMPTY_KEEP_BYTES: usize = 1 << 20;
 /// Heaps mapped at a time when no exited thread's heap can be adopted.
 const HEAPS_PER_CHUNK: usize = 64;
 /// Entries of the table of directly mapped blocks (a power of two).
@@ -91,6 +92,17 @@ impl SecHeap {
         SecHeap {
             quarantine_bytes: bytes,
         }
+    }
+
+    /// What the heap has returned to the kernel so far (`madvise(MADV_DONTNEED)` calls on
+    /// empty spans and their bytes), process-wide.
+    ///
+    /// ```
+    /// let r = secalloc::SecHeap::new().returned_to_kernel();
+    /// assert!(r.bytes >= r.calls * 65536);
+    /// ```
+    pub fn returned_to_kernel(&self) -> ReturnedToKernel {
+        decay::returned()
     }
 }
 
@@ -158,6 +170,8 @@ struct Heap {
     next_free: AtomicPtr<Heap>,
     /// Slots this heap's thread freed, in quarantine (null until the first).
     quarantine: AtomicPtr<quarantine::Ring>,
+    /// When and how far the empty-span cache decays.
+    decay: decay::Decay,
 }
 
 struct Pool {
@@ -343,7 +357,10 @@ fn current_slow() -> *mut Heap {
 extern "C" fn thread_exit(p: *mut libc::c_void) {
     let h: *mut Heap = p.cast();
     // SAFETY: `h` is this thread's heap, still current.
-    unsafe { quarantine::drain(&*h) };
+    unsafe {
+        quarantine::drain(&*h);
+        decay::return_all(&*h);
+    }
     CURRENT.with(|c| c.set(EXITED));
     let mut pool = POOL.lock();
     // SAFETY: `h` is this thread's heap; from here on no thread owns it until adopted.
@@ -454,8 +471,9 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
             // Spans whose pages went back to the kernel are clean (`dirty` 0) and were not
             // counted as cached; every other empty span held blocks, so it is dirty.
             if (*s).dirty.load(Relaxed) != 0 {
-                let c = h.cached[kind].load(Relaxed);
-                h.cached[kind].store(c.saturating_sub(1), Relaxed);
+                let c = h.cached[kind].load(Relaxed).saturating_sub(1);
+                h.cached[kind].store(c, Relaxed);
+                decay::note_taken(h, kind, c);
             }
             (*s).next.store(ptr::null_mut(), Relaxed);
         }
@@ -610,7 +628,10 @@ unsafe fn alloc_small(h: &Heap, idx: usize, zero: bool) -> *mut u8 {
 #[cold]
 unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
     // SAFETY: forwarded.
-    unsafe { collect_remote(h) };
+    unsafe {
+        decay::tick(h);
+        collect_remote(h);
+    }
     let s = h.bins[idx].load(Relaxed);
     if !s.is_null() {
         return s;
@@ -683,8 +704,8 @@ unsafe fn add_free(h: &Heap, s: *mut Span, idx: usize, n: u32) {
     }
 }
 
-/// Gives back an empty span: unassigned, cached mapped up to a bound, pages returned to the
-/// kernel beyond it.
+/// Gives back an empty span: unassigned, cached mapped up to a bound (see [`decay`]), pages
+/// returned to the kernel beyond it.
 ///
 /// # Safety
 /// `s` is an empty, listed span of class `idx` of the calling thread's heap `h`.
@@ -696,19 +717,19 @@ unsafe fn release(h: &Heap, s: *mut Span, idx: usize) {
     let sp = unsafe { &*s };
     sp.listed.store(false, Relaxed);
     sp.class.store(0, Release);
-    let base = sp.base.load(Relaxed);
-    let shift = span_shift(base);
+    let shift = span_shift(sp.base.load(Relaxed));
     let kind = (shift - MIN_SPAN_SHIFT) as usize;
     let cached = h.cached[kind].load(Relaxed);
-    if ((cached as usize + 1) << shift) <= EMPTY_KEEP_BYTES.max(1 << shift) {
+    if decay::may_cache(cached, shift) {
         h.cached[kind].store(cached + 1, Relaxed);
     } else {
-        // SAFETY: the span holds no live block; its pages read as zero afterwards.
-        unsafe { libc::madvise(base as *mut libc::c_void, 1 << shift, libc::MADV_DONTNEED) };
-        sp.dirty.store(0, Relaxed);
+        // SAFETY: the span holds no live block and is this heap's.
+        unsafe { decay::return_pages(sp, shift) };
     }
     sp.next.store(h.empty[kind].load(Relaxed), Relaxed);
     h.empty[kind].store(s, Relaxed);
+    // SAFETY: forwarded.
+    unsafe { decay::tick(h) };
 }
 
 /// Frees slot `slot` of span `s`, from whichever thread.
