@@ -4,7 +4,7 @@
 
 mod heap_common;
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
 use std::hint::black_box;
 use std::process::Command;
 
@@ -153,6 +153,108 @@ fn churn_case() {
     println!("churn: {calls} madvise calls in {CYCLES} cycles");
 }
 
+fn minor_faults_of_this_thread() -> i64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) }, 0);
+    r.ru_minflt
+}
+
+fn fill_pages(p: *mut u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: the caller's block holds `len` bytes.
+        unsafe { *p.add(off) = seed.wrapping_add((off / 4096) as u8) };
+    }
+}
+
+fn check_pages(p: *const u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: as in fill_pages.
+        let b = unsafe { *p.add(off) };
+        assert_eq!(
+            b,
+            seed.wrapping_add((off / 4096) as u8),
+            "page at offset {off}"
+        );
+    }
+}
+
+#[test]
+fn large_blocks_grow_and_shrink_without_a_copy() {
+    const MIB: usize = 1 << 20;
+    let layout = Layout::from_size_align(32 * MIB, 8).unwrap();
+    // SAFETY: a non-zero layout; each realloc passes the block's current layout, and the
+    // block is freed with its last one.
+    unsafe {
+        let p = alloc(layout);
+        fill_pages(p, 32 * MIB, 7);
+        // Growing moves page-table entries: none of the 8192 pages (16 huge pages) is
+        // copied, so (next to none) fault in.
+        let faults = minor_faults_of_this_thread();
+        let q = realloc(p, layout, 96 * MIB);
+        let faults = minor_faults_of_this_thread() - faults;
+        assert!(!q.is_null());
+        assert!(
+            faults < 8,
+            "{faults} page faults while growing 32 MiB to 96 MiB"
+        );
+        check_pages(q, 32 * MIB, 7);
+        fill_pages(q, 96 * MIB, 9);
+        // Shrinking keeps the place and unmaps the tail.
+        let r = realloc(
+            q,
+            Layout::from_size_align(96 * MIB, 8).unwrap(),
+            40 * MIB + 5,
+        );
+        assert_eq!(r, q);
+        check_pages(r, 40 * MIB + 5, 9);
+        dealloc(r, Layout::from_size_align(40 * MIB + 5, 8).unwrap());
+    }
+}
+
+#[test]
+fn small_blocks_realloc_in_place_within_their_class() {
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: as above.
+    unsafe {
+        let p = alloc(layout);
+        std::ptr::write_bytes(p, 5, 100);
+        // 100 bytes live in the 112-byte class.
+        let q = realloc(p, layout, 112);
+        assert_eq!(q, p);
+        let r = realloc(q, Layout::from_size_align(112, 8).unwrap(), 97);
+        assert_eq!(r, p);
+        assert!(std::slice::from_raw_parts(r, 97).iter().all(|&b| b == 5));
+        let s = realloc(r, Layout::from_size_align(97, 8).unwrap(), 113);
+        assert_ne!(s, p, "113 bytes need the next class");
+        dealloc(s, Layout::from_size_align(113, 8).unwrap());
+    }
+}
+
+/// Writes one byte past the end of a grown (or shrunk) mapped block: the guard page.
+#[inline(never)]
+fn large_guard_case(grow: bool) {
+    let layout = Layout::from_size_align(1 << 20, 8).unwrap();
+    let new_size = if grow { 3 << 20 } else { 600 << 10 };
+    // SAFETY: valid allocation and realloc; the write past the end is the fault under test.
+    unsafe {
+        let p = alloc(layout);
+        let q = realloc(p, layout, new_size);
+        println!("block {:#x}", q as usize);
+        std::ptr::write_volatile(q.add(new_size), 1);
+    }
+}
+
+#[test]
+fn a_resized_large_block_keeps_a_guard_page_after_it() {
+    for case in ["large-guard-grow", "large-guard-shrink"] {
+        let (code, _, stderr, signal) = child(case, &[]);
+        assert_eq!(code, None, "{case}: {stderr}");
+        assert_eq!(signal, Some(libc::SIGSEGV), "{case}: {stderr}");
+    }
+}
+
 #[test]
 fn fork_while_threads_allocate() {
     let out = child("fork", &[]);
@@ -264,6 +366,8 @@ fn child_entry() {
     match case.as_str() {
         "rss" => rss_case(),
         "churn" => churn_case(),
+        "large-guard-grow" => large_guard_case(true),
+        "large-guard-shrink" => large_guard_case(false),
         "fork" => fork_case(),
         "double-free" => double_free_case(),
         "remote-double-free" => remote_double_free_case(),

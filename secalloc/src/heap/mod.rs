@@ -30,6 +30,7 @@
 
 mod class;
 mod decay;
+mod large;
 mod quarantine;
 
 pub use decay::ReturnedToKernel;
@@ -43,6 +44,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, 
 
 use crate::sys::{self, SpinLock};
 use class::{MAX_SPAN_SHIFT, MIN_SPAN_SHIFT, NCLASSES, SPAN_KINDS};
+use large::{alloc_large, free_large, large_len, LARGE, PAGE};
 
 const SEGMENT_SHIFT: u32 = MAX_SPAN_SHIFT;
 const SEGMENT: usize = 1 << SEGMENT_SHIFT;
@@ -51,13 +53,10 @@ const SPANS_MAX: usize = SEGMENT >> MIN_SPAN_SHIFT;
 /// Slots in the fullest span (64 KiB of 16-byte blocks).
 pub(crate) const MAX_SLOTS: usize = (1 << MIN_SPAN_SHIFT) / 16;
 const WORDS: usize = MAX_SLOTS / 64;
-const PAGE: usize = 4096;
 /// Address space reserved for spans, largest first until the kernel agrees.
 const RESERVE_TRIES: [usize; 5] = [64 << 30, 16 << 30, 4 << 30, 1 << 30, 256 << 20];
 /// Heaps mapped at a time when no exited thread's heap can be adopted.
 const HEAPS_PER_CHUNK: usize = 64;
-/// Entries of the table of directly mapped blocks (a power of two).
-const LARGE_SLOTS: usize = 1 << 20;
 
 /// secalloc's own heap (see the module documentation).
 ///
@@ -185,15 +184,6 @@ struct Pool {
 // and never unmapped, and adopting one hands it to exactly one thread.
 unsafe impl Send for Pool {}
 
-struct Large {
-    /// (address, mapped length without the guard page); address 0: empty.
-    slots: *mut (usize, usize),
-}
-
-// SAFETY: the table is only reached through its SpinLock and lives in an mmap'd region that
-// is never unmapped.
-unsafe impl Send for Large {}
-
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
 const READY: u8 = 2;
@@ -211,9 +201,6 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     abandoned: ptr::null_mut(),
     chunk: ptr::null_mut(),
     chunk_used: HEAPS_PER_CHUNK,
-});
-static LARGE: SpinLock<Large> = SpinLock::new(Large {
-    slots: ptr::null_mut(),
 });
 /// The heap of threads whose own heap is gone (allocations during thread teardown).
 static ORPHAN: SpinLock<Orphan> = SpinLock::new(Orphan(ptr::null_mut()));
@@ -265,9 +252,8 @@ fn init_once() -> bool {
         return false;
     }
     let meta = sys::map_zeroed((len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>());
-    let large = sys::map_zeroed(LARGE_SLOTS * core::mem::size_of::<(usize, usize)>());
     let orphan = sys::map_zeroed(core::mem::size_of::<Heap>());
-    if meta.is_null() || large.is_null() || orphan.is_null() {
+    if meta.is_null() || orphan.is_null() || !large::init_table() {
         return false;
     }
     let mut key: libc::pthread_key_t = 0;
@@ -279,7 +265,6 @@ fn init_once() -> bool {
     KEY.store(key as usize, Relaxed);
     quarantine::read_env();
     META.store(meta.cast(), Relaxed);
-    LARGE.lock().slots = large.cast();
     ORPHAN.lock().0 = orphan.cast();
     RESERVED.store(len, Relaxed);
     BASE.store(base, Release);
@@ -809,137 +794,6 @@ const NOT_OURS: &str = ": not a block this heap handed out";
 const INTERIOR: &str = ", a pointer into the middle of a block";
 
 // ---------------------------------------------------------------------------------------
-// Directly mapped blocks
-
-fn large_hash(addr: usize) -> usize {
-    (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - LARGE_SLOTS.trailing_zeros())
-}
-
-/// Maps a block of `size` bytes aligned to `align`, followed by a guard page.
-fn alloc_large(size: usize, align: usize) -> *mut u8 {
-    if STATE.load(Acquire) != READY && !init() {
-        return ptr::null_mut();
-    }
-    let body = match size.max(1).checked_add(PAGE - 1) {
-        Some(v) => v & !(PAGE - 1),
-        None => return ptr::null_mut(),
-    };
-    let extra = if align > PAGE { align } else { 0 };
-    let Some(total) = body.checked_add(PAGE + extra) else {
-        return ptr::null_mut();
-    };
-    // SAFETY: an anonymous private mapping with a null hint; checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            total,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return ptr::null_mut();
-    }
-    let p = p as usize;
-    let start = (p + align.max(PAGE) - 1) & !(align.max(PAGE) - 1);
-    // SAFETY: all three ranges lie inside the mapping just made and are ours alone: the head
-    // before `start`, the guard page after the body, and the tail after the guard.
-    unsafe {
-        if start > p {
-            libc::munmap(p as *mut libc::c_void, start - p);
-        }
-        libc::mprotect((start + body) as *mut libc::c_void, PAGE, libc::PROT_NONE);
-        let end = start + body + PAGE;
-        if p + total > end {
-            libc::munmap(end as *mut libc::c_void, p + total - end);
-        }
-    }
-    let t = LARGE.lock();
-    let mut i = large_hash(start);
-    loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { &mut *t.slots.add(i) };
-        if e.0 == 0 {
-            *e = (start, body);
-            break;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    }
-    drop(t);
-    start as *mut u8
-}
-
-/// The mapped length of the directly mapped block at `addr`, if there is one.
-fn large_len(addr: usize) -> Option<usize> {
-    let t = LARGE.lock();
-    if t.slots.is_null() {
-        return None;
-    }
-    let mut i = large_hash(addr);
-    loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { *t.slots.add(i) };
-        if e.0 == addr {
-            return Some(e.1);
-        }
-        if e.0 == 0 {
-            return None;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    }
-}
-
-/// Unmaps the directly mapped block at `addr`; false if there is none.
-fn free_large(addr: usize) -> bool {
-    let t = LARGE.lock();
-    if t.slots.is_null() {
-        return false;
-    }
-    let slots = t.slots;
-    let mut i = large_hash(addr);
-    let body = loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { *slots.add(i) };
-        if e.0 == addr {
-            break e.1;
-        }
-        if e.0 == 0 {
-            return false;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    };
-    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
-    let mut hole = i;
-    let mut j = i;
-    loop {
-        j = (j + 1) & (LARGE_SLOTS - 1);
-        // SAFETY: as above.
-        let e = unsafe { *slots.add(j) };
-        if e.0 == 0 {
-            break;
-        }
-        let home = large_hash(e.0);
-        // Move e into the hole if its home is not in (hole, j] (cyclically).
-        let dist_j = j.wrapping_sub(home) & (LARGE_SLOTS - 1);
-        let dist_hole = hole.wrapping_sub(home) & (LARGE_SLOTS - 1);
-        if dist_hole < dist_j {
-            // SAFETY: as above.
-            unsafe { *slots.add(hole) = e };
-            hole = j;
-        }
-    }
-    // SAFETY: as above.
-    unsafe { *slots.add(hole) = (0, 0) };
-    drop(t);
-    // SAFETY: [addr, addr + body + PAGE) is the block's mapping with its guard page, which
-    // nothing references any more.
-    unsafe { libc::munmap(addr as *mut libc::c_void, body + PAGE) };
-    true
-}
-
-// ---------------------------------------------------------------------------------------
 // GlobalAlloc
 
 impl SecHeap {
@@ -1023,8 +877,15 @@ unsafe impl GlobalAlloc for SecHeap {
             }
             Located::Outside => match large_len(addr) {
                 Some(body) => {
-                    if new_size <= body && new_size > class::MAX_CLASS_SIZE {
-                        return ptr;
+                    // Still a mapped block: resized where it is, or its pages moved by the
+                    // kernel (only page-aligned blocks may move), never copied.
+                    if class::for_layout(new_size, layout.align()).is_none()
+                        && (new_size <= body || layout.align() <= PAGE)
+                    {
+                        let p = large::resize(addr, new_size);
+                        if !p.is_null() {
+                            return p;
+                        }
                     }
                     body
                 }
