@@ -32,7 +32,8 @@
 //!   heap alone) and `full-heap` (SecAlloc over it), four more attribute costs: `bare`
 //!   (neither stacks nor wipe), `minimal` (also no zeroing on allocation and no canaries: the
 //!   live set, headers and statistics alone), `tracking-heap` and `wipe-heap` (as `tracking`
-//!   and `wipe`, over the own heap);
+//!   and `wipe`, over the own heap), and `quarantine` (`full-heap` with a 1 MiB quarantine,
+//!   `SECALLOC_QUARANTINE_BYTES=1M`);
 //! - `--bin-dir DIR`: use the prebuilt workload binaries (named as above) from DIR
 //!   instead of building (for running on a machine without the toolchain);
 //! - `--out DIR` (default `target/bench-suite`): where `results.json`, `table.md` and the
@@ -165,7 +166,13 @@ const WIPE_HEAP: Config = Config {
     kind: Kind::SecAllocHeap,
     env: &[("SECALLOC_STACK_DEPTH", "0")],
 };
-const ALL_CONFIGS: [Config; 13] = [
+/// `full-heap` with a 1 MiB quarantine of freed slots per thread (the quarantine's cost).
+const QUARANTINE: Config = Config {
+    name: "quarantine",
+    kind: Kind::SecAllocHeap,
+    env: &[("SECALLOC_QUARANTINE_BYTES", "1M")],
+};
+const ALL_CONFIGS: [Config; 14] = [
     SYSTEM,
     FULL,
     TRACKING,
@@ -179,9 +186,10 @@ const ALL_CONFIGS: [Config; 13] = [
     FULL_HEAP,
     TRACKING_HEAP,
     WIPE_HEAP,
+    QUARANTINE,
 ];
 /// Configurations left out of a run unless `--configs` names them.
-const OPT_IN: [&str; 4] = ["bare", "minimal", "tracking-heap", "wipe-heap"];
+const OPT_IN: [&str; 5] = ["bare", "minimal", "tracking-heap", "wipe-heap", "quarantine"];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {

@@ -826,18 +826,22 @@ impl SecHeap {
 // aligned as the layout asks (class sizes are multiples of the alignment, spans aligned to
 // 64 KiB; mapped blocks are page- or `align`-aligned); a slot is handed out only while its
 // free bit is set and that bit is cleared by its owner before it is returned.
+//
+// The methods are deliberately not `#[inline]`: an inline method is compiled into the crate
+// that declares the `#[global_allocator]`, at that crate's optimisation level, so a debug
+// build of a program (its test suite, say) would run the heap unoptimised, several times
+// slower. Not inline, they are compiled here, at secalloc's level (the workspace and the
+// `scripts/outside-suites` builds optimise secalloc in every profile), for the cost of one
+// call from the allocator shim.
 unsafe impl GlobalAlloc for SecHeap {
-    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.alloc_layout(layout, false)
     }
 
-    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         self.alloc_layout(layout, true)
     }
 
-    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         let addr = ptr as usize;
         match locate(addr) {
