@@ -189,7 +189,13 @@ const ALL_CONFIGS: [Config; 14] = [
     QUARANTINE,
 ];
 /// Configurations left out of a run unless `--configs` names them.
-const OPT_IN: [&str; 5] = ["bare", "minimal", "tracking-heap", "wipe-heap", "quarantine"];
+const OPT_IN: [&str; 5] = [
+    "bare",
+    "minimal",
+    "tracking-heap",
+    "wipe-heap",
+    "quarantine",
+];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {

@@ -256,6 +256,31 @@ fn a_resized_large_block_keeps_a_guard_page_after_it() {
 }
 
 #[test]
+fn short_lived_threads_keep_the_working_set_mapped() {
+    let out = child("thread-exits", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert!(out.1.contains("thread exits: "), "stdout: {}", out.1);
+}
+
+/// Threads one after the other (each adopting the last one's heap), each using 512 KiB:
+/// less than the 1 MiB working set, so no exit has anything to return to the kernel.
+fn thread_exits_case() {
+    let heap = secalloc::SecHeap::new();
+    std::thread::spawn(|| burst(512 << 10)).join().unwrap();
+    let before = heap.returned_to_kernel();
+    const THREADS: u64 = 50;
+    for _ in 0..THREADS {
+        std::thread::spawn(|| burst(512 << 10)).join().unwrap();
+    }
+    let calls = heap.returned_to_kernel().calls - before.calls;
+    assert!(
+        calls < THREADS,
+        "{calls} madvise calls for {THREADS} threads of 512 KiB"
+    );
+    println!("thread exits: {calls} madvise calls for {THREADS} threads");
+}
+
+#[test]
 fn fork_while_threads_allocate() {
     let out = child("fork", &[]);
     assert_eq!(out.0, Some(0), "stderr: {}", out.2);
@@ -366,6 +391,7 @@ fn child_entry() {
     match case.as_str() {
         "rss" => rss_case(),
         "churn" => churn_case(),
+        "thread-exits" => thread_exits_case(),
         "large-guard-grow" => large_guard_case(true),
         "large-guard-shrink" => large_guard_case(false),
         "fork" => fork_case(),

@@ -9,7 +9,7 @@
 //! clock: there is no timer thread. It returns the untouched spans beyond a small working
 //! set ([`KEEP_BYTES`] per span size); a span so goes back between one and two intervals
 //! after its last use. A bound ([`CAP_BYTES`] per span size) stops a burst from keeping more
-//! than that mapped in the meantime, and a heap whose thread exits returns all of its cache.
+//! than that mapped in the meantime, and a heap whose thread exits keeps only the working set.
 
 use core::sync::atomic::Ordering::Relaxed;
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -116,18 +116,22 @@ pub(super) unsafe fn tick(h: &Heap) {
     }
 }
 
-/// Returns every cached span of heap `h` to the kernel (its thread is exiting).
+/// Returns the cached spans of heap `h` beyond the working set to the kernel (its thread
+/// is exiting: nothing will reuse them before another thread adopts the heap, which then
+/// finds the working set mapped).
 ///
 /// # Safety
 /// As [`tick`].
-pub(super) unsafe fn return_all(h: &Heap) {
+pub(super) unsafe fn trim_to_working_set(h: &Heap) {
     for kind in 0..SPAN_KINDS {
+        let shift = MIN_SPAN_SHIFT + kind as u32;
+        let keep = (KEEP_BYTES >> shift).max(1) as u32;
         let n = h.cached[kind].load(Relaxed);
-        if n > 0 {
+        if n > keep {
             // SAFETY: forwarded.
-            unsafe { return_oldest(h, kind, n) };
+            unsafe { return_oldest(h, kind, n - keep) };
         }
-        h.decay.low[kind].store(0, Relaxed);
+        h.decay.low[kind].store(h.cached[kind].load(Relaxed), Relaxed);
     }
 }
 

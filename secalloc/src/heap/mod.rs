@@ -344,7 +344,7 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     // SAFETY: `h` is this thread's heap, still current.
     unsafe {
         quarantine::drain(&*h);
-        decay::return_all(&*h);
+        decay::trim_to_working_set(&*h);
     }
     CURRENT.with(|c| c.set(EXITED));
     let mut pool = POOL.lock();
