@@ -13,8 +13,12 @@
 //! atomic *remote* bitmap and queues the span on its owner's lock-free list; the owner folds
 //! those bits back when it runs out of slots. The free bitmaps are also the double-free check:
 //! freeing a slot whose bit is already set is detected exactly, whichever thread frees it.
-//! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache,
-//! and past a bound (1 MiB a span size) their pages are returned to the kernel.
+//! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache
+//! that decays: spans left unused for about a second go back to the kernel, all but a
+//! working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
+//! heap shrinks. Mapped blocks grow and shrink without a copy (`mremap`), keeping their
+//! guard page. An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
+//! freed slots.
 //!
 //! `SecHeap` is a complete [`GlobalAlloc`]: install it on its own, or under the tracker with
 //! [`SecAlloc::with_inner`](crate::SecAlloc::with_inner):
@@ -139,7 +143,7 @@ struct Span {
     next_remote: AtomicPtr<Span>,
     /// The heap that owns the span (fixed from first use).
     owner: AtomicPtr<Heap>,
-    /// The span's first byte (fixed when its segment is set up).
+    /// The span's first byte (fixed when the span is first carved out of its segment).
     base: AtomicUsize,
 }
 
@@ -473,11 +477,15 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
         }
         h.segment[kind].store(m, Relaxed);
     }
-    // SAFETY: as above; `used` < spans in the segment.
+    // SAFETY: as above; `used` < spans in the segment. A span's metadata is first written
+    // here, when it is carved (so a segment's untouched metadata pages stay unmapped).
     unsafe {
         let i = (*m).used.load(Relaxed);
         (*m).used.store(i + 1, Relaxed);
         let s = ptr::addr_of_mut!((*m).spans[i as usize]);
+        let seg = (m as usize - META.load(Relaxed) as usize) / core::mem::size_of::<Segment>();
+        let base = BASE.load(Relaxed) + (seg << SEGMENT_SHIFT) + ((i as usize) << shift);
+        (*s).base.store(base, Relaxed);
         (*s).owner.store(h as *const Heap as *mut Heap, Relaxed);
         s
     }
@@ -505,11 +513,8 @@ fn new_segment(shift: u32) -> *mut Segment {
     }
     let m = seg_meta(i);
     // SAFETY: `m` is this segment's (zeroed) metadata; `locate` ignores it until `shift` is
-    // published below.
+    // published below. Each span's `base` is set when `take_span` carves it.
     unsafe {
-        for j in 0..(SEGMENT >> shift) {
-            (*m).spans[j].base.store(start + (j << shift), Relaxed);
-        }
         (*m).used.store(0, Relaxed);
         (*m).shift.store(shift, Release);
     }
