@@ -110,6 +110,54 @@ fn a_threads_quarantine_is_emptied_when_it_exits() {
     assert!(stdout.contains("reused 10 of 10"), "{stdout}");
 }
 
+/// The main thread fills two spans and more of 64-byte blocks; a thread that never
+/// allocated frees them all (remote frees) and stays alive; the main thread allocates as
+/// many again. Only the blocks that left the freeing thread's quarantine (all but the last
+/// 64 KiB of them) may come back.
+fn free_only_thread_case() {
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let first: Vec<usize> = (0..2000)
+        // SAFETY: a non-zero layout.
+        .map(|_| unsafe { alloc(layout) } as usize)
+        .collect();
+    let (freed_tx, freed_rx) = std::sync::mpsc::channel::<()>();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let blocks = first.clone();
+    let freer = std::thread::spawn(move || {
+        for &p in &blocks {
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe { dealloc(p as *mut u8, layout) };
+        }
+        freed_tx.send(()).unwrap();
+        exit_rx.recv().unwrap();
+    });
+    freed_rx.recv().unwrap();
+    let again: Vec<usize> = (0..2000)
+        // SAFETY: a non-zero layout; left allocated (the process ends).
+        .map(|_| unsafe { alloc(layout) } as usize)
+        .collect();
+    let reused = again.iter().filter(|a| first.contains(a)).count();
+    exit_tx.send(()).unwrap();
+    freer.join().unwrap();
+    println!("reused {reused} of 2000");
+}
+
+#[test]
+fn a_thread_that_only_frees_quarantines_too() {
+    let (code, stdout, stderr, _) = child("free-only-thread", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let reused: usize = stdout
+        .split("reused ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout:?}"));
+    assert!(
+        reused <= 2000 - BOUND / 64,
+        "{reused} of 2000 blocks came back while 1024 were in quarantine"
+    );
+}
+
 #[inline(never)]
 fn double_free_case() {
     let layout = Layout::from_size_align(48, 8).unwrap();
@@ -167,6 +215,7 @@ fn child_entry() {
         "remote-double-free" => remote_double_free_case(),
         "remote-quarantine-double-free" => remote_quarantine_double_free_case(),
         "reuse" => reuse_case(),
+        "free-only-thread" => free_only_thread_case(),
         other => panic!("unknown case {other}"),
     }
     std::process::exit(0);

@@ -852,8 +852,9 @@ unsafe impl GlobalAlloc for SecHeap {
         match locate(addr) {
             Located::Slot(s, slot) => {
                 let bound = quarantine::limit(self.quarantine_bytes);
-                let h = CURRENT.with(Cell::get);
-                if bound != 0 && !h.is_null() && h != EXITED {
+                // With a quarantine, a thread that only frees gets a heap (for its ring).
+                let h = if bound != 0 { current() } else { ptr::null_mut() };
+                if !h.is_null() {
                     // SAFETY: `h` is this thread's heap; `locate` found an assigned span
                     // and a slot start.
                     unsafe { quarantine::put(&*h, s, slot, addr, bound) }
