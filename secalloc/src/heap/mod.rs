@@ -853,7 +853,11 @@ unsafe impl GlobalAlloc for SecHeap {
             Located::Slot(s, slot) => {
                 let bound = quarantine::limit(self.quarantine_bytes);
                 // With a quarantine, a thread that only frees gets a heap (for its ring).
-                let h = if bound != 0 { current() } else { ptr::null_mut() };
+                let h = if bound != 0 {
+                    current()
+                } else {
+                    ptr::null_mut()
+                };
                 if !h.is_null() {
                     // SAFETY: `h` is this thread's heap; `locate` found an assigned span
                     // and a slot start.
