@@ -14,8 +14,8 @@
 //! those bits back when it runs out of slots. The free bitmaps are also the double-free check:
 //! freeing a slot whose bit is already set is detected exactly, whichever thread frees it.
 //! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache
-//! that decays: spans left unused for about a second go back to the kernel, all but a
-//! working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
+//! that decays: spans left unused for half a second to a second go back to the kernel, all
+//! but a working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
 //! heap shrinks. Mapped blocks grow and shrink without a copy (`mremap`), keeping their
 //! guard page. An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
 //! freed slots.
