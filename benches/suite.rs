@@ -37,7 +37,8 @@
 //!   and `wipe`, over the own heap); and `profile` (the defaults in heap-profile mode,
 //!   `SECALLOC_PROFILE=1`). When `profile` and `dhat` both run, the workload's whole-heap
 //!   figures (total blocks and bytes, peak bytes) each prints are compared in a table of
-//!   their own (`secalloc::profile` defines how they should agree);
+//!   their own (`secalloc::profile` defines how they should agree); and `quarantine`
+//!   (`full-heap` with a 1 MiB quarantine, `SECALLOC_QUARANTINE_BYTES=1M`);
 //! - `--bin-dir DIR`: use the prebuilt workload binaries (named as above) from DIR
 //!   instead of building (for running on a machine without the toolchain);
 //! - `--out DIR` (default `target/bench-suite`): where `results.json`, `table.md` and the
@@ -188,7 +189,14 @@ const FULL_SYSTEM: Config = Config {
     kind: Kind::SecAllocSystem,
     env: &[],
 };
-const ALL_CONFIGS: [Config; 15] = [
+
+/// `full-heap` with a 1 MiB quarantine of freed slots per thread (the quarantine's cost).
+const QUARANTINE: Config = Config {
+    name: "quarantine",
+    kind: Kind::SecAllocHeap,
+    env: &[("SECALLOC_QUARANTINE_BYTES", "1M")],
+};
+const ALL_CONFIGS: [Config; 16] = [
     SYSTEM,
     FULL,
     PROFILE,
@@ -204,9 +212,17 @@ const ALL_CONFIGS: [Config; 15] = [
     TRACKING_HEAP,
     WIPE_HEAP,
     FULL_SYSTEM,
+    QUARANTINE,
 ];
 /// Configurations left out of a run unless `--configs` names them.
-const OPT_IN: [&str; 5] = ["bare", "minimal", "tracking-heap", "wipe-heap", "profile"];
+const OPT_IN: [&str; 6] = [
+    "bare",
+    "minimal",
+    "tracking-heap",
+    "wipe-heap",
+    "profile",
+    "quarantine",
+];
 
 /// A line of the table: one workload at one thread count, under some configurations.
 struct Row {

@@ -241,6 +241,7 @@ pub(crate) const KNOWN_VARS: &[&str] = &[
     "SECALLOC_WIPE_AT_EXIT",
     "SECALLOC_PROFILE",
     "SECALLOC_PROFILE_FILE",
+    "SECALLOC_QUARANTINE_BYTES",
 ];
 
 /// The value of `v` among `options` (keywords matched ignoring ASCII case).
@@ -331,6 +332,20 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// A number of bytes with an optional binary suffix: `4096`, `64K`, `1M`, `2G` (case
+/// ignored); `None` when malformed or too large.
+pub(crate) fn parse_bytes(v: &[u8]) -> Option<usize> {
+    let (digits, shift) = match v.last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&v[..v.len() - 1], 10),
+        Some(b'M') => (&v[..v.len() - 1], 20),
+        Some(b'G') => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    let n = usize::try_from(parse_u64(digits)?).ok()?;
+    let scaled = n.checked_mul(1 << shift)?;
+    (scaled < usize::MAX).then_some(scaled)
+}
+
 fn parse_bool(name: &str, v: &[u8], out: &mut bool) {
     let options = [
         ("1", true),
@@ -359,7 +374,9 @@ fn write_escaped(w: &mut FdWriter, v: &[u8]) {
     }
 }
 
-fn bad_value(name: &str, v: &[u8], expected: &str) {
+/// Warns that environment variable `name` has the bad value `v` (one line on stderr, in the
+/// same words for every `SECALLOC_*` variable).
+pub(crate) fn bad_value(name: &str, v: &[u8], expected: &str) {
     let mut w = FdWriter::stderr();
     let _ = write!(w, "secalloc: ignoring {name}=\"");
     write_escaped(&mut w, v);

@@ -188,7 +188,7 @@ use core::sync::atomic::Ordering;
 
 pub use crate::alloc::SecAlloc;
 pub use crate::config::{OnCorruption, ReportDest, ReportFormat, Wipe};
-pub use crate::heap::SecHeap;
+pub use crate::heap::{ReturnedToKernel, SecHeap};
 pub use crate::reach::LeakKind;
 pub use crate::report::{leak_check, report, Callsite, LeakReport, LeakSummary, ScopeTotal};
 pub use crate::scope::{current_scope, scope, Scope, ScopeEnter, ScopeGuard, ScopeStats};

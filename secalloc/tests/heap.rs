@@ -4,7 +4,7 @@
 
 mod heap_common;
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
 use std::hint::black_box;
 use std::process::Command;
 
@@ -81,31 +81,203 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn freed_spans_go_back_to_the_kernel() {
+fn freed_spans_go_back_to_the_kernel_once_unused_for_a_while() {
     // Run alone in a child: other tests' allocations would blur the figures.
     let out = child("rss", &[]);
     assert_eq!(out.0, Some(0), "stderr: {}", out.2);
     assert!(out.1.contains("returned"), "stdout: {}", out.1);
 }
 
+/// Allocates and frees `bytes` of 1000-byte blocks.
+fn burst(bytes: usize) {
+    let blocks: Vec<Box<[u8; 1000]>> = (0..bytes / 1024).map(|_| Box::new([1u8; 1000])).collect();
+    drop(black_box(blocks));
+}
+
 fn rss_case() {
+    let heap = secalloc::SecHeap::new();
     let before = resident_bytes();
     let blocks: Vec<Box<[u8; 1000]>> = (0..64 * 1024).map(|_| Box::new([1u8; 1000])).collect();
     let full = resident_bytes();
+    let returned = heap.returned_to_kernel();
     drop(black_box(blocks));
-    let after = resident_bytes();
+    let freed = resident_bytes();
     let grown = full - before;
-    let kept = after.saturating_sub(before);
     assert!(
         grown > 60 << 20,
         "64 MiB of blocks grew RSS by {grown} bytes only"
     );
-    // Each span size keeps at most 1 MiB of empty spans mapped.
+    // At most 16 MiB of empty spans of a size stay mapped right after the burst...
+    let held = freed.saturating_sub(before);
+    assert!(
+        held < 20 << 20,
+        "RSS still {held} bytes above the start right after freeing everything"
+    );
+    assert!(heap.returned_to_kernel().bytes >= returned.bytes + (40 << 20));
+    // ... and the decay returns all but a working set of 1 MiB once they stayed unused:
+    // a few small allocations every 200 ms for 2 s run its passes (there is no timer).
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        burst(256 << 10);
+    }
+    let kept = resident_bytes().saturating_sub(before);
     assert!(
         kept < 4 << 20,
-        "RSS still {kept} bytes above the start after freeing everything"
+        "RSS still {kept} bytes above the start after 2 s with little use"
     );
     println!("returned {} of {} bytes", grown - kept, grown);
+}
+
+#[test]
+fn churn_reuses_empty_spans_without_returning_them_each_time() {
+    let out = child("churn", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert!(out.1.contains("churn: "), "stdout: {}", out.1);
+}
+
+fn churn_case() {
+    let heap = secalloc::SecHeap::new();
+    burst(8 << 20);
+    let before = heap.returned_to_kernel();
+    const CYCLES: u64 = 200;
+    for _ in 0..CYCLES {
+        burst(8 << 20);
+    }
+    let calls = heap.returned_to_kernel().calls - before.calls;
+    // Each cycle empties 128 spans of 64 KiB; keeping only 1 MiB (16 spans) would return
+    // 112 of them every cycle.
+    assert!(
+        calls < CYCLES,
+        "{calls} madvise calls in {CYCLES} cycles of 8 MiB"
+    );
+    println!("churn: {calls} madvise calls in {CYCLES} cycles");
+}
+
+fn minor_faults_of_this_thread() -> i64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) }, 0);
+    r.ru_minflt
+}
+
+fn fill_pages(p: *mut u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: the caller's block holds `len` bytes.
+        unsafe { *p.add(off) = seed.wrapping_add((off / 4096) as u8) };
+    }
+}
+
+fn check_pages(p: *const u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: as in fill_pages.
+        let b = unsafe { *p.add(off) };
+        assert_eq!(
+            b,
+            seed.wrapping_add((off / 4096) as u8),
+            "page at offset {off}"
+        );
+    }
+}
+
+#[test]
+fn large_blocks_grow_and_shrink_without_a_copy() {
+    const MIB: usize = 1 << 20;
+    let layout = Layout::from_size_align(32 * MIB, 8).unwrap();
+    // SAFETY: a non-zero layout; each realloc passes the block's current layout, and the
+    // block is freed with its last one.
+    unsafe {
+        let p = alloc(layout);
+        fill_pages(p, 32 * MIB, 7);
+        // Growing moves page-table entries: none of the 8192 pages (16 huge pages) is
+        // copied, so (next to none) fault in.
+        let faults = minor_faults_of_this_thread();
+        let q = realloc(p, layout, 96 * MIB);
+        let faults = minor_faults_of_this_thread() - faults;
+        assert!(!q.is_null());
+        assert!(
+            faults < 8,
+            "{faults} page faults while growing 32 MiB to 96 MiB"
+        );
+        check_pages(q, 32 * MIB, 7);
+        fill_pages(q, 96 * MIB, 9);
+        // Shrinking keeps the place and unmaps the tail.
+        let r = realloc(
+            q,
+            Layout::from_size_align(96 * MIB, 8).unwrap(),
+            40 * MIB + 5,
+        );
+        assert_eq!(r, q);
+        check_pages(r, 40 * MIB + 5, 9);
+        dealloc(r, Layout::from_size_align(40 * MIB + 5, 8).unwrap());
+    }
+}
+
+#[test]
+fn small_blocks_realloc_in_place_within_their_class() {
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: as above.
+    unsafe {
+        let p = alloc(layout);
+        std::ptr::write_bytes(p, 5, 100);
+        // 100 bytes live in the 112-byte class.
+        let q = realloc(p, layout, 112);
+        assert_eq!(q, p);
+        let r = realloc(q, Layout::from_size_align(112, 8).unwrap(), 97);
+        assert_eq!(r, p);
+        assert!(std::slice::from_raw_parts(r, 97).iter().all(|&b| b == 5));
+        let s = realloc(r, Layout::from_size_align(97, 8).unwrap(), 113);
+        assert_ne!(s, p, "113 bytes need the next class");
+        dealloc(s, Layout::from_size_align(113, 8).unwrap());
+    }
+}
+
+/// Writes one byte past the end of a grown (or shrunk) mapped block: the guard page.
+#[inline(never)]
+fn large_guard_case(grow: bool) {
+    let layout = Layout::from_size_align(1 << 20, 8).unwrap();
+    let new_size = if grow { 3 << 20 } else { 600 << 10 };
+    // SAFETY: valid allocation and realloc; the write past the end is the fault under test.
+    unsafe {
+        let p = alloc(layout);
+        let q = realloc(p, layout, new_size);
+        println!("block {:#x}", q as usize);
+        std::ptr::write_volatile(q.add(new_size), 1);
+    }
+}
+
+#[test]
+fn a_resized_large_block_keeps_a_guard_page_after_it() {
+    for case in ["large-guard-grow", "large-guard-shrink"] {
+        let (code, _, stderr, signal) = child(case, &[]);
+        assert_eq!(code, None, "{case}: {stderr}");
+        assert_eq!(signal, Some(libc::SIGSEGV), "{case}: {stderr}");
+    }
+}
+
+#[test]
+fn short_lived_threads_keep_the_working_set_mapped() {
+    let out = child("thread-exits", &[]);
+    assert_eq!(out.0, Some(0), "stderr: {}", out.2);
+    assert!(out.1.contains("thread exits: "), "stdout: {}", out.1);
+}
+
+/// Threads one after the other (each adopting the last one's heap), each using 512 KiB:
+/// less than the 1 MiB working set, so no exit has anything to return to the kernel.
+fn thread_exits_case() {
+    let heap = secalloc::SecHeap::new();
+    std::thread::spawn(|| burst(512 << 10)).join().unwrap();
+    let before = heap.returned_to_kernel();
+    const THREADS: u64 = 50;
+    for _ in 0..THREADS {
+        std::thread::spawn(|| burst(512 << 10)).join().unwrap();
+    }
+    let calls = heap.returned_to_kernel().calls - before.calls;
+    assert!(
+        calls < THREADS,
+        "{calls} madvise calls for {THREADS} threads of 512 KiB"
+    );
+    println!("thread exits: {calls} madvise calls for {THREADS} threads");
 }
 
 #[test]
@@ -218,6 +390,10 @@ fn child_entry() {
     };
     match case.as_str() {
         "rss" => rss_case(),
+        "churn" => churn_case(),
+        "thread-exits" => thread_exits_case(),
+        "large-guard-grow" => large_guard_case(true),
+        "large-guard-shrink" => large_guard_case(false),
         "fork" => fork_case(),
         "double-free" => double_free_case(),
         "remote-double-free" => remote_double_free_case(),

@@ -13,8 +13,12 @@
 //! atomic *remote* bitmap and queues the span on its owner's lock-free list; the owner folds
 //! those bits back when it runs out of slots. The free bitmaps are also the double-free check:
 //! freeing a slot whose bit is already set is detected exactly, whichever thread frees it.
-//! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache,
-//! and past a bound (1 MiB a span size) their pages are returned to the kernel.
+//! Heaps of exited threads are adopted by new threads. Empty spans go to a per-heap cache
+//! that decays: spans left unused for half a second to a second go back to the kernel, all
+//! but a working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
+//! heap shrinks. Mapped blocks grow and shrink without a copy (`mremap`), keeping their
+//! guard page. An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
+//! freed slots.
 //!
 //! `SecHeap` is a complete [`GlobalAlloc`]: install it on its own, or under the tracker with
 //! [`SecAlloc::with_inner`](crate::SecAlloc::with_inner):
@@ -29,8 +33,13 @@
 //! a pointer into the middle of a block) stops the process with a message on stderr.
 
 mod class;
+mod decay;
+mod large;
+mod quarantine;
 pub(crate) mod slots;
 pub(crate) mod tracked;
+
+pub use decay::ReturnedToKernel;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -41,6 +50,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, 
 
 use crate::sys::{self, SpinLock};
 use class::{MAX_SPAN_SHIFT, MIN_SPAN_SHIFT, NCLASSES, SPAN_KINDS};
+use large::{alloc_large, free_large, large_len, LARGE, PAGE};
 
 const SEGMENT_SHIFT: u32 = MAX_SPAN_SHIFT;
 const SEGMENT: usize = 1 << SEGMENT_SHIFT;
@@ -49,26 +59,55 @@ const SPANS_MAX: usize = SEGMENT >> MIN_SPAN_SHIFT;
 /// Slots in the fullest span (64 KiB of 16-byte blocks).
 pub(crate) const MAX_SLOTS: usize = (1 << MIN_SPAN_SHIFT) / 16;
 const WORDS: usize = MAX_SLOTS / 64;
-const PAGE: usize = 4096;
 /// Address space reserved for spans, largest first until the kernel agrees.
 const RESERVE_TRIES: [usize; 5] = [64 << 30, 16 << 30, 4 << 30, 1 << 30, 256 << 20];
-/// Empty-span bytes a heap keeps mapped per span size before returning pages to the kernel.
-const EMPTY_KEEP_BYTES: usize = 1 << 20;
 /// Heaps mapped at a time when no exited thread's heap can be adopted.
 const HEAPS_PER_CHUNK: usize = 64;
-/// Entries of the table of directly mapped blocks (a power of two).
-const LARGE_SLOTS: usize = 1 << 20;
 
 /// secalloc's own heap (see the module documentation).
 ///
-/// A zero-sized handle: all instances share one process-wide heap.
+/// A handle: all instances share one process-wide heap; what a handle holds is how its own
+/// frees are treated (the quarantine bound).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SecHeap;
+pub struct SecHeap {
+    quarantine_bytes: usize,
+}
 
 impl SecHeap {
-    /// The process-wide heap (nothing is mapped before the first allocation).
+    /// The process-wide heap (nothing is mapped before the first allocation), without
+    /// quarantine.
     pub const fn new() -> Self {
-        SecHeap
+        SecHeap {
+            quarantine_bytes: 0,
+        }
+    }
+
+    /// Quarantines freed small blocks: a freed slot is handed out again only after `bytes`
+    /// more bytes of blocks have been freed by the same thread (first in, first out), so a
+    /// dangling pointer does not reach the next block given that slot right away. Each
+    /// thread's quarantine holds at most `bytes` (and at most 262,144 blocks) and is emptied
+    /// when the thread exits. A second free of a quarantined block is caught exactly.
+    /// 0 (the default) turns it off; `SECALLOC_QUARANTINE_BYTES` overrides the value.
+    ///
+    /// ```no_run
+    /// #[global_allocator]
+    /// static GLOBAL: secalloc::SecHeap = secalloc::SecHeap::new().quarantine_bytes(1 << 20);
+    /// ```
+    pub const fn quarantine_bytes(self, bytes: usize) -> Self {
+        SecHeap {
+            quarantine_bytes: bytes,
+        }
+    }
+
+    /// What the heap has returned to the kernel so far (`madvise(MADV_DONTNEED)` calls on
+    /// empty spans and their bytes), process-wide.
+    ///
+    /// ```
+    /// let r = secalloc::SecHeap::new().returned_to_kernel();
+    /// assert!(r.bytes >= r.calls * 65536);
+    /// ```
+    pub fn returned_to_kernel(&self) -> ReturnedToKernel {
+        decay::returned()
     }
 }
 
@@ -81,6 +120,8 @@ struct Span {
     free: [AtomicU64; WORDS],
     /// Slots freed by other threads, not yet folded into `free`.
     remote: [AtomicU64; WORDS],
+    /// Slots waiting in some thread's quarantine (neither free nor live).
+    quarantined: [AtomicU64; WORDS],
     /// Class index + 1; 0 while the span is unassigned.
     class: AtomicU32,
     /// Block size of the class.
@@ -104,7 +145,7 @@ struct Span {
     next_remote: AtomicPtr<Span>,
     /// The heap that owns the span (fixed from first use).
     owner: AtomicPtr<Heap>,
-    /// The span's first byte (fixed when its segment is set up).
+    /// The span's first byte (fixed when the span is first carved out of its segment).
     base: AtomicUsize,
     /// Owner: whether the span last served an untracked class (whose freed slots are not
     /// wiped), so a tracked class taking it must zero what was used.
@@ -136,6 +177,10 @@ struct Heap {
     cached: [AtomicU32; SPAN_KINDS],
     /// Link in the pool of heaps of exited threads.
     next_free: AtomicPtr<Heap>,
+    /// Slots this heap's thread freed, in quarantine (null until the first).
+    quarantine: AtomicPtr<quarantine::Ring>,
+    /// When and how far the empty-span cache decays.
+    decay: decay::Decay,
 }
 
 struct Pool {
@@ -148,15 +193,6 @@ struct Pool {
 // SAFETY: the pool is only reached through its SpinLock; the heaps it points to are mmap'd
 // and never unmapped, and adopting one hands it to exactly one thread.
 unsafe impl Send for Pool {}
-
-struct Large {
-    /// (address, mapped length without the guard page); address 0: empty.
-    slots: *mut (usize, usize),
-}
-
-// SAFETY: the table is only reached through its SpinLock and lives in an mmap'd region that
-// is never unmapped.
-unsafe impl Send for Large {}
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -175,9 +211,6 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     abandoned: ptr::null_mut(),
     chunk: ptr::null_mut(),
     chunk_used: HEAPS_PER_CHUNK,
-});
-static LARGE: SpinLock<Large> = SpinLock::new(Large {
-    slots: ptr::null_mut(),
 });
 /// The heap of threads whose own heap is gone (allocations during thread teardown).
 static ORPHAN: SpinLock<Orphan> = SpinLock::new(Orphan(ptr::null_mut()));
@@ -229,9 +262,8 @@ fn init_once() -> bool {
         return false;
     }
     let meta = sys::map_zeroed((len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>());
-    let large = sys::map_zeroed(LARGE_SLOTS * core::mem::size_of::<(usize, usize)>());
     let orphan = sys::map_zeroed(core::mem::size_of::<Heap>());
-    if meta.is_null() || large.is_null() || orphan.is_null() || !slots::reserve(len) {
+    if meta.is_null() || orphan.is_null() || !large::init_table() || !slots::reserve(len) {
         return false;
     }
     let mut key: libc::pthread_key_t = 0;
@@ -241,8 +273,8 @@ fn init_once() -> bool {
         return false;
     }
     KEY.store(key as usize, Relaxed);
+    quarantine::read_env();
     META.store(meta.cast(), Relaxed);
-    LARGE.lock().slots = large.cast();
     ORPHAN.lock().0 = orphan.cast();
     RESERVED.store(len, Relaxed);
     BASE.store(base, Release);
@@ -318,8 +350,13 @@ fn current_slow() -> *mut Heap {
 
 /// Thread exit (the pthread key's destructor): hand the heap to the pool for adoption.
 extern "C" fn thread_exit(p: *mut libc::c_void) {
-    CURRENT.with(|c| c.set(EXITED));
     let h: *mut Heap = p.cast();
+    // SAFETY: `h` is this thread's heap, still current.
+    unsafe {
+        quarantine::drain(&*h);
+        decay::trim_to_working_set(&*h);
+    }
+    CURRENT.with(|c| c.set(EXITED));
     let mut pool = POOL.lock();
     // SAFETY: `h` is this thread's heap; from here on no thread owns it until adopted.
     unsafe { (*h).next_free.store(pool.abandoned, Relaxed) };
@@ -429,8 +466,9 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
             // Spans whose pages went back to the kernel are clean (`dirty` 0) and were not
             // counted as cached; every other empty span held blocks, so it is dirty.
             if (*s).dirty.load(Relaxed) != 0 {
-                let c = h.cached[kind].load(Relaxed);
-                h.cached[kind].store(c.saturating_sub(1), Relaxed);
+                let c = h.cached[kind].load(Relaxed).saturating_sub(1);
+                h.cached[kind].store(c, Relaxed);
+                decay::note_taken(h, kind, c);
             }
             (*s).next.store(ptr::null_mut(), Relaxed);
         }
@@ -445,11 +483,15 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
         }
         h.segment[kind].store(m, Relaxed);
     }
-    // SAFETY: as above; `used` < spans in the segment.
+    // SAFETY: as above; `used` < spans in the segment. A span's metadata is first written
+    // here, when it is carved (so a segment's untouched metadata pages stay unmapped).
     unsafe {
         let i = (*m).used.load(Relaxed);
         (*m).used.store(i + 1, Relaxed);
         let s = ptr::addr_of_mut!((*m).spans[i as usize]);
+        let seg = (m as usize - META.load(Relaxed) as usize) / core::mem::size_of::<Segment>();
+        let base = BASE.load(Relaxed) + (seg << SEGMENT_SHIFT) + ((i as usize) << shift);
+        (*s).base.store(base, Relaxed);
         (*s).owner.store(h as *const Heap as *mut Heap, Relaxed);
         s
     }
@@ -480,11 +522,8 @@ fn new_segment(shift: u32) -> *mut Segment {
     }
     let m = seg_meta(i);
     // SAFETY: `m` is this segment's (zeroed) metadata; `locate` ignores it until `shift` is
-    // published below.
+    // published below. Each span's `base` is set when `take_span` carves it.
     unsafe {
-        for j in 0..(SEGMENT >> shift) {
-            (*m).spans[j].base.store(start + (j << shift), Relaxed);
-        }
         (*m).used.store(0, Relaxed);
         (*m).shift.store(shift, Release);
     }
@@ -594,7 +633,10 @@ unsafe fn alloc_small_slot(h: &Heap, idx: usize, zero: bool) -> (*mut u8, *mut S
 #[cold]
 unsafe fn refill(h: &Heap, idx: usize) -> *mut Span {
     // SAFETY: forwarded.
-    unsafe { collect_remote(h) };
+    unsafe {
+        decay::tick(h);
+        collect_remote(h);
+    }
     let s = h.bins[idx].load(Relaxed);
     if !s.is_null() {
         return s;
@@ -627,6 +669,9 @@ unsafe fn collect_remote(h: &Heap) {
             for w in 0..words {
                 if sp.remote[w].load(Relaxed) != 0 {
                     let v = sp.remote[w].swap(0, AcqRel);
+                    if quarantine::IN_USE.load(Relaxed) {
+                        quarantine::check_fold(sp, w, v);
+                    }
                     sp.free[w].store(sp.free[w].load(Relaxed) | v, Relaxed);
                     got += v.count_ones();
                 }
@@ -664,8 +709,8 @@ unsafe fn add_free(h: &Heap, s: *mut Span, idx: usize, n: u32) {
     }
 }
 
-/// Gives back an empty span: unassigned, cached mapped up to a bound, pages returned to the
-/// kernel beyond it.
+/// Gives back an empty span: unassigned, cached mapped up to a bound (see [`decay`]), pages
+/// returned to the kernel beyond it.
 ///
 /// # Safety
 /// `s` is an empty, listed span of class `idx` of the calling thread's heap `h`.
@@ -677,19 +722,19 @@ unsafe fn release(h: &Heap, s: *mut Span, idx: usize) {
     let sp = unsafe { &*s };
     sp.listed.store(false, Relaxed);
     sp.class.store(0, Release);
-    let base = sp.base.load(Relaxed);
-    let shift = span_shift(base);
+    let shift = span_shift(sp.base.load(Relaxed));
     let kind = (shift - MIN_SPAN_SHIFT) as usize;
     let cached = h.cached[kind].load(Relaxed);
-    if ((cached as usize + 1) << shift) <= EMPTY_KEEP_BYTES.max(1 << shift) {
+    if decay::may_cache(cached, shift) {
         h.cached[kind].store(cached + 1, Relaxed);
     } else {
-        // SAFETY: the span holds no live block; its pages read as zero afterwards.
-        unsafe { libc::madvise(base as *mut libc::c_void, 1 << shift, libc::MADV_DONTNEED) };
-        sp.dirty.store(0, Relaxed);
+        // SAFETY: the span holds no live block and is this heap's.
+        unsafe { decay::return_pages(sp, shift) };
     }
     sp.next.store(h.empty[kind].load(Relaxed), Relaxed);
     h.empty[kind].store(s, Relaxed);
+    // SAFETY: forwarded.
+    unsafe { decay::tick(h) };
 }
 
 /// Frees slot `slot` of span `s`, from whichever thread.
@@ -723,7 +768,9 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
     let owner = sp.owner.load(Relaxed);
     let me = CURRENT.with(Cell::get);
     if owner == me {
-        if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0 {
+        if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0
+            || quarantine::is_quarantined(sp, w, bit)
+        {
             return false;
         }
         sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
@@ -741,9 +788,22 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
         return false;
     }
     let old = sp.remote[w].fetch_or(bit, SeqCst);
-    if old & bit != 0 {
+    if old & bit != 0 || quarantine::is_quarantined(sp, w, bit) {
         return false;
     }
+    // SAFETY: per the contract; `owner` is the span's owner.
+    unsafe { queue_remote(s, owner) };
+    true
+}
+
+/// Queues span `s` on its owner's remote list, unless it is queued already.
+///
+/// # Safety
+/// `s` is an assigned span and `owner` its owner heap.
+#[inline(always)]
+unsafe fn queue_remote(s: *mut Span, owner: *mut Heap) {
+    // SAFETY: per the contract.
+    let sp = unsafe { &*s };
     if !sp.queued.swap(true, SeqCst) {
         // SAFETY: a span's owner heap is mmap'd and never unmapped.
         let list = unsafe { &(*owner).remote };
@@ -756,7 +816,6 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
             }
         }
     }
-    true
 }
 
 /// Stops the process over a bad free the heap cannot survive:
@@ -776,137 +835,6 @@ fn corrupt(what: &str, addr: usize, size: usize, note: &str) -> ! {
 
 const NOT_OURS: &str = ": not a block this heap handed out";
 const INTERIOR: &str = ", a pointer into the middle of a block";
-
-// ---------------------------------------------------------------------------------------
-// Directly mapped blocks
-
-fn large_hash(addr: usize) -> usize {
-    (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - LARGE_SLOTS.trailing_zeros())
-}
-
-/// Maps a block of `size` bytes aligned to `align`, followed by a guard page.
-fn alloc_large(size: usize, align: usize) -> *mut u8 {
-    if STATE.load(Acquire) != READY && !init() {
-        return ptr::null_mut();
-    }
-    let body = match size.max(1).checked_add(PAGE - 1) {
-        Some(v) => v & !(PAGE - 1),
-        None => return ptr::null_mut(),
-    };
-    let extra = if align > PAGE { align } else { 0 };
-    let Some(total) = body.checked_add(PAGE + extra) else {
-        return ptr::null_mut();
-    };
-    // SAFETY: an anonymous private mapping with a null hint; checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            total,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return ptr::null_mut();
-    }
-    let p = p as usize;
-    let start = (p + align.max(PAGE) - 1) & !(align.max(PAGE) - 1);
-    // SAFETY: all three ranges lie inside the mapping just made and are ours alone: the head
-    // before `start`, the guard page after the body, and the tail after the guard.
-    unsafe {
-        if start > p {
-            libc::munmap(p as *mut libc::c_void, start - p);
-        }
-        libc::mprotect((start + body) as *mut libc::c_void, PAGE, libc::PROT_NONE);
-        let end = start + body + PAGE;
-        if p + total > end {
-            libc::munmap(end as *mut libc::c_void, p + total - end);
-        }
-    }
-    let t = LARGE.lock();
-    let mut i = large_hash(start);
-    loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { &mut *t.slots.add(i) };
-        if e.0 == 0 {
-            *e = (start, body);
-            break;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    }
-    drop(t);
-    start as *mut u8
-}
-
-/// The mapped length of the directly mapped block at `addr`, if there is one.
-fn large_len(addr: usize) -> Option<usize> {
-    let t = LARGE.lock();
-    if t.slots.is_null() {
-        return None;
-    }
-    let mut i = large_hash(addr);
-    loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { *t.slots.add(i) };
-        if e.0 == addr {
-            return Some(e.1);
-        }
-        if e.0 == 0 {
-            return None;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    }
-}
-
-/// Unmaps the directly mapped block at `addr`; false if there is none.
-fn free_large(addr: usize) -> bool {
-    let t = LARGE.lock();
-    if t.slots.is_null() {
-        return false;
-    }
-    let slots = t.slots;
-    let mut i = large_hash(addr);
-    let body = loop {
-        // SAFETY: i < LARGE_SLOTS, inside the table's mapping; the lock is held.
-        let e = unsafe { *slots.add(i) };
-        if e.0 == addr {
-            break e.1;
-        }
-        if e.0 == 0 {
-            return false;
-        }
-        i = (i + 1) & (LARGE_SLOTS - 1);
-    };
-    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
-    let mut hole = i;
-    let mut j = i;
-    loop {
-        j = (j + 1) & (LARGE_SLOTS - 1);
-        // SAFETY: as above.
-        let e = unsafe { *slots.add(j) };
-        if e.0 == 0 {
-            break;
-        }
-        let home = large_hash(e.0);
-        // Move e into the hole if its home is not in (hole, j] (cyclically).
-        let dist_j = j.wrapping_sub(home) & (LARGE_SLOTS - 1);
-        let dist_hole = hole.wrapping_sub(home) & (LARGE_SLOTS - 1);
-        if dist_hole < dist_j {
-            // SAFETY: as above.
-            unsafe { *slots.add(hole) = e };
-            hole = j;
-        }
-    }
-    // SAFETY: as above.
-    unsafe { *slots.add(hole) = (0, 0) };
-    drop(t);
-    // SAFETY: [addr, addr + body + PAGE) is the block's mapping with its guard page, which
-    // nothing references any more.
-    unsafe { libc::munmap(addr as *mut libc::c_void, body + PAGE) };
-    true
-}
 
 // ---------------------------------------------------------------------------------------
 // GlobalAlloc
@@ -949,23 +877,42 @@ impl SecHeap {
 // aligned as the layout asks (class sizes are multiples of the alignment, spans aligned to
 // 64 KiB; mapped blocks are page- or `align`-aligned); a slot is handed out only while its
 // free bit is set and that bit is cleared by its owner before it is returned.
+//
+// The methods are deliberately not `#[inline]`: an inline method is compiled into the crate
+// that declares the `#[global_allocator]`, at that crate's optimisation level, so a debug
+// build of a program (its test suite, say) would run the heap unoptimised, several times
+// slower. Not inline, they are compiled here, at secalloc's level (the workspace and the
+// `scripts/outside-suites` builds optimise secalloc in every profile), for the cost of one
+// call from the allocator shim.
 unsafe impl GlobalAlloc for SecHeap {
-    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.alloc_layout(layout, false)
     }
 
-    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         self.alloc_layout(layout, true)
     }
 
-    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         let addr = ptr as usize;
         match locate(addr) {
-            // SAFETY: `locate` found an assigned span and a slot start.
-            Located::Slot(s, slot) => unsafe { free_small(s, slot, addr) },
+            Located::Slot(s, slot) => {
+                let bound = quarantine::limit(self.quarantine_bytes);
+                // With a quarantine, a thread that only frees gets a heap (for its ring).
+                let h = if bound != 0 {
+                    current()
+                } else {
+                    ptr::null_mut()
+                };
+                if !h.is_null() {
+                    // SAFETY: `h` is this thread's heap; `locate` found an assigned span
+                    // and a slot start.
+                    unsafe { quarantine::put(&*h, s, slot, addr, bound) }
+                } else {
+                    // SAFETY: `locate` found an assigned span and a slot start.
+                    unsafe { free_small(s, slot, addr) }
+                }
+            }
             Located::Interior => corrupt("free", addr, 0, INTERIOR),
             Located::Invalid => corrupt("invalid free", addr, 0, NOT_OURS),
             Located::Outside => {
@@ -990,8 +937,15 @@ unsafe impl GlobalAlloc for SecHeap {
             }
             Located::Outside => match large_len(addr) {
                 Some(body) => {
-                    if new_size <= body && new_size > class::MAX_CLASS_SIZE {
-                        return ptr;
+                    // Still a mapped block: resized where it is, or its pages moved by the
+                    // kernel (only page-aligned blocks may move), never copied.
+                    if class::for_layout(new_size, layout.align()).is_none()
+                        && (new_size <= body || layout.align() <= PAGE)
+                    {
+                        let p = large::resize(addr, new_size);
+                        if !p.is_null() {
+                            return p;
+                        }
                     }
                     body
                 }

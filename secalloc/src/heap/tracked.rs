@@ -209,6 +209,21 @@ fn find_large(addr: usize) -> Found {
 /// `at` comes from [`find`] for a block whose record was marked freed.
 #[inline(always)]
 pub(crate) unsafe fn give_back_slot(at: SlotRef) -> bool {
+    // With a quarantine (`SECALLOC_QUARANTINE_BYTES`), the slot waits in this thread's ring
+    // before it can be handed out again; its record already says freed, so a double free
+    // meanwhile is still caught by the tracker.
+    let bound = super::quarantine::limit(0);
+    if bound != 0 {
+        let h = super::current();
+        if !h.is_null() {
+            // SAFETY: `at` names an assigned span (forwarded contract).
+            let sp = unsafe { &*at.span };
+            let addr = sp.base.load(Relaxed) + at.slot * sp.size.load(Relaxed) as usize;
+            // SAFETY: `h` is this thread's heap; `at` is a slot of an assigned span.
+            unsafe { super::quarantine::put(&*h, at.span, at.slot, addr, bound) };
+            return true;
+        }
+    }
     // SAFETY: forwarded.
     unsafe { super::try_free_small(at.span, at.slot) }
 }
