@@ -57,11 +57,13 @@ extern "C" fn fork_prepare() {
     crate::report::lock_for_fork();
     crate::stack::lock_for_fork();
     crate::scope::lock_for_fork();
+    crate::profile::lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks on this thread.
     unsafe {
+        crate::profile::unlock_after_fork();
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();
@@ -72,6 +74,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // SAFETY: fork_prepare took these locks on the forking thread, the only one in the child.
     unsafe {
+        crate::profile::unlock_after_fork();
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();

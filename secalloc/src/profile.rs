@@ -284,6 +284,18 @@ fn map_chunk(ci: usize) -> Option<*mut Rec> {
     Some(c)
 }
 
+/// Fork support: take the chunk-mapping lock before `fork`, release it in parent and child.
+pub(crate) fn lock_for_fork() {
+    MAP_CHUNK.raw_lock();
+}
+
+/// # Safety
+/// Only after [`lock_for_fork`] on this thread.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded: the lock was taken by lock_for_fork.
+    unsafe { MAP_CHUNK.raw_unlock() };
+}
+
 /// Address space mapped for callsite records.
 pub(crate) static PROFILE_BYTES: AtomicU64 = AtomicU64::new(0);
 
