@@ -57,6 +57,7 @@ extern "C" fn fork_prepare() {
     crate::report::lock_for_fork();
     crate::stack::lock_for_fork();
     crate::scope::lock_for_fork();
+    crate::profile::lock_for_fork();
     crate::heap::tracked::lock_for_fork();
 }
 
@@ -64,6 +65,7 @@ extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks on this thread.
     unsafe {
         crate::heap::tracked::unlock_after_fork();
+        crate::profile::unlock_after_fork();
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();
@@ -75,6 +77,7 @@ extern "C" fn fork_child() {
     // SAFETY: fork_prepare took these locks on the forking thread, the only one in the child.
     unsafe {
         crate::heap::tracked::unlock_after_fork();
+        crate::profile::unlock_after_fork();
         crate::scope::unlock_after_fork();
         crate::stack::unlock_after_fork();
         crate::report::unlock_after_fork();

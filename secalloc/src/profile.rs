@@ -284,6 +284,18 @@ fn map_chunk(ci: usize) -> Option<*mut Rec> {
     Some(c)
 }
 
+/// Fork support: take the chunk-mapping lock before `fork`, release it in parent and child.
+pub(crate) fn lock_for_fork() {
+    MAP_CHUNK.raw_lock();
+}
+
+/// # Safety
+/// Only after [`lock_for_fork`] on this thread.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: forwarded: the lock was taken by lock_for_fork.
+    unsafe { MAP_CHUNK.raw_unlock() };
+}
+
 /// Address space mapped for callsite records.
 pub(crate) static PROFILE_BYTES: AtomicU64 = AtomicU64::new(0);
 
@@ -572,6 +584,9 @@ fn live_now() -> (u64, u64) {
 /// #[global_allocator]
 /// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
 /// # fn main() {
+/// # // Write the profile where the test leaves no file behind (not `dhat-heap.json` at exit).
+/// # let file = std::env::temp_dir().join(format!("doc-heapstats-{}.json", std::process::id()));
+/// # let profiler = secalloc::profile::Profiler::new().file_name(&file);
 /// use secalloc::profile::HeapStats;
 /// let before = HeapStats::get();
 /// let v = vec![0u8; 1 << 20];
@@ -580,6 +595,8 @@ fn live_now() -> (u64, u64) {
 /// assert_eq!(now.curr_bytes - before.curr_bytes, 1 << 20);
 /// assert!(now.max_bytes >= now.curr_bytes);
 /// drop(v);
+/// # profiler.stop().unwrap().unwrap();
+/// # std::fs::remove_file(&file).unwrap();
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -719,10 +736,14 @@ pub struct Profile {
 /// #[global_allocator]
 /// static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
 /// # fn main() {
+/// # let file = std::env::temp_dir().join(format!("doc-snapshot-{}.json", std::process::id()));
+/// # let profiler = secalloc::profile::Profiler::new().file_name(&file);
 /// let p = secalloc::profile::snapshot().expect("profile mode");
 /// assert_eq!(p.sites.iter().map(|s| s.total_bytes).sum::<u64>(), p.stats.total_bytes);
 /// let mut folded = Vec::new();
 /// p.write_folded(secalloc::profile::Metric::TotalBytes, &mut folded).unwrap();
+/// # profiler.stop().unwrap().unwrap();
+/// # std::fs::remove_file(&file).unwrap();
 /// # }
 /// ```
 pub fn snapshot() -> Option<Profile> {

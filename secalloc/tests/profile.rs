@@ -210,6 +210,62 @@ fn testing_assertions() {
     assert_eq!(outer.live_bytes, 0);
 }
 
+#[inline(never)]
+fn churn_in_thread(n: usize) {
+    let mut kept = Vec::with_capacity(n);
+    for i in 0..n {
+        let b = black_box(vec![0u8; 40 + i % 7]);
+        if i % 3 == 0 {
+            kept.push(b);
+        }
+    }
+    drop(kept);
+}
+
+/// Four threads allocating from one callsite (and thread exits, whose slots are kept):
+/// after they join, totals and live figures are exact, and the callsites add up to them.
+fn threads_totals_exact_after_join() {
+    let a = HeapStats::get();
+    let n = 20_000;
+    let hs: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || churn_in_thread(n)))
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let b = HeapStats::get();
+    // Per thread: n vectors and the Vec keeping a third of them, plus what spawning allocates.
+    let per_thread_bytes: u64 = (0..n as u64).map(|i| 40 + i % 7).sum();
+    assert!(b.total_blocks - a.total_blocks >= 4 * (n as u64 + 1));
+    assert!(b.total_bytes - a.total_bytes >= 4 * per_thread_bytes);
+    assert_eq!(
+        b.curr_bytes, a.curr_bytes,
+        "everything the threads made is freed"
+    );
+    let p = secalloc::profile::snapshot().unwrap();
+    assert_eq!(
+        p.sites.iter().map(|s| s.total_blocks).sum::<u64>(),
+        p.stats.total_blocks
+    );
+    assert_eq!(
+        p.sites.iter().map(|s| s.end_bytes).sum::<u64>(),
+        p.stats.curr_bytes
+    );
+    let site = p
+        .sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("churn_in_thread"))
+                && s.total_blocks == 4 * n as u64
+        })
+        .expect("one site for the vectors of the four threads");
+    assert_eq!(site.total_bytes, 4 * per_thread_bytes);
+    assert_eq!((site.end_bytes, site.end_blocks), (0, 0));
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("secalloc-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -220,6 +276,7 @@ fn main() {
     callsites_add_up();
     lifetimes();
     testing_assertions();
+    threads_totals_exact_after_join();
     // The guard writes the DHAT file (and the exit then writes none).
     let written = profiler.stop().expect("profile mode").unwrap();
     assert_eq!(written, file);
