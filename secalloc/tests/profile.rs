@@ -288,5 +288,5 @@ fn main() {
         "{json}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    println!("profile: 4 checks passed");
+    println!("profile: 5 checks passed");
 }
