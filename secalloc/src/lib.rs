@@ -45,7 +45,8 @@
 //! - a wiped or fresh slot is already zero, so allocations are zeroed without a `memset`
 //!   (with `Wipe::Off` the heap zeroes a reused slot instead);
 //! - `realloc` within the block's class stays in place (the bytes given up are wiped, the
-//!   bytes gained zeroed).
+//!   bytes gained zeroed); a directly mapped block grows by remapping its pages (`mremap`:
+//!   no copy is made, so none is left behind to wipe).
 //!
 //! [`SecAlloc::with_inner`] takes any other inner (`System`, mimalloc, or `SecHeap` itself)
 //! and puts a 16-byte header before each block and the 8-byte canary after it, with the

@@ -239,6 +239,12 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
         // SAFETY: forwarded contract.
         return unsafe { realloc_in_place(user, layout, new_size, found) };
     }
+    if let Found::Large { entry } = found {
+        if new_size > cap && tracked::remappable(layout.align()) {
+            // SAFETY: forwarded contract.
+            return unsafe { grow_large(user, layout, new_size, entry) };
+        }
+    }
     // SAFETY: forwarded contract.
     unsafe {
         realloc_move(
@@ -250,6 +256,79 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
             |p, l| dealloc(p, l),
         )
     }
+}
+
+/// Grows a directly mapped tracked block past its mapping by remapping its pages: no copy is
+/// made (so none is left to wipe), the pages gained come zeroed from the kernel. Moves the
+/// block the usual way if the kernel refuses.
+#[cold]
+#[inline(never)]
+unsafe fn grow_large(
+    user: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    entry: slots::LargeEntry,
+) -> *mut u8 {
+    let entered = thread::enter();
+    let ts = thread::for_free(entered);
+    let addr = user as usize;
+    let d = entry.decoded();
+    let Some(mut meta) = validate(user, layout, d, entry.body) else {
+        if d.state == LIVE {
+            tracked::leak_large(addr, &d.meta);
+        }
+        return leave_if_null(entered);
+    };
+    // Out of the table: a reader holding the block is waited for, none can take it now.
+    if !tracked::remove_large(addr) {
+        bad_free(user, layout);
+        return leave_if_null(entered);
+    }
+    let old = meta.size;
+    let canary = RUNTIME.canaries();
+    let old_canary = if canary {
+        slack_canary_len(old, entry.body)
+    } else {
+        0
+    };
+    // The old canary's bytes become the block's: zero them (the rest of the old last page
+    // was never written, and the kernel's new pages are zero).
+    // SAFETY: they lie inside the block's mapping, which this thread owns (out of the table).
+    unsafe { ptr::write_bytes(user.add(old), 0, old_canary) };
+    meta.size = new_size;
+    let Some(q) = tracked::remap_large(&entry, &meta) else {
+        if canary {
+            // SAFETY: as above; the block is back in the table unchanged.
+            unsafe { write_slack_canary(user, old, entry.body) };
+        }
+        leave_if(entered);
+        // SAFETY: forwarded contract; the block is live and unchanged.
+        return unsafe {
+            realloc_move(
+                user,
+                layout,
+                new_size,
+                true,
+                |l, z| alloc(l, z),
+                |p, l| dealloc(p, l),
+            )
+        };
+    };
+    let q = q as *mut u8;
+    if canary {
+        // SAFETY: the slack lies inside the new mapping's body.
+        unsafe { write_slack_canary(q, new_size, tracked::large_body(new_size)) };
+    }
+    if meta.stack != INTERNAL {
+        // SAFETY: ts is null or this thread's own state.
+        let ts = unsafe { ts.as_mut() };
+        account_realloc_in_place(ts, &mut meta, old, RUNTIME.wipe() != Wipe::Off, 0);
+        if RUNTIME.profile() {
+            tracked::set_born(q as usize, meta.born);
+        }
+    }
+    leave_if(entered);
+    q
 }
 
 /// Resizes a tracked block inside its slot: the bytes given up are wiped, the bytes

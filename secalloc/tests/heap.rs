@@ -153,33 +153,6 @@ fn churn_case() {
     println!("churn: {calls} madvise calls in {CYCLES} cycles");
 }
 
-fn minor_faults_of_this_thread() -> i64 {
-    // SAFETY: an all-zero rusage is valid; getrusage fills it.
-    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `r` is a valid out-pointer.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) }, 0);
-    r.ru_minflt
-}
-
-fn fill_pages(p: *mut u8, len: usize, seed: u8) {
-    for off in (0..len).step_by(4096) {
-        // SAFETY: the caller's block holds `len` bytes.
-        unsafe { *p.add(off) = seed.wrapping_add((off / 4096) as u8) };
-    }
-}
-
-fn check_pages(p: *const u8, len: usize, seed: u8) {
-    for off in (0..len).step_by(4096) {
-        // SAFETY: as in fill_pages.
-        let b = unsafe { *p.add(off) };
-        assert_eq!(
-            b,
-            seed.wrapping_add((off / 4096) as u8),
-            "page at offset {off}"
-        );
-    }
-}
-
 #[test]
 fn large_blocks_grow_and_shrink_without_a_copy() {
     const MIB: usize = 1 << 20;
@@ -188,19 +161,19 @@ fn large_blocks_grow_and_shrink_without_a_copy() {
     // block is freed with its last one.
     unsafe {
         let p = alloc(layout);
-        fill_pages(p, 32 * MIB, 7);
+        heap_common::fill_pages(p, 32 * MIB, 7);
         // Growing moves page-table entries: none of the 8192 pages (16 huge pages) is
         // copied, so (next to none) fault in.
-        let faults = minor_faults_of_this_thread();
+        let faults = heap_common::minor_faults_of_this_thread();
         let q = realloc(p, layout, 96 * MIB);
-        let faults = minor_faults_of_this_thread() - faults;
+        let faults = heap_common::minor_faults_of_this_thread() - faults;
         assert!(!q.is_null());
         assert!(
             faults < 8,
             "{faults} page faults while growing 32 MiB to 96 MiB"
         );
-        check_pages(q, 32 * MIB, 7);
-        fill_pages(q, 96 * MIB, 9);
+        heap_common::check_pages(q, 32 * MIB, 7);
+        heap_common::fill_pages(q, 96 * MIB, 9);
         // Shrinking keeps the place and unmaps the tail.
         let r = realloc(
             q,
@@ -208,7 +181,7 @@ fn large_blocks_grow_and_shrink_without_a_copy() {
             40 * MIB + 5,
         );
         assert_eq!(r, q);
-        check_pages(r, 40 * MIB + 5, 9);
+        heap_common::check_pages(r, 40 * MIB + 5, 9);
         dealloc(r, Layout::from_size_align(40 * MIB + 5, 8).unwrap());
     }
 }

@@ -119,3 +119,40 @@ fn realloc_within_a_class_stays_in_place_wiping_and_zeroing() {
         dealloc(s, Layout::from_size_align(200, 8).unwrap());
     }
 }
+
+#[test]
+fn large_blocks_grow_by_remapping_their_pages() {
+    use std::alloc::{alloc, dealloc, realloc, Layout};
+    const MIB: usize = 1 << 20;
+    // SAFETY: a non-zero layout; each realloc passes the block's current layout, and the
+    // block is freed with its last one.
+    unsafe {
+        let layout = Layout::from_size_align(32 * MIB + 3, 8).unwrap();
+        let p = alloc(layout);
+        heap_common::fill_pages(p, 32 * MIB + 3, 7);
+        *p.add(32 * MIB + 2) = 0xEE;
+        // Growing moves page-table entries: none of the 8192 pages is copied (a copy would
+        // fault every page of the new block in) and none is left behind unwiped.
+        let faults = heap_common::minor_faults_of_this_thread();
+        let (q, delta) = secalloc::testing::measure_with(|| realloc(p, layout, 96 * MIB));
+        let faults = heap_common::minor_faults_of_this_thread() - faults;
+        // Counted as a reallocation: one block allocated, one freed, the bytes by the
+        // difference.
+        assert_eq!(
+            (delta.allocations, delta.frees, delta.live_blocks),
+            (1, 1, 0)
+        );
+        assert_eq!(delta.live_bytes, (64 * MIB - 3) as i64);
+        assert!(!q.is_null());
+        assert!(
+            faults < 8,
+            "{faults} page faults while growing 32 MiB to 96 MiB"
+        );
+        heap_common::check_pages(q, 32 * MIB, 7);
+        assert_eq!(*q.add(32 * MIB + 2), 0xEE);
+        // The old canary's bytes and everything gained read zero.
+        let gained = std::slice::from_raw_parts(q.add(32 * MIB + 3), 64 * MIB - 3);
+        assert!(gained.iter().all(|&b| b == 0), "gained bytes not zero");
+        dealloc(q, Layout::from_size_align(96 * MIB, 8).unwrap());
+    }
+}

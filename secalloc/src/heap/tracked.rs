@@ -82,7 +82,7 @@ pub(crate) fn fits_in_place(old: usize, new: usize, align: usize, cap: usize, la
 }
 
 /// Page-rounded length of a directly mapped block of `size` bytes (as `alloc_large` maps).
-fn large_body(size: usize) -> usize {
+pub(crate) fn large_body(size: usize) -> usize {
     (size.max(1) + PAGE - 1) & !(PAGE - 1)
 }
 
@@ -259,6 +259,37 @@ pub(crate) fn update_large(addr: usize, meta: &Meta) {
         e.size = meta.size;
         e.born = meta.born;
     }
+}
+
+/// Whether a large block aligned to `align` can be moved by remapping its pages (the kernel
+/// keeps only page alignment).
+pub(crate) fn remappable(align: usize) -> bool {
+    align <= super::PAGE
+}
+
+/// Moves the large tracked block of `entry`, already out of the table ([`remove_large`]), to
+/// `meta.size` bytes by remapping its pages (`mremap`: pages move, no copy of the bytes is
+/// left behind; the guard page follows the new end). Returns its new address, entered in
+/// the table with `meta` as a new allocation; `None` (and the entry put back as it was) if
+/// the kernel refused.
+pub(crate) fn remap_large(entry: &slots::LargeEntry, meta: &Meta) -> Option<usize> {
+    let q = super::large::resize(entry.addr, meta.size) as usize;
+    let mut t = LARGE.lock();
+    if q == 0 {
+        t.insert(
+            entry.addr,
+            entry.size,
+            entry.body,
+            entry.born,
+            (entry.w0, entry.w1),
+        );
+        return None;
+    }
+    let gen = LARGE_GEN.fetch_add(1, Relaxed);
+    let w = slots::encode(meta, LIVE, gen);
+    // The entry just removed left room: the insert cannot find the table full.
+    t.insert(q, meta.size, large_body(meta.size), meta.born, w);
+    Some(q)
 }
 
 /// Sets the allocation time of the tracked block at `addr` (profile mode: the time is known

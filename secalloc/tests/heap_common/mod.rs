@@ -290,3 +290,36 @@ pub fn workout(seed: u64, threads: usize, rounds: usize) {
         h.join().unwrap();
     }
 }
+
+/// Minor page faults of the calling thread so far.
+#[allow(dead_code)]
+pub fn minor_faults_of_this_thread() -> i64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) }, 0);
+    r.ru_minflt
+}
+
+/// Writes one byte per page of `p[..len]` (a pattern from `seed`).
+#[allow(dead_code)]
+pub fn fill_pages(p: *mut u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: the caller's block holds `len` bytes.
+        unsafe { *p.add(off) = seed.wrapping_add((off / 4096) as u8) };
+    }
+}
+
+/// Checks the bytes written by [`fill_pages`].
+#[allow(dead_code)]
+pub fn check_pages(p: *const u8, len: usize, seed: u8) {
+    for off in (0..len).step_by(4096) {
+        // SAFETY: as in fill_pages.
+        let b = unsafe { *p.add(off) };
+        assert_eq!(
+            b,
+            seed.wrapping_add((off / 4096) as u8),
+            "page at offset {off}"
+        );
+    }
+}
