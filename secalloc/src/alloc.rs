@@ -328,32 +328,13 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             );
             return None;
         };
-        if meta.size != layout.size() || meta.align() != layout.align() {
-            corruption::report(
-                Corruption::LayoutMismatch {
-                    alloc_stack: meta.stack,
-                    size: meta.size,
-                    align: meta.align(),
-                    freed_size: layout.size(),
-                    freed_align: layout.align(),
-                },
-                user as usize,
-            );
+        if !layout_matches(&meta, layout, user) {
             return None;
         }
         if RUNTIME.canaries() {
             // SAFETY: the canary lies inside the block's inner allocation.
             let found = unsafe { block::read_canary(user, meta.size) };
-            if found != block::canary_value() {
-                corruption::report(
-                    Corruption::Overflow {
-                        alloc_stack: meta.stack,
-                        size: meta.size,
-                        expected: block::canary_value(),
-                        found,
-                    },
-                    user as usize,
-                );
+            if !canary_intact(&meta, block::canary_value(), found, user) {
                 return None;
             }
         }
@@ -565,6 +546,45 @@ pub(crate) unsafe fn realloc_move(
         profile::on_moved(new, own_heap);
     }
     new
+}
+
+/// Whether a block is freed (or reallocated) with the layout it was allocated with; reports
+/// the mismatch otherwise.
+#[inline(always)]
+pub(crate) fn layout_matches(meta: &Meta, layout: Layout, user: *mut u8) -> bool {
+    if meta.size == layout.size() && meta.align() == layout.align() {
+        return true;
+    }
+    corruption::report(
+        Corruption::LayoutMismatch {
+            alloc_stack: meta.stack,
+            size: meta.size,
+            align: meta.align(),
+            freed_size: layout.size(),
+            freed_align: layout.align(),
+        },
+        user as usize,
+    );
+    false
+}
+
+/// Whether the canary `found` after a block is the `expected` one; reports the overflow
+/// otherwise.
+#[inline(always)]
+pub(crate) fn canary_intact(meta: &Meta, expected: u64, found: u64, user: *mut u8) -> bool {
+    if found == expected {
+        return true;
+    }
+    corruption::report(
+        Corruption::Overflow {
+            alloc_stack: meta.stack,
+            size: meta.size,
+            expected,
+            found,
+        },
+        user as usize,
+    );
+    false
 }
 
 /// The calling thread's live-set free marker, if it has a state.

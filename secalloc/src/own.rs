@@ -9,7 +9,10 @@
 use core::alloc::Layout;
 use core::ptr;
 
-use crate::alloc::{account_alloc, account_free, account_realloc_in_place, bad_free, realloc_move};
+use crate::alloc::{
+    account_alloc, account_free, account_realloc_in_place, bad_free, canary_intact, layout_matches,
+    realloc_move,
+};
 use crate::block::{self, Meta};
 use crate::config::{Wipe, RUNTIME};
 use crate::corruption::{self, Corruption};
@@ -111,32 +114,13 @@ fn validate(user: *mut u8, layout: Layout, d: slots::Decoded, cap: usize) -> Opt
         }
         return None;
     }
-    if meta.size != layout.size() || meta.align() != layout.align() {
-        corruption::report(
-            Corruption::LayoutMismatch {
-                alloc_stack: meta.stack,
-                size: meta.size,
-                align: meta.align(),
-                freed_size: layout.size(),
-                freed_align: layout.align(),
-            },
-            user as usize,
-        );
+    if !layout_matches(&meta, layout, user) {
         return None;
     }
     if RUNTIME.canaries() {
         // SAFETY: the slack lies inside the block's slot.
         let (expected, found) = unsafe { read_slack_canary(user, meta.size, cap) };
-        if expected != found {
-            corruption::report(
-                Corruption::Overflow {
-                    alloc_stack: meta.stack,
-                    size: meta.size,
-                    expected,
-                    found,
-                },
-                user as usize,
-            );
+        if !canary_intact(&meta, expected, found, user) {
             return None;
         }
     }
