@@ -173,17 +173,9 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             }
         }
         Found::Large { entry } => {
-            let d = entry.decoded();
-            let Some(meta) = validate(user, layout, d, entry.body) else {
-                if d.state == LIVE {
-                    tracked::leak_large(addr, &d.meta);
-                }
+            let Some(meta) = take_large(user, layout, &entry) else {
                 return leave_if(entered);
             };
-            if !tracked::remove_large(addr) {
-                bad_free(user, layout);
-                return leave_if(entered);
-            }
             let len = meta.size + slack_canary_len(meta.size, entry.body);
             // SAFETY: the block is out of the table (no reader holds it) and still mapped
             // until unmap_large; its pages past `len` were never written.
@@ -242,6 +234,24 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
     }
 }
 
+/// Checks a directly mapped tracked block being freed or moved and takes it out of the
+/// table (a reader holding it is waited for; none can take it afterwards). `None` after
+/// reporting corruption: the block is then leaked (or was not live).
+fn take_large(user: *mut u8, layout: Layout, entry: &slots::LargeEntry) -> Option<Meta> {
+    let d = entry.decoded();
+    let Some(meta) = validate(user, layout, d, entry.body) else {
+        if d.state == LIVE {
+            tracked::leak_large(user as usize, &d.meta);
+        }
+        return None;
+    };
+    if !tracked::remove_large(user as usize) {
+        bad_free(user, layout);
+        return None;
+    }
+    Some(meta)
+}
+
 /// Grows a directly mapped tracked block past its mapping by remapping its pages: no copy is
 /// made (so none is left to wipe), the pages gained come zeroed from the kernel. Moves the
 /// block the usual way if the kernel refuses.
@@ -255,19 +265,9 @@ unsafe fn grow_large(
 ) -> *mut u8 {
     let entered = thread::enter();
     let ts = thread::for_free(entered);
-    let addr = user as usize;
-    let d = entry.decoded();
-    let Some(mut meta) = validate(user, layout, d, entry.body) else {
-        if d.state == LIVE {
-            tracked::leak_large(addr, &d.meta);
-        }
+    let Some(mut meta) = take_large(user, layout, &entry) else {
         return leave_if_null(entered);
     };
-    // Out of the table: a reader holding the block is waited for, none can take it now.
-    if !tracked::remove_large(addr) {
-        bad_free(user, layout);
-        return leave_if_null(entered);
-    }
     let old = meta.size;
     let canary = RUNTIME.canaries();
     let old_canary = if canary {

@@ -309,34 +309,6 @@ fn fork_case() {
 }
 
 #[inline(never)]
-fn double_free_case() {
-    let layout = Layout::from_size_align(48, 8).unwrap();
-    // SAFETY: the second free is the bug under test; the heap must stop before reusing it.
-    unsafe {
-        let p = black_box(alloc(layout));
-        println!("block {:#x}", p as usize);
-        dealloc(p, layout);
-        dealloc(p, layout);
-    }
-}
-
-#[inline(never)]
-fn remote_double_free_case() {
-    let layout = Layout::from_size_align(48, 8).unwrap();
-    // SAFETY: as above, with the second free from another thread.
-    let p = unsafe { black_box(alloc(layout)) } as usize;
-    println!("block {p:#x}");
-    // SAFETY: the first free is valid.
-    unsafe { dealloc(p as *mut u8, layout) };
-    std::thread::spawn(move || {
-        // SAFETY: the double free under test.
-        unsafe { dealloc(p as *mut u8, layout) }
-    })
-    .join()
-    .unwrap();
-}
-
-#[inline(never)]
 fn interior_free_case() {
     let layout = Layout::from_size_align(64, 8).unwrap();
     // SAFETY: deliberately frees a pointer into the middle of a block.
@@ -368,8 +340,8 @@ fn child_entry() {
         "large-guard-grow" => large_guard_case(true),
         "large-guard-shrink" => large_guard_case(false),
         "fork" => fork_case(),
-        "double-free" => double_free_case(),
-        "remote-double-free" => remote_double_free_case(),
+        "double-free" => heap_common::double_free_case(),
+        "remote-double-free" => heap_common::remote_double_free_case(),
         "interior-free" => interior_free_case(),
         "foreign-free" => foreign_free_case(),
         other => panic!("unknown case {other}"),

@@ -159,34 +159,6 @@ fn a_thread_that_only_frees_quarantines_too() {
 }
 
 #[inline(never)]
-fn double_free_case() {
-    let layout = Layout::from_size_align(48, 8).unwrap();
-    // SAFETY: the second free is the bug under test (the block sits in the quarantine).
-    unsafe {
-        let p = black_box(alloc(layout));
-        println!("block {:#x}", p as usize);
-        dealloc(p, layout);
-        dealloc(p, layout);
-    }
-}
-
-#[inline(never)]
-fn remote_double_free_case() {
-    let layout = Layout::from_size_align(48, 8).unwrap();
-    // SAFETY: a non-zero layout.
-    let p = unsafe { black_box(alloc(layout)) } as usize;
-    println!("block {p:#x}");
-    // SAFETY: the first free is valid; the block goes into this thread's quarantine.
-    unsafe { dealloc(p as *mut u8, layout) };
-    std::thread::spawn(move || {
-        // SAFETY: the double free under test, from another thread.
-        unsafe { dealloc(p as *mut u8, layout) }
-    })
-    .join()
-    .unwrap();
-}
-
-#[inline(never)]
 fn remote_quarantine_double_free_case() {
     let layout = Layout::from_size_align(48, 8).unwrap();
     // SAFETY: a non-zero layout.
@@ -211,8 +183,8 @@ fn child_entry() {
     };
     match case.as_str() {
         "drained-at-exit" => drained_at_exit_case(),
-        "double-free" => double_free_case(),
-        "remote-double-free" => remote_double_free_case(),
+        "double-free" => heap_common::double_free_case(),
+        "remote-double-free" => heap_common::remote_double_free_case(),
         "remote-quarantine-double-free" => remote_quarantine_double_free_case(),
         "reuse" => reuse_case(),
         "free-only-thread" => free_only_thread_case(),

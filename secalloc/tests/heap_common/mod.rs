@@ -323,3 +323,36 @@ pub fn check_pages(p: *const u8, len: usize, seed: u8) {
         );
     }
 }
+
+/// Frees a 48-byte block twice on this thread, printing its address first (a child case:
+/// the heap must stop at the second free, whether the block sits in a quarantine or not).
+#[allow(dead_code)]
+#[inline(never)]
+pub fn double_free_case() {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: the second free is the bug under test; the heap must stop before reusing it.
+    unsafe {
+        let p = std::hint::black_box(alloc(layout));
+        println!("block {:#x}", p as usize);
+        dealloc(p, layout);
+        dealloc(p, layout);
+    }
+}
+
+/// As [`double_free_case`], with the second free from another thread.
+#[allow(dead_code)]
+#[inline(never)]
+pub fn remote_double_free_case() {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: a non-zero layout.
+    let p = unsafe { std::hint::black_box(alloc(layout)) } as usize;
+    println!("block {p:#x}");
+    // SAFETY: the first free is valid.
+    unsafe { dealloc(p as *mut u8, layout) };
+    std::thread::spawn(move || {
+        // SAFETY: the double free under test, from another thread.
+        unsafe { dealloc(p as *mut u8, layout) }
+    })
+    .join()
+    .unwrap();
+}
