@@ -52,13 +52,23 @@ const REACHABLE: u8 = 1;
 const INDIRECT: u8 = 2;
 const LEADER: u8 = 3;
 
-/// Address ranges to leave out of root scanning.
+/// Address ranges to leave out of root scanning: sorted and disjoint, so both their starts
+/// and their ends ascend (the lookup in [`Skips::gaps`] searches by end).
 struct Skips(Vec<(usize, usize)>);
 
 impl Skips {
+    /// Sorts `v` and merges overlapping or nested ranges. Nesting is the rule, not the
+    /// exception: the own heap's blocks lie inside its span reservation, itself one range.
     fn sorted(mut v: Vec<(usize, usize)>) -> Skips {
         v.sort_unstable();
-        Skips(v)
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(v.len());
+        for (s, e) in v {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Skips(merged)
     }
     /// Calls `f` with the sub-ranges of `[a, b)` not covered by a skip range.
     fn gaps(&self, a: usize, b: usize, mut f: impl FnMut(usize, usize)) {
@@ -811,6 +821,22 @@ mod tests {
         out.clear();
         s.gaps(12, 55, |a, b| out.push((a, b)));
         assert_eq!(out, [(30, 50)]);
+    }
+
+    #[test]
+    fn gaps_skip_ranges_nested_in_a_larger_one() {
+        // A region holding blocks, as the own heap's reservation holds its blocks: a range
+        // starting inside the region must not be scanned because a nested block ends
+        // before it starts.
+        let mut v = vec![(1000, 100_000), (100_500, 100_600)];
+        v.extend((0..64).map(|i| (1100 + 100 * i, 1150 + 100 * i)));
+        let s = Skips::sorted(v);
+        let mut out = Vec::new();
+        s.gaps(50_000, 200_000, |a, b| out.push((a, b)));
+        assert_eq!(out, [(100_000, 100_500), (100_600, 200_000)]);
+        out.clear();
+        s.gaps(0, 2000, |a, b| out.push((a, b)));
+        assert_eq!(out, [(0, 1000)]);
     }
 
     #[test]
