@@ -126,6 +126,9 @@ struct Span {
     class: AtomicU32,
     /// Block size of the class.
     size: AtomicU32,
+    /// `div_magic(size)`: slot index = offset × recip >> RECIP_SHIFT, without a division
+    /// on the free path.
+    recip: AtomicU64,
     /// Owner: slots in the span.
     capacity: AtomicU32,
     /// Owner: set bits in `free`.
@@ -400,10 +403,30 @@ fn locate(addr: usize) -> Located {
         return Located::Invalid;
     }
     let in_span = in_seg & ((1 << shift) - 1);
-    if in_span % size != 0 {
+    let slot = slot_of(in_span, s.recip.load(Relaxed));
+    if slot * size != in_span {
         return Located::Interior;
     }
-    Located::Slot(span, in_span / size)
+    Located::Slot(span, slot)
+}
+
+/// The shift of the fixed-point reciprocals: offsets inside a span are below 2^22 and block
+/// sizes at most 2^18, so offset × size < 2^44 and the quotient below is exact (Granlund and
+/// Montgomery: with m = ⌈2^s / d⌉ = 2^s / d + e, 0 ≤ e < 1, ⌊n·m / 2^s⌋ = ⌊n / d + n·e / 2^s⌋,
+/// and n·e / 2^s < 1 / d whenever n·d < 2^s).
+const RECIP_SHIFT: u32 = 44;
+const _: () = assert!(SEGMENT <= 1 << 22 && class::MAX_CLASS_SIZE <= 1 << 18);
+
+/// The reciprocal of block size `size` for [`slot_of`].
+const fn div_magic(size: usize) -> u64 {
+    ((1u64 << RECIP_SHIFT) + size as u64 - 1) / size as u64
+}
+
+/// `in_span / size`, for `recip = div_magic(size)` and `in_span` < 2^22: a multiply and a
+/// shift (the free path's division cost as much as the rest of the address lookup).
+#[inline(always)]
+fn slot_of(in_span: usize, recip: u64) -> usize {
+    ((in_span as u64 * recip) >> RECIP_SHIFT) as usize
 }
 
 enum Located {
@@ -558,6 +581,7 @@ unsafe fn assign(h: &Heap, s: *mut Span, idx: usize) {
         sp.free[w].store(bits, Relaxed);
     }
     sp.size.store(size as u32, Relaxed);
+    sp.recip.store(div_magic(size), Relaxed);
     sp.capacity.store(cap as u32, Relaxed);
     sp.nfree.store(cap as u32, Relaxed);
     sp.cursor.store(0, Relaxed);
@@ -965,5 +989,28 @@ unsafe impl GlobalAlloc for SecHeap {
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reciprocals_divide_every_offset_of_every_class_exactly() {
+        for idx in 0..NCLASSES {
+            let size = class::size_of(idx);
+            let span = 1usize << class::span_shift_of(idx);
+            let m = div_magic(size);
+            // Every slot start and its neighbours, up to the span's end.
+            for slot in 0..=span / size {
+                for n in [slot * size, (slot * size).saturating_sub(1), slot * size + 1] {
+                    if n < span {
+                        assert_eq!(slot_of(n, m), n / size, "size {size}, offset {n}");
+                    }
+                }
+            }
+            assert_eq!(slot_of(span - 1, m), (span - 1) / size, "size {size}");
+        }
     }
 }
