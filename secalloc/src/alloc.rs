@@ -451,7 +451,6 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         align_log2: layout.align().trailing_zeros(),
         stack: INTERNAL,
         scope: 0,
-        thread: 0,
         born: 0,
     };
     let mut ts: *mut ThreadState = ptr::null_mut();
@@ -461,7 +460,6 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         meta.stack = NO_STACK;
         // SAFETY: `ts` is null or this thread's own state, used only by this thread.
         if let Some(ts) = unsafe { ts.as_mut() } {
-            meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
             meta.stack = capture(ts);
         }
     }

@@ -6,7 +6,7 @@
 //!
 //! Header words (little-endian `u64`s):
 //! - `w0` = size (48 bits) | log2(align) (6 bits) | check (10 bits)
-//! - `w1` = stack id (32 bits) | scope id (16 bits) | thread index (16 bits)
+//! - `w1` = stack id (32 bits) | scope id (16 bits) | unused (16 bits)
 //!
 //! The check bits are a keyed hash of the address and both words, so an underflow that
 //! overwrites the header is caught on free with probability 1023/1024.
@@ -33,7 +33,6 @@ pub(crate) struct Meta {
     pub align_log2: u32,
     pub stack: u32,
     pub scope: u16,
-    pub thread: u16,
     /// Allocation time in `profile::now_ticks` units; stored only in profile mode (0 otherwise).
     pub born: u64,
 }
@@ -89,7 +88,7 @@ fn check_bits(user: usize, w0_low: u64, w1: u64) -> u64 {
 #[inline(always)]
 pub(crate) unsafe fn write_header(user: *mut u8, m: &Meta) {
     let w0_low = m.size as u64 | (u64::from(m.align_log2) << 48);
-    let w1 = u64::from(m.stack) | (u64::from(m.scope) << 32) | (u64::from(m.thread) << 48);
+    let w1 = u64::from(m.stack) | (u64::from(m.scope) << 32);
     let w0 = w0_low | (check_bits(user as usize, w0_low, w1) << 54);
     // SAFETY: the caller guarantees the 16 header bytes are writable; user is 16-aligned so
     // the header words are 8-aligned.
@@ -137,7 +136,6 @@ pub(crate) fn decode_header(user: usize, w0: u64, w1: u64) -> Option<Meta> {
         align_log2: ((w0 >> 48) & 63) as u32,
         stack: w1 as u32,
         scope: (w1 >> 32) as u16,
-        thread: (w1 >> 48) as u16,
         born: 0,
     })
 }

@@ -32,8 +32,8 @@
 //! heaps, exact double-free checks, large blocks mapped with a guard page. It is the default
 //! inner of [`SecAlloc::new`], which keeps nothing next to user data either:
 //!
-//! - each block's record (requested size, alignment, stack id, scope, thread) lives in an
-//!   array beside the span metadata, in a mapping of its own (16 bytes a slot, backed only
+//! - each block's record (requested size, alignment, stack id, scope, state) lives in an
+//!   array beside the span metadata, in a mapping of its own (8 bytes a slot, backed only
 //!   where slots are in use); a directly mapped block keeps its record in a table;
 //! - the live set is the spans' bitmaps: freeing a free slot is a double free, detected
 //!   exactly and reported with the block's allocation stack;

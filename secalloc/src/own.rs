@@ -135,15 +135,15 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
     let mode = RUNTIME.wipe();
     match tracked::find(addr) {
         Found::Slot { at, rec, cap } => {
-            let d = rec.read();
+            let d = rec.read(cap);
             let Some(meta) = validate(user, layout, d, cap) else {
                 if d.state == LIVE {
-                    rec.set_stamp(LEAKED, d.gen.wrapping_add(1));
+                    rec.set_state(LEAKED);
                 }
                 return leave_if(entered);
             };
-            // Readers that noted the old generation drop what they read from now on.
-            rec.set_stamp(FREED, d.gen.wrapping_add(1));
+            // Readers that noted the record as it was drop what they read from now on.
+            rec.set_state(FREED);
             // What the block may have written: its bytes and the canary after them. The
             // rest of the slot is still zero (never written since the slot was last wiped
             // or fresh), and wiping it would only bring in pages the block never used.
@@ -329,7 +329,7 @@ unsafe fn realloc_in_place(
     let entered = thread::enter();
     let ts = thread::for_free(entered);
     let (d, cap) = match &found {
-        Found::Slot { rec, cap, .. } => (rec.read(), *cap),
+        Found::Slot { rec, cap, .. } => (rec.read(*cap), *cap),
         Found::Large { entry } => {
             let d = entry.decoded();
             (d, entry.body)
@@ -339,7 +339,7 @@ unsafe fn realloc_in_place(
     let Some(mut meta) = validate(user, layout, d, cap) else {
         if d.state == LIVE {
             match &found {
-                Found::Slot { rec, .. } => rec.set_stamp(LEAKED, d.gen.wrapping_add(1)),
+                Found::Slot { rec, .. } => rec.set_state(LEAKED),
                 _ => tracked::leak_large(user as usize, &d.meta),
             }
         }
@@ -374,7 +374,7 @@ unsafe fn realloc_in_place(
         account_realloc_in_place(ts, &mut meta, old, mode != Wipe::Off, tail);
     }
     match &found {
-        Found::Slot { rec, .. } => rec.write(&meta, LIVE, d.gen.wrapping_add(1)),
+        Found::Slot { rec, cap, .. } => rec.write(&meta, LIVE, *cap),
         _ => tracked::update_large(user as usize, &meta),
     }
     leave_if(entered);
@@ -385,7 +385,7 @@ unsafe fn realloc_in_place(
 /// time in profile mode.
 pub(crate) fn live_meta(user: *mut u8) -> Option<Meta> {
     let d = match tracked::find(user as usize) {
-        Found::Slot { rec, .. } => rec.read(),
+        Found::Slot { rec, cap, .. } => rec.read(cap),
         Found::Large { entry } => entry.decoded(),
         Found::NotOurs => return None,
     };

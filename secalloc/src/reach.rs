@@ -905,7 +905,6 @@ mod tests {
             align_log2: 4,
             stack: 1,
             scope: 0,
-            thread: 0,
             born: 0,
         };
         // SAFETY: words 12 and 13 (the header before `user`) lie inside `heap`.

@@ -6,7 +6,7 @@
 //! How a reader *holds* a block, so it is not freed under it:
 //! - header layout: the live set's pin (a free waits until it is released);
 //! - own-heap slots: none needed for safety (slot memory is never unmapped); the record's
-//!   generation is noted at the snapshot and checked again after reading
+//!   record word is noted at the snapshot and checked again after reading
 //!   ([`Reader::still_the_same`]): a block freed meanwhile is left out;
 //! - own-heap directly mapped blocks: a pin in the large table (a free waits for it, as the
 //!   block is unmapped when freed).
@@ -21,10 +21,10 @@ use crate::stack::INTERNAL;
 pub(crate) enum Source {
     /// The header layout's live set.
     Header,
-    /// A slot of the own heap, with the record's generation when it was read.
-    Slot(u32),
-    /// A directly mapped block of the own heap, with its record's generation.
-    Large(u32),
+    /// A slot of the own heap, with its record word (the block's identity) when it was read.
+    Slot(u64),
+    /// A directly mapped block of the own heap, with its generation.
+    Large(u64),
 }
 
 /// A reader's session over both sources (see the module documentation).
@@ -131,7 +131,7 @@ impl Reader {
     }
 }
 
-fn live_block(b: &Block, gen: u32, large: bool) -> LiveBlock {
+fn live_block(b: &Block, gen: u64, large: bool) -> LiveBlock {
     LiveBlock {
         addr: b.addr,
         meta: crate::block::Meta {
@@ -139,7 +139,6 @@ fn live_block(b: &Block, gen: u32, large: bool) -> LiveBlock {
             align_log2: 0,
             stack: b.stack,
             scope: b.scope,
-            thread: 0,
             born: b.born,
         },
         gen,

@@ -17,6 +17,10 @@ use crate::sys::{map_zeroed, SpinLock};
 pub(crate) const NO_STACK: u32 = 0;
 /// Id marking the allocator's own (untracked) blocks.
 pub(crate) const INTERNAL: u32 = u32::MAX;
+/// The largest id a stack gets: ids fit in 24 bits, as the own heap's 8-byte slot records
+/// keep them (`heap::slots`), with room for `INTERNAL`'s stand-in. Past it, stacks are
+/// recorded as `NO_STACK`.
+pub(crate) const MAX_ID: u32 = (1 << 24) - 2;
 
 #[inline(always)]
 fn frame_pointer() -> usize {
@@ -339,7 +343,7 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
         return id;
     }
     let next = COUNT.load(Ordering::Relaxed) + 1;
-    if next as usize >= RECORDS_PER_CHUNK * RECORD_CHUNKS || next == INTERNAL {
+    if next as usize >= RECORDS_PER_CHUNK * RECORD_CHUNKS || next > MAX_ID {
         return NO_STACK;
     }
     // Grow the table at half load. The old table stays mapped: readers may still probe it.

@@ -1004,7 +1004,11 @@ mod tests {
             let m = div_magic(size);
             // Every slot start and its neighbours, up to the span's end.
             for slot in 0..=span / size {
-                for n in [slot * size, (slot * size).saturating_sub(1), slot * size + 1] {
+                for n in [
+                    slot * size,
+                    (slot * size).saturating_sub(1),
+                    slot * size + 1,
+                ] {
                     if n < span {
                         assert_eq!(slot_of(n, m), n / size, "size {size}, offset {n}");
                     }

@@ -1,9 +1,13 @@
 //! Per-slot records of the tracker's blocks, kept out of line.
 //!
-//! A span of a tracked class (see [`super::tracked`]) has one 16-byte [`Record`] per slot:
-//! requested size, log2 of the alignment, callsite stack id, scope, thread, a state (empty,
-//! live, freed, leaked after corruption) and a generation bumped on every allocation and
-//! free of the slot (so a reader can tell that a slot it looked at was freed meanwhile).
+//! A span of a tracked class (see [`super::tracked`]) has one 8-byte [`Record`] per slot:
+//! callsite stack id, scope, slack (the slot's bytes past the requested size, so the size
+//! is the class size minus it), log2 of the alignment, a state (empty, live, freed, leaked
+//! after corruption) and a parity bit flipped by every allocation of the slot. The record
+//! word as a whole is the block's identity for readers: a reader that notes it and finds
+//! it unchanged later knows the slot was not freed meanwhile (or was freed and reused
+//! twice by a block of the same callsite, size and scope, which a report cannot tell
+//! apart anyway). The thread that allocated a block is not kept (nothing reads it).
 //!
 //! The records live in a reservation of their own, parallel to the span reservation: 4 MiB
 //! of records per 4 MiB segment, committed (`PROT_READ | PROT_WRITE`, lazily backed) when the
@@ -20,7 +24,10 @@
 //! unmapped while a report reads it.
 //!
 //! [`encode`] and [`decode`] are the one place where a record and the tracker's
-//! `Meta` (`crate::block::Meta`) are converted.
+//! `Meta` (`crate::block::Meta`) are converted. Halving the record from 16 bytes (which
+//! also held a 24-bit generation and the thread) took 0.05–0.08 off peak RSS against
+//! System on the bench suite (BENCHMARKS.md): a 16-byte block's record cost as much as the
+//! block.
 
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU64, AtomicUsize};
@@ -29,6 +36,7 @@ use super::class::MIN_SPAN_SHIFT;
 use super::{BASE, MAX_SLOTS, SEGMENT_SHIFT};
 use crate::block::Meta;
 use crate::config::RUNTIME;
+use crate::stack::INTERNAL;
 use crate::sys::{self, SpinLock};
 
 /// State 0: a slot that never held a tracked block.
@@ -44,13 +52,11 @@ pub(crate) const LEAKED: u64 = 3;
 const SEGMENT_RECORDS: usize = ((1 << SEGMENT_SHIFT) >> MIN_SPAN_SHIFT) * MAX_SLOTS;
 const SEGMENT_RECORD_BYTES: usize = SEGMENT_RECORDS * core::mem::size_of::<Record>();
 
-/// One slot's record (see the module documentation). `w0`: size (32 bits, saturated; large
-/// blocks keep the exact size beside it), generation (24), state (2), log2 align (6).
-/// `w1`: stack id (32), scope (16), thread (16).
+/// One slot's record (see the module documentation): stack id (24 bits, all ones for
+/// `INTERNAL`), scope (16), slack (16), state (2), log2 align (5), parity (1).
 #[repr(C)]
 pub(crate) struct Record {
-    pub w0: AtomicU64,
-    pub w1: AtomicU64,
+    pub w: AtomicU64,
 }
 
 /// A record's contents, decoded.
@@ -58,51 +64,72 @@ pub(crate) struct Record {
 pub(crate) struct Decoded {
     pub meta: Meta,
     pub state: u64,
-    pub gen: u32,
+    /// The block's identity for readers: the record word (slots), or the large block's
+    /// generation.
+    pub gen: u64,
 }
 
-const GEN_SHIFT: u32 = 32;
-const GEN_MASK: u64 = (1 << 24) - 1;
+const STACK_BITS: u32 = 24;
+const STACK_MASK: u64 = (1 << STACK_BITS) - 1;
+const SCOPE_SHIFT: u32 = 24;
+const SLACK_SHIFT: u32 = 40;
+const SLACK_MASK: u64 = 0xFFFF;
 const STATE_SHIFT: u32 = 56;
 const ALIGN_SHIFT: u32 = 58;
+const ALIGN_MASK: u64 = 0x1F;
+const PARITY: u64 = 1 << 63;
 
-/// The record words for `meta` in `state` with generation `gen`.
+// Every stack id fits beside the all-ones stand-in for `INTERNAL`.
+const _: () = assert!((crate::stack::MAX_ID as u64) < STACK_MASK);
+
+/// The record word for `meta` in `state` in a slot of `cap` bytes (`meta.size <= cap`, and
+/// the slack below 64 KiB: see `slack_fits_every_class_and_alignment`), with parity bit
+/// `parity` (0 or [`PARITY`]).
 #[inline(always)]
-pub(crate) fn encode(meta: &Meta, state: u64, gen: u32) -> (u64, u64) {
-    let size = meta.size.min(u32::MAX as usize) as u64;
-    let w0 = size
-        | ((u64::from(gen) & GEN_MASK) << GEN_SHIFT)
+pub(crate) fn encode(meta: &Meta, state: u64, cap: usize, parity: u64) -> u64 {
+    let stack = if meta.stack == INTERNAL {
+        STACK_MASK
+    } else {
+        u64::from(meta.stack) & STACK_MASK
+    };
+    let slack = (cap.saturating_sub(meta.size) as u64).min(SLACK_MASK);
+    stack
+        | (u64::from(meta.scope) << SCOPE_SHIFT)
+        | (slack << SLACK_SHIFT)
         | (state << STATE_SHIFT)
-        | (u64::from(meta.align_log2) << ALIGN_SHIFT);
-    let w1 = u64::from(meta.stack) | (u64::from(meta.scope) << 32) | (u64::from(meta.thread) << 48);
-    (w0, w1)
+        | ((u64::from(meta.align_log2) & ALIGN_MASK) << ALIGN_SHIFT)
+        | parity
 }
 
-/// The contents of record words `w0`, `w1`.
+/// The contents of record word `w` of a slot of `cap` bytes.
 #[inline(always)]
-pub(crate) fn decode(w0: u64, w1: u64) -> Decoded {
+pub(crate) fn decode(w: u64, cap: usize) -> Decoded {
+    let stack = w & STACK_MASK;
     Decoded {
         meta: Meta {
-            size: (w0 as u32) as usize,
-            align_log2: (w0 >> ALIGN_SHIFT) as u32,
-            stack: w1 as u32,
-            scope: (w1 >> 32) as u16,
-            thread: (w1 >> 48) as u16,
+            // Saturating: a record left from the span's previous class may say more slack
+            // than this class has (its size then means nothing, and its state is not live).
+            size: cap.saturating_sub(((w >> SLACK_SHIFT) & SLACK_MASK) as usize),
+            align_log2: ((w >> ALIGN_SHIFT) & ALIGN_MASK) as u32,
+            stack: if stack == STACK_MASK {
+                INTERNAL
+            } else {
+                stack as u32
+            },
+            scope: (w >> SCOPE_SHIFT) as u16,
             born: 0,
         },
-        state: (w0 >> STATE_SHIFT) & 3,
-        gen: ((w0 >> GEN_SHIFT) & GEN_MASK) as u32,
+        state: (w >> STATE_SHIFT) & 3,
+        gen: w,
     }
 }
 
 impl Record {
-    /// Reads the record (the owner's own view, or a reader's racy one: see [`super::tracked`]).
-    /// In profile mode `meta.born` too.
+    /// Reads the record of a slot of `cap` bytes (the owner's own view, or a reader's racy
+    /// one: see [`super::tracked`]). In profile mode `meta.born` too.
     #[inline(always)]
-    pub(crate) fn read(&self) -> Decoded {
-        let w0 = self.w0.load(Acquire);
-        let w1 = self.w1.load(Relaxed);
-        let mut d = decode(w0, w1);
+    pub(crate) fn read(&self, cap: usize) -> Decoded {
+        let mut d = decode(self.w.load(Acquire), cap);
         if RUNTIME.profile() {
             d.meta.born = self.born().load(Relaxed);
         }
@@ -121,37 +148,30 @@ impl Record {
         unsafe { &*(p as *const AtomicU64) }
     }
 
-    /// Writes the record: `w1` first, then `w0` (state and generation) with release, so a
-    /// reader that sees the new generation sees the new stack too.
+    /// Writes the record of a slot of `cap` bytes, flipping its parity (with release, so
+    /// a reader that sees the new word sees the allocation time too).
     #[inline(always)]
-    pub(crate) fn write(&self, meta: &Meta, state: u64, gen: u32) {
-        let (w0, w1) = encode(meta, state, gen);
+    pub(crate) fn write(&self, meta: &Meta, state: u64, cap: usize) {
+        let parity = !self.w.load(Relaxed) & PARITY;
         if RUNTIME.profile() {
             self.born().store(meta.born, Relaxed);
         }
-        self.w1.store(w1, Relaxed);
-        self.w0.store(w0, Release);
+        self.w.store(encode(meta, state, cap, parity), Release);
     }
 
-    /// The generation and state, without the rest.
+    /// The state and the block's identity (the record word), without decoding the rest.
     #[inline(always)]
-    pub(crate) fn stamp(&self) -> (u64, u32) {
-        let w0 = self.w0.load(Acquire);
-        (
-            (w0 >> STATE_SHIFT) & 3,
-            ((w0 >> GEN_SHIFT) & GEN_MASK) as u32,
-        )
+    pub(crate) fn stamp(&self) -> (u64, u64) {
+        let w = self.w.load(Acquire);
+        ((w >> STATE_SHIFT) & 3, w)
     }
 
-    /// Sets state and generation, keeping the rest.
+    /// Sets the state, keeping the rest.
     #[inline(always)]
-    pub(crate) fn set_stamp(&self, state: u64, gen: u32) {
-        let w0 = self.w0.load(Relaxed);
-        let keep = w0 & !((3 << STATE_SHIFT) | (GEN_MASK << GEN_SHIFT));
-        self.w0.store(
-            keep | (state << STATE_SHIFT) | ((u64::from(gen) & GEN_MASK) << GEN_SHIFT),
-            Release,
-        );
+    pub(crate) fn set_state(&self, state: u64) {
+        let w = self.w.load(Relaxed);
+        self.w
+            .store((w & !(3 << STATE_SHIFT)) | (state << STATE_SHIFT), Release);
     }
 }
 
@@ -226,14 +246,17 @@ const LARGE_ENTRIES: usize = 1 << 20;
 const ENTRIES_PER_PAGE: usize = 4096 / core::mem::size_of::<LargeEntry>();
 const SUMMARY_WORDS: usize = LARGE_ENTRIES / ENTRIES_PER_PAGE / 64;
 
-/// A large tracked block: address (0: an empty entry), exact size, record words, pins.
+/// A large tracked block: address (0: an empty entry), exact size, record word (encoded
+/// with no slack: the size is here), generation, pins.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct LargeEntry {
     pub addr: usize,
     pub size: usize,
-    pub w0: u64,
-    pub w1: u64,
+    pub w: u64,
+    /// A number no other large block had (readers tell a block mapped where a freed one
+    /// was apart by it).
+    pub gen: u64,
     pub pins: usize,
     pub body: usize,
     /// The block's allocation time (profile mode).
@@ -244,9 +267,9 @@ pub(crate) struct LargeEntry {
 impl LargeEntry {
     /// The entry's record, with the exact size and (profile mode) the allocation time.
     pub(crate) fn decoded(&self) -> Decoded {
-        let mut d = decode(self.w0, self.w1);
-        d.meta.size = self.size;
+        let mut d = decode(self.w, self.size);
         d.meta.born = self.born;
+        d.gen = self.gen;
         d
     }
 }
@@ -305,7 +328,8 @@ impl LargeTable {
         size: usize,
         body: usize,
         born: u64,
-        w: (u64, u64),
+        w: u64,
+        gen: u64,
     ) -> bool {
         if self.entries.is_null() {
             let p = sys::map_zeroed(LARGE_ENTRIES * core::mem::size_of::<LargeEntry>());
@@ -324,8 +348,8 @@ impl LargeTable {
         *self.entry(i) = LargeEntry {
             addr,
             size,
-            w0: w.0,
-            w1: w.1,
+            w,
+            gen,
             pins: 0,
             body,
             born,
@@ -396,31 +420,70 @@ mod tests {
 
     #[test]
     fn records_round_trip_every_field() {
-        let meta = Meta {
-            size: 200_000,
-            align_log2: 16,
-            stack: 0xDEAD_BEEF,
-            scope: 0xFFFE,
-            thread: 0x1234,
-            born: 0,
-        };
-        for state in [0, LIVE, FREED, LEAKED] {
-            for gen in [0, 1, 0xFF_FFFF] {
-                let (w0, w1) = encode(&meta, state, gen);
-                let d = decode(w0, w1);
-                assert_eq!(d.meta, meta);
-                assert_eq!(d.state, state);
-                assert_eq!(d.gen, gen);
+        let cap = 256 << 10;
+        let metas = [
+            Meta {
+                size: 200_000,
+                align_log2: 16,
+                stack: crate::stack::MAX_ID,
+                scope: 0xFFFE,
+                born: 0,
+            },
+            Meta {
+                size: cap - 0xFFFF,
+                align_log2: 0,
+                stack: INTERNAL,
+                scope: 0,
+                born: 0,
+            },
+            Meta {
+                size: cap,
+                align_log2: 31,
+                stack: 1,
+                scope: u16::MAX,
+                born: 0,
+            },
+        ];
+        for meta in metas {
+            for state in [0, LIVE, FREED, LEAKED] {
+                for parity in [0, PARITY] {
+                    let d = decode(encode(&meta, state, cap, parity), cap);
+                    assert_eq!(d.meta, meta);
+                    assert_eq!(d.state, state);
+                }
             }
         }
         let r = Record {
-            w0: AtomicU64::new(0),
-            w1: AtomicU64::new(0),
+            w: AtomicU64::new(0),
         };
-        r.write(&meta, LIVE, 7);
-        r.set_stamp(FREED, 8);
-        assert_eq!(r.stamp(), (FREED, 8));
-        assert_eq!(r.read().meta, meta, "the stamp leaves the rest alone");
+        let meta = metas[0];
+        r.write(&meta, LIVE, cap);
+        let (state, first) = r.stamp();
+        assert_eq!(state, LIVE);
+        r.set_state(FREED);
+        assert_eq!(r.stamp().0, FREED);
+        assert_eq!(
+            r.read(cap).meta,
+            meta,
+            "the state change leaves the rest alone"
+        );
+        // The same block allocated again in the slot reads as another one.
+        r.write(&meta, LIVE, cap);
+        assert_ne!(r.stamp(), (LIVE, first));
+    }
+
+    #[test]
+    fn slack_fits_every_class_and_alignment() {
+        use super::super::class;
+        for align_log2 in 0..=class::MAX_CLASS_ALIGN.trailing_zeros() {
+            let align = 1usize << align_log2;
+            for size in 1..=class::MAX_CLASS_SIZE {
+                if let Some(idx) = class::for_layout(size, align) {
+                    let slack = class::size_of(idx) - size;
+                    assert!(slack <= SLACK_MASK as usize, "size {size}, align {align}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -433,7 +496,7 @@ mod tests {
         // Addresses colliding on their home entry, and others.
         let addrs: Vec<usize> = (1..200).map(|k| 0x7000_0000_0000 + k * 0x1000).collect();
         for &a in &addrs {
-            assert!(t.insert(a, a & 0xFFFF, 4096, 0, (a as u64, 0)));
+            assert!(t.insert(a, a & 0xFFFF, 4096, 0, a as u64, 0));
         }
         for &a in addrs.iter().step_by(3) {
             assert!(t.remove(a));
@@ -444,7 +507,7 @@ mod tests {
         }
         let mut n = 0;
         t.for_each(|e| {
-            assert_eq!(e.w0, e.addr as u64);
+            assert_eq!(e.w, e.addr as u64);
             n += 1;
         });
         assert_eq!(n, t.count);

@@ -12,13 +12,14 @@
 //! Reports and the reachability scan enumerate live blocks with [`for_each_live`] while
 //! other threads allocate and free. A slot's memory is never unmapped (at most its pages go
 //! back to the kernel and read as zero), so reading it is always safe; a reader notes the
-//! record's generation, reads, and reads the generation again ([`stamp`]): if it changed,
-//! the block was freed (and maybe reallocated) meanwhile and what was read is discarded. A
+//! record (the block's identity, see [`slots`]), reads, and reads the record again
+//! ([`stamp`]): if it changed, the block was freed (and maybe reallocated) meanwhile and
+//! what was read is discarded. A
 //! directly mapped block is unmapped when freed, so a reader *pins* it ([`pin_large`]) and
 //! its free waits for the pin to go.
 
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
-use core::sync::atomic::{AtomicBool, AtomicU32};
+use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::slots::{self, Record, LARGE, LEAKED, LIVE};
 use super::{class, locate, seg_meta, Located, Span, NCLASSES, PAGE, SEGMENT, SEGMENTS};
@@ -120,14 +121,14 @@ fn take_large(size: usize, align: usize) -> Option<Taken> {
 
 /// Generations of large blocks (a fresh one per block, so a block mapped where a freed one
 /// was is told apart).
-static LARGE_GEN: AtomicU32 = AtomicU32::new(1);
+static LARGE_GEN: AtomicU64 = AtomicU64::new(1);
 
 impl Taken {
     /// The record of the slot as it was before this allocation (`None` for a large block).
     #[inline(always)]
     pub(crate) fn previous(&self) -> Option<slots::Decoded> {
         // SAFETY: a non-null `rec` points into the committed, never-unmapped records.
-        unsafe { self.rec.as_ref() }.map(Record::read)
+        unsafe { self.rec.as_ref() }.map(|r| r.read(self.cap))
     }
 
     /// Publishes the block as live with `meta`. False when a large block's record cannot
@@ -136,15 +137,14 @@ impl Taken {
     pub(crate) fn publish(&self, meta: &Meta) -> bool {
         // SAFETY: as in `previous`.
         if let Some(rec) = unsafe { self.rec.as_ref() } {
-            let (_, gen) = rec.stamp();
-            rec.write(meta, LIVE, gen.wrapping_add(1));
+            rec.write(meta, LIVE, self.cap);
             return true;
         }
         let gen = LARGE_GEN.fetch_add(1, Relaxed);
-        let w = slots::encode(meta, LIVE, gen);
+        let w = slots::encode(meta, LIVE, meta.size, 0);
         if LARGE
             .lock()
-            .insert(self.addr, meta.size, self.cap, meta.born, w)
+            .insert(self.addr, meta.size, self.cap, meta.born, w, gen)
         {
             return true;
         }
@@ -156,8 +156,7 @@ impl Taken {
     pub(crate) fn leak(&self, meta: &Meta) {
         // SAFETY: as in `previous`.
         if let Some(rec) = unsafe { self.rec.as_ref() } {
-            let (_, gen) = rec.stamp();
-            rec.write(meta, LEAKED, gen.wrapping_add(1));
+            rec.write(meta, LEAKED, self.cap);
         }
     }
 }
@@ -166,7 +165,7 @@ impl Taken {
 /// and not its first.
 pub(crate) fn record_before(addr: usize, cap: usize) -> Option<slots::Decoded> {
     match find(addr.checked_sub(cap)?) {
-        Found::Slot { rec, .. } => Some(rec.read()),
+        Found::Slot { rec, cap, .. } => Some(rec.read(cap)),
         _ => None,
     }
 }
@@ -253,9 +252,8 @@ pub(crate) fn unmap_large(addr: usize) {
 pub(crate) fn update_large(addr: usize, meta: &Meta) {
     let gen = LARGE_GEN.fetch_add(1, Relaxed);
     if let Some(e) = LARGE.lock().get(addr) {
-        let (w0, w1) = slots::encode(meta, LIVE, gen);
-        e.w0 = w0;
-        e.w1 = w1;
+        e.w = slots::encode(meta, LIVE, meta.size, 0);
+        e.gen = gen;
         e.size = meta.size;
         e.born = meta.born;
     }
@@ -277,18 +275,14 @@ pub(crate) fn remap_large(entry: &slots::LargeEntry, meta: &Meta) -> Option<usiz
     let mut t = LARGE.lock();
     if q == 0 {
         t.insert(
-            entry.addr,
-            entry.size,
-            entry.body,
-            entry.born,
-            (entry.w0, entry.w1),
+            entry.addr, entry.size, entry.body, entry.born, entry.w, entry.gen,
         );
         return None;
     }
     let gen = LARGE_GEN.fetch_add(1, Relaxed);
-    let w = slots::encode(meta, LIVE, gen);
+    let w = slots::encode(meta, LIVE, meta.size, 0);
     // The entry just removed left room: the insert cannot find the table full.
-    t.insert(q, meta.size, large_body(meta.size), meta.born, w);
+    t.insert(q, meta.size, large_body(meta.size), meta.born, w, gen);
     Some(q)
 }
 
@@ -309,9 +303,8 @@ pub(crate) fn set_born(addr: usize, born: u64) {
 /// Marks a large block leaked after a corruption report (it stays mapped, never reported).
 pub(crate) fn leak_large(addr: usize, meta: &Meta) {
     if let Some(e) = LARGE.lock().get(addr) {
-        let (w0, w1) = slots::encode(meta, LEAKED, 0);
-        e.w0 = w0;
-        e.w1 = w1;
+        let size = e.size;
+        e.w = slots::encode(&Meta { size, ..*meta }, LEAKED, size, 0);
     }
 }
 
@@ -320,7 +313,7 @@ pub(crate) fn leak_large(addr: usize, meta: &Meta) {
 pub(crate) struct LiveBlock {
     pub addr: usize,
     pub meta: Meta,
-    pub gen: u32,
+    pub gen: u64,
     pub large: bool,
 }
 
@@ -353,7 +346,7 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
             let base = sp.base.load(Relaxed);
             for slot in 0..cap {
                 let rec = slots::record(base, slot);
-                let d = rec.read();
+                let d = rec.read(size);
                 if d.state == LIVE && sp.class.load(Acquire) as usize == class {
                     f(LiveBlock {
                         addr: base + slot * size,
@@ -399,7 +392,7 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
 
 /// The state and generation of the tracked block at `addr` now (`None`: not a tracked
 /// block start any more).
-pub(crate) fn stamp(addr: usize) -> Option<(u64, u32)> {
+pub(crate) fn stamp(addr: usize) -> Option<(u64, u64)> {
     match find(addr) {
         Found::Slot { rec, .. } => Some(rec.stamp()),
         Found::Large { entry } => {
