@@ -419,7 +419,7 @@ const _: () = assert!(SEGMENT <= 1 << 22 && class::MAX_CLASS_SIZE <= 1 << 18);
 
 /// The reciprocal of block size `size` for [`slot_of`].
 const fn div_magic(size: usize) -> u64 {
-    ((1u64 << RECIP_SHIFT) + size as u64 - 1) / size as u64
+    (1u64 << RECIP_SHIFT).div_ceil(size as u64)
 }
 
 /// `in_span / size`, for `recip = div_magic(size)` and `in_span` < 2^22: a multiply and a
