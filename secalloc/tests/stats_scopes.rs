@@ -365,6 +365,67 @@ fn stack_names_the_allocating_functions() {
     drop(v);
 }
 
+#[inline(never)]
+fn alloc_leaf(n: usize) -> Vec<u8> {
+    black_box(vec![5u8; n])
+}
+#[inline(never)]
+fn via_a(n: usize) -> Vec<u8> {
+    black_box(alloc_leaf(black_box(n) ^ black_box(0)))
+}
+#[inline(never)]
+fn via_b(n: usize) -> Vec<u8> {
+    black_box(alloc_leaf(black_box(n) | black_box(0)))
+}
+
+/// The same allocating call reached through two callers at the same stack depth, one
+/// after the other: the allocator's frame, its caller's and the first return address are
+/// the same for both, only the deeper frames differ. Each block must keep its own
+/// caller's stack (a stack cache keyed by the allocator's frame, or a hash over the first
+/// frames only, would give blocks of one caller the other's stack).
+#[test]
+fn repeated_allocations_keep_each_callers_stack() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const SIZE: usize = 4321;
+    const EACH: u64 = 50;
+    let mut keep = Vec::new();
+    for i in 0..2 * EACH {
+        keep.push(if i % 2 == 0 { via_a(SIZE) } else { via_b(SIZE) });
+    }
+    for i in 0..2 * EACH {
+        // Runs of each, too: the second of a run finds the first's walk.
+        keep.push(if i < EACH { via_a(SIZE) } else { via_b(SIZE) });
+    }
+    let r = secalloc::report();
+    let sites: Vec<_> = r
+        .callsites
+        .iter()
+        .filter(|c| c.largest_block == SIZE as u64)
+        .collect();
+    let through = |name: &str| {
+        sites
+            .iter()
+            .filter(|c| {
+                c.frames
+                    .iter()
+                    .filter_map(|f| f.function.as_deref())
+                    .any(|f| f.ends_with(name))
+            })
+            .map(|c| c.blocks)
+            .sum::<u64>()
+    };
+    assert_eq!(through("via_a"), 2 * EACH, "{sites:#?}");
+    assert_eq!(through("via_b"), 2 * EACH, "{sites:#?}");
+    // Two loops (two return addresses in this function) by two callers.
+    assert_eq!(
+        sites.len(),
+        4,
+        "one callsite per loop and caller: {sites:#?}"
+    );
+    assert!(sites.iter().all(|c| c.blocks == EACH), "{sites:#?}");
+    drop(keep);
+}
+
 #[test]
 fn fork_child_allocates_without_deadlock() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
