@@ -128,11 +128,12 @@ fn record_region(start: usize, len: usize) {
     }
 }
 
-/// Unmaps a region mapped by [`map_zeroed`] and drops it from the list of the allocator's
+/// Unmaps a region mapped by [`map_zeroed`] or [`reserve`] and drops it from the list of the allocator's
 /// own regions, so the leak checker does not skip whatever the kernel maps there next.
 ///
 /// # Safety
-/// `p` and `len` are those of one `map_zeroed` call, and nothing uses the region any more.
+/// `p` and `len` are those of one `map_zeroed` or `reserve` call, and nothing uses the region
+/// any more.
 pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
     let n = NREGIONS.load(Ordering::Acquire);
     for i in 0..n {

@@ -17,6 +17,7 @@ fn extra_child_case(case: &str) -> bool {
     match case {
         "write-after-free" => write_after_free_of_an_exact_fit_block(),
         "slack-overflow" => overflow_into_a_short_slack(),
+        "address-limit" => allocate_under_an_address_space_limit(),
         _ => return false,
     }
     true
@@ -155,4 +156,55 @@ fn large_blocks_grow_by_remapping_their_pages() {
         assert!(gained.iter().all(|&b| b == 0), "gained bytes not zero");
         dealloc(q, Layout::from_size_align(96 * MIB, 8).unwrap());
     }
+}
+
+#[inline(never)]
+fn allocate_under_an_address_space_limit() {
+    let before = secalloc::stats();
+    let small: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 1 + i % 300]).collect();
+    let large: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; 1 << 20]).collect();
+    let s = secalloc::stats();
+    assert!(s.live_blocks >= before.live_blocks + 10_040, "{s:?}");
+    assert!(small
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.len() == 1 + i % 300));
+    assert!(large.iter().all(|v| v.len() == 1 << 20));
+    drop((small, large));
+    println!("allocated under the limit");
+}
+
+/// Under `ulimit -v 6G` (RLIMIT_AS set before the child starts), the heap's first
+/// reservation size that fits with its records is taken, and the program runs. The first
+/// try (4 GiB of spans) fits alone but not with its records: the heap once failed there,
+/// and with it every allocation ("memory allocation of 1 bytes failed").
+#[test]
+fn runs_under_an_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("HEAP_TEST_CHILD", "address-limit")
+        .env("SECALLOC_REPORT", "off");
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+    // which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 6 << 30,
+                rlim_max: 6 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("allocated under the limit"),
+        "{stdout}\n{stderr}"
+    );
 }

@@ -59,8 +59,20 @@ const SPANS_MAX: usize = SEGMENT >> MIN_SPAN_SHIFT;
 /// Slots in the fullest span (64 KiB of 16-byte blocks).
 pub(crate) const MAX_SLOTS: usize = (1 << MIN_SPAN_SHIFT) / 16;
 const WORDS: usize = MAX_SLOTS / 64;
-/// Address space reserved for spans, largest first until the kernel agrees.
-const RESERVE_TRIES: [usize; 5] = [64 << 30, 16 << 30, 4 << 30, 1 << 30, 256 << 20];
+/// Address space reserved for spans, largest first until the kernel agrees (with the
+/// records and metadata, about twice as much address space in all; halving each time, so
+/// that under an address-space limit the heap gets at least a quarter of what is free).
+const RESERVE_TRIES: [usize; 9] = [
+    64 << 30,
+    32 << 30,
+    16 << 30,
+    8 << 30,
+    4 << 30,
+    2 << 30,
+    1 << 30,
+    512 << 20,
+    256 << 20,
+];
 /// Heaps mapped at a time when no exited thread's heap can be adopted.
 const HEAPS_PER_CHUNK: usize = 64;
 
@@ -250,23 +262,40 @@ fn init() -> bool {
     ok
 }
 
-fn init_once() -> bool {
-    let mut base = 0;
-    let mut len = 0;
-    for want in RESERVE_TRIES {
-        let p = sys::reserve(want + SEGMENT);
-        if !p.is_null() {
-            base = (p as usize + SEGMENT - 1) & !(SEGMENT - 1);
-            len = want;
-            break;
+/// Reserves address space for `len` bytes of spans and everything sized by it (segment
+/// metadata, slot records): `(span base, segment metadata)`, or `None` with nothing kept.
+fn reserve_heap(len: usize) -> Option<(usize, *mut u8)> {
+    let p = sys::reserve(len + SEGMENT);
+    if p.is_null() {
+        return None;
+    }
+    let meta_len = (len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>();
+    let meta = sys::map_zeroed(meta_len);
+    if !meta.is_null() && slots::reserve(len) {
+        return Some(((p as usize + SEGMENT - 1) & !(SEGMENT - 1), meta));
+    }
+    // SAFETY: both mappings were just made here and nothing uses them yet.
+    unsafe {
+        if !meta.is_null() {
+            sys::unmap(meta, meta_len);
         }
+        sys::unmap(p, len + SEGMENT);
     }
-    if base == 0 {
+    None
+}
+
+fn init_once() -> bool {
+    // The largest reservation the address-space limit (`ulimit -v`) leaves room for, with
+    // its metadata and records: trying only the spans' own reservation at each size would
+    // take one whose records then cannot be reserved.
+    let Some((len, (base, meta))) = RESERVE_TRIES
+        .iter()
+        .find_map(|&want| reserve_heap(want).map(|r| (want, r)))
+    else {
         return false;
-    }
-    let meta = sys::map_zeroed((len >> SEGMENT_SHIFT) * core::mem::size_of::<Segment>());
+    };
     let orphan = sys::map_zeroed(core::mem::size_of::<Heap>());
-    if meta.is_null() || orphan.is_null() || !large::init_table() || !slots::reserve(len) {
+    if orphan.is_null() || !large::init_table() {
         return false;
     }
     let mut key: libc::pthread_key_t = 0;

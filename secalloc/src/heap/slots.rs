@@ -192,6 +192,8 @@ pub(super) fn reserve(len: usize) -> bool {
     }
     let b = sys::reserve(segments * SEGMENT_BORN_BYTES);
     if b.is_null() {
+        // SAFETY: the records' reservation was just made here and nothing uses it yet.
+        unsafe { sys::unmap(p, segments * SEGMENT_RECORD_BYTES) };
         return false;
     }
     RECORDS.store(p as usize, Release);
