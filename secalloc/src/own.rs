@@ -187,7 +187,8 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             // SAFETY: as above.
             unsafe { ptr::read_volatile(user) };
             wipe::barrier(user);
-            tracked::unmap_large(addr);
+            // Every wipe ends in zeros: the heap keeps the mapping for reuse, zero.
+            tracked::unmap_large(addr, if mode != Wipe::Off { len } else { 0 });
         }
         Found::NotOurs => bad_free(user, layout),
     }

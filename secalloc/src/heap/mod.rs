@@ -17,7 +17,8 @@
 //! that decays: spans left unused for half a second to a second go back to the kernel, all
 //! but a working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
 //! heap shrinks. Mapped blocks grow and shrink without a copy (`mremap`), keeping their
-//! guard page. An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
+//! guard page; freed ones stay mapped, zeroed, for reuse, a bounded cache with the same
+//! decay (`large`). An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
 //! freed slots.
 //!
 //! `SecHeap` is a complete [`GlobalAlloc`]: install it on its own, or under the tracker with
@@ -100,7 +101,7 @@ impl SecHeap {
     }
 
     /// What the heap has returned to the kernel so far (`madvise(MADV_DONTNEED)` calls on
-    /// empty spans and their bytes), process-wide.
+    /// empty spans, unmaps of cached freed mapped blocks, and their bytes), process-wide.
     ///
     /// ```
     /// let r = secalloc::SecHeap::new().returned_to_kernel();
@@ -916,7 +917,8 @@ unsafe impl GlobalAlloc for SecHeap {
             Located::Interior => corrupt("free", addr, 0, INTERIOR),
             Located::Invalid => corrupt("invalid free", addr, 0, NOT_OURS),
             Located::Outside => {
-                if !free_large(addr) {
+                // Nothing known zero: the heap alone does not wipe.
+                if !free_large(addr, 0) {
                     corrupt("invalid free", addr, 0, NOT_OURS)
                 }
             }

@@ -148,7 +148,8 @@ impl Taken {
         {
             return true;
         }
-        super::free_large(self.addr);
+        // Never written: all zero.
+        super::free_large(self.addr, usize::MAX);
         false
     }
 
@@ -244,9 +245,17 @@ pub(crate) fn remove_large(addr: usize) -> bool {
     }
 }
 
-/// Unmaps a large block taken out of the table by [`remove_large`].
-pub(crate) fn unmap_large(addr: usize) {
-    super::free_large(addr);
+/// Gives back a large block taken out of the table by [`remove_large`], whose first
+/// `zeroed` bytes the caller wiped to zero (0 if it did not wipe): the heap zeroes the rest
+/// and keeps the mapping for reuse for a while, or unmaps it.
+pub(crate) fn unmap_large(addr: usize, zeroed: usize) {
+    super::free_large(addr, zeroed);
+}
+
+/// Calls `f` with each freed mapping the heap keeps for reuse (`start`, `len`): the heap's
+/// own memory, all zero, no block's (the reachability scan skips them).
+pub(crate) fn for_each_cached_mapping(f: impl FnMut(usize, usize)) {
+    super::large::for_each_cached(f);
 }
 
 /// Updates a large block's record after a realloc in place.
