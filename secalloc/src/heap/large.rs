@@ -34,8 +34,8 @@
 //!   paths, read the coarse clock; there is no timer thread): cached memory lasts 0.5–1 s
 //!   unused while the program allocates, and is counted in
 //!   [`SecHeap::returned_to_kernel`](super::SecHeap::returned_to_kernel) when unmapped.
-//! - The cache lives under the address table's lock (taken by the heap's fork handlers);
-//!   no system call and no memset is made while holding it.
+//! - The cache has a lock of its own, taken by the heap's fork handlers; no system call and
+//!   no memset is made while holding it, nor any other lock taken.
 
 use core::ptr;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -76,8 +76,6 @@ impl Cached {
 pub(super) struct Large {
     /// (address, mapped length without the guard page); address 0: empty.
     slots: *mut (usize, usize),
-    cache: [Cached; CACHE_ENTRIES],
-    cache_bytes: usize,
 }
 
 // SAFETY: the table is only reached through its SpinLock and lives in an mmap'd region that
@@ -86,8 +84,20 @@ unsafe impl Send for Large {}
 
 pub(super) static LARGE: SpinLock<Large> = SpinLock::new(Large {
     slots: ptr::null_mut(),
-    cache: [Cached::EMPTY; CACHE_ENTRIES],
-    cache_bytes: 0,
+});
+
+/// Freed mappings kept for reuse.
+pub(super) struct Cache {
+    entries: [Cached; CACHE_ENTRIES],
+    bytes: usize,
+}
+
+/// The cache: a lock of its own, a leaf (nothing else is locked while it is held; the
+/// orphan heap's decay pass takes it under the orphan heap's lock, so the fork handlers
+/// take it last).
+pub(super) static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    entries: [Cached::EMPTY; CACHE_ENTRIES],
+    bytes: 0,
 });
 
 /// Cached mappings now (written under the lock; read without it to skip empty passes).
@@ -177,21 +187,23 @@ impl Large {
         // SAFETY: i came from `find`, inside the table; the caller holds the lock.
         unsafe { (*self.slots.add(i)).1 }
     }
+}
 
+impl Cache {
     /// Takes the cached mapping that best serves a block of `body` bytes aligned to
     /// `align` (see the module documentation), if any.
     fn take_cached(&mut self, body: usize, align: usize) -> Option<Cached> {
         let mut fit: Option<usize> = None;
         let mut smaller: Option<usize> = None;
-        for (i, c) in self.cache.iter().enumerate() {
+        for (i, c) in self.entries.iter().enumerate() {
             if c.addr == 0 || c.addr % align.max(PAGE) != 0 {
                 continue;
             }
             if c.body >= body {
-                if fit.map_or(true, |f| c.body < self.cache[f].body) {
+                if fit.map_or(true, |f| c.body < self.entries[f].body) {
                     fit = Some(i);
                 }
-            } else if align <= PAGE && smaller.map_or(true, |s| c.body > self.cache[s].body) {
+            } else if align <= PAGE && smaller.map_or(true, |s| c.body > self.entries[s].body) {
                 smaller = Some(i);
             }
         }
@@ -200,9 +212,9 @@ impl Large {
     }
 
     fn remove_cached(&mut self, i: usize) -> Cached {
-        let c = self.cache[i];
-        self.cache[i] = Cached::EMPTY;
-        self.cache_bytes -= c.body;
+        let c = self.entries[i];
+        self.entries[i] = Cached::EMPTY;
+        self.bytes -= c.body;
         CACHED.fetch_sub(1, Relaxed);
         c
     }
@@ -212,17 +224,17 @@ impl Large {
     fn put_cached(&mut self, c: Cached, evicted: &mut [Cached; CACHE_ENTRIES]) -> usize {
         let mut n = 0;
         loop {
-            let free = self.cache.iter().position(|e| e.addr == 0);
-            if free.is_some() && self.cache_bytes + c.body <= CACHE_BYTES {
+            let free = self.entries.iter().position(|e| e.addr == 0);
+            if free.is_some() && self.bytes + c.body <= CACHE_BYTES {
                 let i = free.unwrap_or_default();
-                self.cache[i] = c;
-                self.cache_bytes += c.body;
+                self.entries[i] = c;
+                self.bytes += c.body;
                 CACHED.fetch_add(1, Relaxed);
                 return n;
             }
             let oldest = (0..CACHE_ENTRIES)
-                .filter(|&i| self.cache[i].addr != 0)
-                .min_by_key(|&i| self.cache[i].since_ns);
+                .filter(|&i| self.entries[i].addr != 0)
+                .min_by_key(|&i| self.entries[i].since_ns);
             let Some(i) = oldest else {
                 // Cannot happen (c.body <= CACHE_BYTES): nothing to evict, nothing cached.
                 evicted[n] = c;
@@ -318,7 +330,7 @@ unsafe fn grow_mapping(addr: usize, body: usize, new_body: usize) -> usize {
 
 /// A cached mapping made into a block of `body` bytes aligned to `align`; 0 if none fits.
 fn reuse_cached(body: usize, align: usize) -> usize {
-    let Some(c) = LARGE.lock().take_cached(body, align) else {
+    let Some(c) = CACHE.lock().take_cached(body, align) else {
         return 0;
     };
     if c.body == body {
@@ -359,9 +371,9 @@ pub(super) fn decay_cache(now: u64) {
     let mut old = [Cached::EMPTY; CACHE_ENTRIES];
     let mut n = 0;
     {
-        let mut t = LARGE.lock();
+        let mut t = CACHE.lock();
         for i in 0..CACHE_ENTRIES {
-            let c = t.cache[i];
+            let c = t.entries[i];
             if c.addr != 0 && now.wrapping_sub(c.since_ns) >= INTERVAL_NS {
                 old[n] = t.remove_cached(i);
                 n += 1;
@@ -374,7 +386,7 @@ pub(super) fn decay_cache(now: u64) {
 /// Calls `f` with each cached mapping's body (`start`, `len`): memory of the heap's own, no
 /// block's (for the reachability scan).
 pub(super) fn for_each_cached(mut f: impl FnMut(usize, usize)) {
-    let cache = LARGE.lock().cache;
+    let cache = CACHE.lock().entries;
     for c in cache.iter().filter(|c| c.addr != 0) {
         f(c.addr, c.body);
     }
@@ -467,7 +479,7 @@ pub(super) fn free_large(addr: usize, zeroed: usize) -> bool {
         body,
         since_ns: now,
     };
-    let n = LARGE.lock().put_cached(cached, &mut evicted);
+    let n = CACHE.lock().put_cached(cached, &mut evicted);
     release(&evicted[..n]);
     decay_cache(now);
     true
@@ -509,4 +521,78 @@ pub(super) fn resize(addr: usize, new_size: usize) -> *mut u8 {
     t.remove_at(i);
     t.insert(q, new_body);
     q as *mut u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    fn entry(addr: usize, body: usize, since_ns: u64) -> Cached {
+        Cached {
+            addr,
+            body,
+            since_ns,
+        }
+    }
+
+    fn empty() -> Cache {
+        Cache {
+            entries: [Cached::EMPTY; CACHE_ENTRIES],
+            bytes: 0,
+        }
+    }
+
+    /// Empties `c` (keeping the process-wide count of cached mappings balanced).
+    fn drain(c: &mut Cache) {
+        for i in 0..CACHE_ENTRIES {
+            if c.entries[i].addr != 0 {
+                c.remove_cached(i);
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_evicts_its_oldest_mappings_past_its_entry_and_byte_bounds() {
+        let mut c = empty();
+        let mut ev = [Cached::EMPTY; CACHE_ENTRIES];
+        for i in 0..CACHE_ENTRIES {
+            assert_eq!(
+                c.put_cached(entry((i + 1) * 64 * MIB, MIB, i as u64), &mut ev),
+                0
+            );
+        }
+        // Full by entries: the oldest (time 0) goes.
+        assert_eq!(c.put_cached(entry(1 << 40, MIB, 100), &mut ev), 1);
+        assert_eq!(ev[0].addr, 64 * MIB);
+        assert_eq!(c.bytes, CACHE_ENTRIES * MIB);
+        // A mapping of 30 MiB: 32 MiB in all at most, so the 14 oldest left go.
+        assert_eq!(c.put_cached(entry(1 << 41, 30 * MIB, 101), &mut ev), 14);
+        assert!(ev[..14].iter().all(|e| e.since_ns < CACHE_ENTRIES as u64));
+        assert!(c.bytes <= CACHE_BYTES);
+        assert_eq!(c.bytes, 32 * MIB);
+        drain(&mut c);
+        assert_eq!(c.bytes, 0);
+    }
+
+    #[test]
+    fn the_cache_hands_out_the_best_fit_suitably_aligned() {
+        let mut c = empty();
+        let mut ev = [Cached::EMPTY; CACHE_ENTRIES];
+        let a = 0x7000_0000_0000 + PAGE; // page-aligned only
+        let b = 0x7100_0000_0000; // 1 TiB-aligned
+        c.put_cached(entry(a, 4 * MIB, 0), &mut ev);
+        c.put_cached(entry(a + 64 * MIB, 2 * MIB, 0), &mut ev);
+        c.put_cached(entry(b, 8 * MIB, 0), &mut ev);
+        // The smallest at least as large.
+        assert_eq!(c.take_cached(MIB, 8).map(|e| e.addr), Some(a + 64 * MIB));
+        // An alignment only `b` has.
+        assert_eq!(c.take_cached(MIB, 1 << 20).map(|e| e.addr), Some(b));
+        // Nothing as large: the largest smaller one, to grow, for page alignment only.
+        assert_eq!(c.take_cached(16 * MIB, 1 << 16).map(|e| e.addr), None);
+        assert_eq!(c.take_cached(16 * MIB, 8).map(|e| e.addr), Some(a));
+        assert_eq!(c.bytes, 0);
+        drain(&mut c);
+    }
 }

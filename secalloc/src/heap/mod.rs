@@ -288,12 +288,14 @@ extern "C" fn fork_prepare() {
     POOL.raw_lock();
     LARGE.raw_lock();
     ORPHAN.raw_lock();
+    large::CACHE.raw_lock();
 }
 
 extern "C" fn fork_release() {
-    // SAFETY: fork_prepare took the three locks on this thread, and no guard exists for them
+    // SAFETY: fork_prepare took the four locks on this thread, and no guard exists for them
     // (a guard is never held across a call that can fork).
     unsafe {
+        large::CACHE.raw_unlock();
         ORPHAN.raw_unlock();
         LARGE.raw_unlock();
         POOL.raw_unlock();
