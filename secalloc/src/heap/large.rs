@@ -29,6 +29,8 @@
 //! - A cached mapping is nobody's block: it is out of the address table (a free or realloc
 //!   of its address is an invalid one), out of the tracker's records (no reader sees it),
 //!   and the reachability scan skips it ([`for_each_cached`]).
+//! - The cache does not add to the heap's footprint: before the small-block heap faults in
+//!   span memory, the cache gives back as many bytes of its oldest mappings ([`make_room`]).
 //! - A mapping unused for [`INTERVAL_NS`](super::decay::INTERVAL_NS) (0.5 s) goes back to
 //!   the kernel at the next decay pass (large allocations and frees, and the heaps' own slow
 //!   paths, read the coarse clock; there is no timer thread): cached memory lasts 0.5–1 s
@@ -90,6 +92,8 @@ pub(super) static LARGE: SpinLock<Large> = SpinLock::new(Large {
 pub(super) struct Cache {
     entries: [Cached; CACHE_ENTRIES],
     bytes: usize,
+    /// Bytes given back by [`make_room`] beyond what fresh spans asked for so far.
+    credit: usize,
 }
 
 /// The cache: a lock of its own, a leaf (nothing else is locked while it is held; the
@@ -98,6 +102,7 @@ pub(super) struct Cache {
 pub(super) static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     entries: [Cached::EMPTY; CACHE_ENTRIES],
     bytes: 0,
+    credit: 0,
 });
 
 /// Cached mappings now (written under the lock; read without it to skip empty passes).
@@ -211,6 +216,38 @@ impl Cache {
         Some(self.remove_cached(i))
     }
 
+    fn oldest(&self) -> Option<usize> {
+        (0..CACHE_ENTRIES)
+            .filter(|&i| self.entries[i].addr != 0)
+            .min_by_key(|&i| self.entries[i].since_ns)
+    }
+
+    /// Takes the oldest mappings out, into `out`, until `bytes` are covered or none is
+    /// left (see [`make_room`]); returns how many.
+    fn take_room(&mut self, bytes: usize, out: &mut [Cached; CACHE_ENTRIES]) -> usize {
+        if self.credit >= bytes {
+            self.credit -= bytes;
+            return 0;
+        }
+        let mut need = bytes - self.credit;
+        self.credit = 0;
+        let mut n = 0;
+        while need > 0 {
+            let Some(i) = self.oldest() else {
+                break;
+            };
+            out[n] = self.remove_cached(i);
+            if out[n].body >= need {
+                self.credit = out[n].body - need;
+                need = 0;
+            } else {
+                need -= out[n].body;
+            }
+            n += 1;
+        }
+        n
+    }
+
     fn remove_cached(&mut self, i: usize) -> Cached {
         let c = self.entries[i];
         self.entries[i] = Cached::EMPTY;
@@ -232,10 +269,7 @@ impl Cache {
                 CACHED.fetch_add(1, Relaxed);
                 return n;
             }
-            let oldest = (0..CACHE_ENTRIES)
-                .filter(|&i| self.entries[i].addr != 0)
-                .min_by_key(|&i| self.entries[i].since_ns);
-            let Some(i) = oldest else {
+            let Some(i) = self.oldest() else {
                 // Cannot happen (c.body <= CACHE_BYTES): nothing to evict, nothing cached.
                 evicted[n] = c;
                 return n + 1;
@@ -328,6 +362,60 @@ unsafe fn grow_mapping(addr: usize, body: usize, new_body: usize) -> usize {
     q
 }
 
+/// Clears `[addr, addr + len)` of a freed block (`addr` page-aligned) without faulting in
+/// pages it never touched: `clear` runs over each stretch of resident pages (cut to the
+/// range), every other whole page is discarded (`MADV_DONTNEED`: it reads as zero
+/// afterwards; a swapped-out page's copy is dropped, as a wipe would leave the old copy in
+/// the swap area too). Writing to untouched pages would fault each one in only to clear it,
+/// and keep it resident while the mapping is cached. If the kernel cannot tell which pages
+/// are resident, `clear` runs over the whole range.
+///
+/// # Safety
+/// The range lies in a mapping of the heap that nothing else uses now.
+pub(crate) unsafe fn clear_untouched_free(
+    addr: usize,
+    len: usize,
+    mut clear: impl FnMut(usize, usize),
+) {
+    const CHUNK_PAGES: usize = 512;
+    let mut vec = [0u8; CHUNK_PAGES];
+    let end = addr + len;
+    let mut at = addr;
+    while at < end {
+        let pages = ((end - at).div_ceil(PAGE)).min(CHUNK_PAGES);
+        // SAFETY: `at` is page-aligned and [at, at + pages * PAGE) lies in the mapping
+        // (its body is page-rounded); `vec` holds `pages` bytes.
+        if unsafe { libc::mincore(at as *mut libc::c_void, pages * PAGE, vec.as_mut_ptr()) } != 0 {
+            clear(at, end - at);
+            return;
+        }
+        let mut i = 0;
+        while i < pages {
+            let resident = vec[i] & 1 != 0;
+            let mut j = i + 1;
+            while j < pages && (vec[j] & 1 != 0) == resident {
+                j += 1;
+            }
+            let (from, to) = (at + i * PAGE, (at + j * PAGE).min(end));
+            if resident {
+                clear(from, to - from);
+            } else {
+                // SAFETY: whole pages of the mapping, which nothing else uses (the last may
+                // run past `end`: it is still the block's, and was not resident either).
+                unsafe {
+                    libc::madvise(
+                        from as *mut libc::c_void,
+                        (j - i) * PAGE,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+            }
+            i = j;
+        }
+        at += pages * PAGE;
+    }
+}
+
 /// A cached mapping made into a block of `body` bytes aligned to `align`; 0 if none fits.
 fn reuse_cached(body: usize, align: usize) -> usize {
     let Some(c) = CACHE.lock().take_cached(body, align) else {
@@ -381,6 +469,21 @@ pub(super) fn decay_cache(now: u64) {
         }
     }
     release(&old[..n]);
+}
+
+/// The small-block heap is about to use `bytes` of span memory that is not resident (a
+/// fresh span, or one whose pages went back to the kernel): the cache first gives back as
+/// many bytes of its oldest mappings (the surplus counts against later spans). glibc would
+/// serve small blocks from such freed memory; this heap cannot, so without this a cached
+/// mapping left unused while a program builds up small blocks would add its size to the
+/// peak footprint. A program that reuses its spans (steady state) keeps its cache.
+pub(super) fn make_room(bytes: usize) {
+    if CACHED.load(Relaxed) == 0 {
+        return;
+    }
+    let mut out = [Cached::EMPTY; CACHE_ENTRIES];
+    let n = CACHE.lock().take_room(bytes, &mut out);
+    release(&out[..n]);
 }
 
 /// Calls `f` with each cached mapping's body (`start`, `len`): memory of the heap's own, no
@@ -470,8 +573,18 @@ pub(super) fn free_large(addr: usize, zeroed: usize) -> bool {
         return true;
     }
     let from = zeroed.min(body);
-    // SAFETY: the block's body, out of the table: ours alone.
-    unsafe { ptr::write_bytes((addr + from) as *mut u8, 0, body - from) };
+    if from < body {
+        // The bytes past those known zero: up to the end of that page (resident when the
+        // wipe ended inside it), then the remaining pages, resident or not.
+        let page_end = ((addr + from + PAGE - 1) & !(PAGE - 1)).min(addr + body);
+        // SAFETY: the block's body, out of the table: ours alone.
+        unsafe {
+            ptr::write_bytes((addr + from) as *mut u8, 0, page_end - (addr + from));
+            clear_untouched_free(page_end, addr + body - page_end, |p, n| {
+                ptr::write_bytes(p as *mut u8, 0, n)
+            });
+        }
+    }
     let now = decay::now_ns();
     let mut evicted = [Cached::EMPTY; CACHE_ENTRIES];
     let cached = Cached {
@@ -541,6 +654,7 @@ mod tests {
         Cache {
             entries: [Cached::EMPTY; CACHE_ENTRIES],
             bytes: 0,
+            credit: 0,
         }
     }
 
@@ -593,6 +707,34 @@ mod tests {
         assert_eq!(c.take_cached(16 * MIB, 1 << 16).map(|e| e.addr), None);
         assert_eq!(c.take_cached(16 * MIB, 8).map(|e| e.addr), Some(a));
         assert_eq!(c.bytes, 0);
+        drain(&mut c);
+    }
+
+    #[test]
+    fn fresh_spans_take_room_from_the_oldest_cached_mappings() {
+        let mut c = empty();
+        let mut ev = [Cached::EMPTY; CACHE_ENTRIES];
+        c.put_cached(entry(1 << 40, MIB, 2), &mut ev);
+        c.put_cached(entry(2 << 40, 2 * MIB, 1), &mut ev);
+        c.put_cached(entry(3 << 40, MIB, 3), &mut ev);
+        // 64 KiB of fresh span: the oldest mapping (2 MiB) goes, the rest is credit.
+        assert_eq!(c.take_room(64 << 10, &mut ev), 1);
+        assert_eq!(ev[0].addr, 2 << 40);
+        assert_eq!(c.credit, 2 * MIB - (64 << 10));
+        // Covered by the credit: nothing goes.
+        assert_eq!(c.take_room(MIB, &mut ev), 0);
+        // Past it: the next oldest, and the one after.
+        assert_eq!(c.take_room(2 * MIB, &mut ev), 2);
+        assert_eq!((ev[0].addr, ev[1].addr), (1 << 40, 3 << 40));
+        assert_eq!(c.bytes, 0);
+        assert_eq!(c.credit, MIB - (64 << 10));
+        // Past the credit with nothing left to give: no debt carried over to mappings
+        // cached later.
+        assert_eq!(c.take_room(4 * MIB, &mut ev), 0);
+        assert_eq!(c.credit, 0);
+        c.put_cached(entry(4 << 40, MIB, 4), &mut ev);
+        assert_eq!(c.take_room(0, &mut ev), 0);
+        assert_eq!(c.bytes, MIB);
         drain(&mut c);
     }
 }

@@ -472,6 +472,8 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
                 let c = h.cached[kind].load(Relaxed).saturating_sub(1);
                 h.cached[kind].store(c, Relaxed);
                 decay::note_taken(h, kind, c);
+            } else {
+                large::make_room(1 << shift);
             }
             (*s).next.store(ptr::null_mut(), Relaxed);
         }
@@ -486,6 +488,7 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
         }
         h.segment[kind].store(m, Relaxed);
     }
+    large::make_room(1 << shift);
     // SAFETY: as above; `used` < spans in the segment. A span's metadata is first written
     // here, when it is carved (so a segment's untouched metadata pages stay unmapped).
     unsafe {

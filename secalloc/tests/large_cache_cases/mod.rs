@@ -122,12 +122,34 @@ fn decay_case() {
     }
 }
 
+/// A 1 MiB block of which only the first page was written: freeing it (the tracker's wipe,
+/// or the heap's zeroing before caching) does not fault in the 255 pages it never touched,
+/// and the reused mapping still reads zero everywhere.
+fn untouched_case() {
+    let layout = Layout::from_size_align(MIB, 8).unwrap();
+    // SAFETY: a valid layout; each block is freed with it.
+    unsafe {
+        let p = alloc(layout);
+        std::ptr::write_bytes(p, 0xAB, 4096);
+        let faults = heap_common::minor_faults_of_this_thread();
+        dealloc(p, layout);
+        let faults = heap_common::minor_faults_of_this_thread() - faults;
+        assert!(faults < 8, "{faults} page faults freeing a block of one page used");
+        let q = alloc(layout);
+        assert_eq!(q, p, "the freed mapping is reused");
+        assert!(all_zero(q, MIB), "the reused mapping is zero");
+        dealloc(q, layout);
+        println!("untouched: {faults} faults");
+    }
+}
+
 #[test]
 fn child_entry() {
     match std::env::var("LARGE_CACHE_CHILD").as_deref() {
         Ok("reuse") => reuse_case(),
         Ok("grow") => grow_case(),
         Ok("decay") => decay_case(),
+        Ok("untouched") => untouched_case(),
         Ok("guard-after-reuse") => heap_common::large_guard_after_reuse_case(),
         Ok(other) => panic!("unknown case {other}"),
         Err(_) => return,
@@ -189,4 +211,13 @@ fn a_cached_mapping_goes_back_to_the_kernel_after_the_decay_delay() {
     let (code, stdout, stderr, _) = child("decay", &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("decayed: "), "{stdout}");
+}
+
+#[test]
+fn freeing_a_block_does_not_fault_in_the_pages_it_never_touched() {
+    for env in WIPE_SETTINGS {
+        let (code, stdout, stderr, _) = child("untouched", env);
+        assert_eq!(code, Some(0), "{env:?}: {stdout}{stderr}");
+        assert!(stdout.contains("untouched: "), "{env:?}: {stdout}");
+    }
 }
