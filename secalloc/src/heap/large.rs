@@ -17,9 +17,11 @@
 //!   could write (`free_large`'s `zeroed`), and whatever lies past them up to the page-rounded
 //!   end is zeroed here; a block freed by `SecHeap` alone, which does not wipe, is zeroed here
 //!   whole (a memset: its pages are resident anyway, and zeroing them is cheaper than the
-//!   fault and the kernel's clearing of each page a fresh mapping costs). So a reused block
-//!   needs no memset (`alloc_zeroed` and the tracker rely on that) and no freed data waits in
-//!   the cache.
+//!   fault and the kernel's clearing of each page a fresh mapping costs). Pages a block never
+//!   touched are neither wiped nor zeroed but discarded ([`clear_untouched_free`]: `mincore`,
+//!   `MADV_DONTNEED`), so freeing does not fault them in only to keep them resident in the
+//!   cache. So a reused block needs no memset (`alloc_zeroed` and the tracker rely on that)
+//!   and no freed data waits in the cache.
 //! - An allocation takes the smallest cached mapping at least as large (suitably aligned:
 //!   its address must be a multiple of the alignment), shrunk to the page count it needs
 //!   as [`resize`] does (a new guard page right after the body, the tail unmapped), so an
@@ -574,14 +576,17 @@ pub(super) fn free_large(addr: usize, zeroed: usize) -> bool {
     }
     let from = zeroed.min(body);
     if from < body {
-        // The bytes past those known zero: up to the end of that page (resident when the
-        // wipe ended inside it), then the remaining pages, resident or not.
-        let page_end = ((addr + from + PAGE - 1) & !(PAGE - 1)).min(addr + body);
+        // The bytes past those known zero, from the start of their first page (a page not
+        // resident reads zero once discarded, its first bytes included).
+        let lo = addr + from;
+        let start = lo & !(PAGE - 1);
         // SAFETY: the block's body, out of the table: ours alone.
         unsafe {
-            ptr::write_bytes((addr + from) as *mut u8, 0, page_end - (addr + from));
-            clear_untouched_free(page_end, addr + body - page_end, |p, n| {
-                ptr::write_bytes(p as *mut u8, 0, n)
+            clear_untouched_free(start, addr + body - start, |p, n| {
+                let p0 = p.max(lo);
+                if p0 < p + n {
+                    ptr::write_bytes(p0 as *mut u8, 0, p + n - p0);
+                }
             });
         }
     }
