@@ -178,8 +178,9 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             };
             let len = meta.size + slack_canary_len(meta.size, entry.body);
             // SAFETY: the block is out of the table (no reader holds it) and still mapped
-            // until unmap_large; its pages past `len` were never written.
-            unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
+            // until unmap_large; its pages past `len` were never written. Pages it never
+            // touched are discarded, not faulted in to be wiped.
+            unsafe { tracked::wipe_large(ts, user, len, mode) };
             if meta.stack != INTERNAL {
                 // SAFETY: `ts` is null or this thread's own state.
                 account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
@@ -187,7 +188,8 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             // SAFETY: as above.
             unsafe { ptr::read_volatile(user) };
             wipe::barrier(user);
-            tracked::unmap_large(addr);
+            // Every wipe ends in zeros: the heap keeps the mapping for reuse, zero.
+            tracked::unmap_large(addr, if mode != Wipe::Off { len } else { 0 });
         }
         Found::NotOurs => bad_free(user, layout),
     }

@@ -654,6 +654,8 @@ pub(crate) fn classify(tracked: &[Block], internal: &[Block], own: OwnStack) -> 
     // The allocator's own mappings, listed after the mappings were read: one mapped since
     // (a live-set leaf for the buffers above) is in neither list, so none is read.
     crate::sys::for_each_region(|s, l| skips.push((s, s + l)));
+    // Freed mappings the own heap keeps for reuse: no block's memory, not roots.
+    crate::heap::tracked::for_each_cached_mapping(|s, l| skips.push((s, s + l)));
     let skips = Skips::sorted(skips);
 
     // The calling thread's stack below its stack pointer is dead.

@@ -226,6 +226,11 @@ fn a_resized_large_block_keeps_a_guard_page_after_it() {
         assert_eq!(code, None, "{case}: {stderr}");
         assert_eq!(signal, Some(libc::SIGSEGV), "{case}: {stderr}");
     }
+    // A freed mapping reused, shrunk, for a smaller block: the guard page moved with it.
+    let (code, stdout, stderr, signal) = child("large-guard-reuse", &[]);
+    assert_eq!(code, None, "large-guard-reuse: {stderr}");
+    assert_eq!(signal, Some(libc::SIGSEGV), "large-guard-reuse: {stderr}");
+    assert!(stdout.contains("reused block"), "stdout: {stdout}");
 }
 
 #[test]
@@ -339,6 +344,7 @@ fn child_entry() {
         "thread-exits" => thread_exits_case(),
         "large-guard-grow" => large_guard_case(true),
         "large-guard-shrink" => large_guard_case(false),
+        "large-guard-reuse" => heap_common::large_guard_after_reuse_case(),
         "fork" => fork_case(),
         "double-free" => heap_common::double_free_case(),
         "remote-double-free" => heap_common::remote_double_free_case(),

@@ -10,6 +10,9 @@
 //! set ([`KEEP_BYTES`] per span size); a span so goes back between one and two intervals
 //! after its last use. A bound ([`CAP_BYTES`] per span size) stops a burst from keeping more
 //! than that mapped in the meantime, and a heap whose thread exits keeps only the working set.
+//!
+//! The same passes, and the large allocations and frees themselves, decay the cache of freed
+//! directly mapped blocks (`large`): a mapping cached for [`INTERVAL_NS`] is unmapped.
 
 use core::sync::atomic::Ordering::Relaxed;
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -41,7 +44,8 @@ pub(super) struct Decay {
 /// [`SecHeap::returned_to_kernel`](super::SecHeap::returned_to_kernel)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReturnedToKernel {
-    /// `madvise(MADV_DONTNEED)` calls, one per empty span.
+    /// `madvise(MADV_DONTNEED)` calls, one per empty span, and unmaps of freed directly
+    /// mapped blocks that were kept for reuse (one per block).
     pub calls: u64,
     /// Bytes those calls covered.
     pub bytes: u64,
@@ -70,8 +74,13 @@ pub(super) unsafe fn return_pages(sp: &Span, shift: u32) {
     // afterwards, which `dirty` 0 records.
     unsafe { libc::madvise(base as *mut libc::c_void, 1 << shift, libc::MADV_DONTNEED) };
     sp.dirty.store(0, Relaxed);
+    count_returned(1 << shift);
+}
+
+/// Counts one region of `bytes` returned to the kernel.
+pub(super) fn count_returned(bytes: usize) {
     RETURNED_CALLS.fetch_add(1, Relaxed);
-    RETURNED_BYTES.fetch_add(1 << shift, Relaxed);
+    RETURNED_BYTES.fetch_add(bytes as u64, Relaxed);
 }
 
 /// Notes that the cache of span size `kind` now holds `cached` spans (after one was taken).
@@ -82,7 +91,8 @@ pub(super) fn note_taken(h: &Heap, kind: usize, cached: u32) {
     }
 }
 
-fn now_ns() -> u64 {
+/// The coarse monotonic clock, in nanoseconds.
+pub(super) fn now_ns() -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -92,7 +102,8 @@ fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// Runs a decay pass over heap `h` if the last one is [`INTERVAL_NS`] old.
+/// Runs a decay pass over heap `h` if the last one is [`INTERVAL_NS`] old (and over the
+/// cache of freed mapped blocks, if its own last pass is as old).
 ///
 /// # Safety
 /// `h` is the calling thread's heap (or the orphan heap, under its lock).
@@ -104,6 +115,7 @@ pub(super) unsafe fn tick(h: &Heap) {
         return;
     }
     h.decay.last_ns.store(now, Relaxed);
+    super::large::decay_cache(now);
     for kind in 0..SPAN_KINDS {
         let shift = MIN_SPAN_SHIFT + kind as u32;
         let keep = (KEEP_BYTES >> shift).max(1) as u32;

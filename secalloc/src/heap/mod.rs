@@ -17,7 +17,8 @@
 //! that decays: spans left unused for half a second to a second go back to the kernel, all
 //! but a working set of 1 MiB per span size (`decay`), so churn does not thrash and an idle
 //! heap shrinks. Mapped blocks grow and shrink without a copy (`mremap`), keeping their
-//! guard page. An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
+//! guard page; freed ones stay mapped, zeroed, for reuse, a bounded cache with the same
+//! decay (`large`). An optional quarantine ([`SecHeap::quarantine_bytes`]) delays the reuse of
 //! freed slots.
 //!
 //! `SecHeap` is a complete [`GlobalAlloc`]: install it on its own, or under the tracker with
@@ -112,7 +113,7 @@ impl SecHeap {
     }
 
     /// What the heap has returned to the kernel so far (`madvise(MADV_DONTNEED)` calls on
-    /// empty spans and their bytes), process-wide.
+    /// empty spans, unmaps of cached freed mapped blocks, and their bytes), process-wide.
     ///
     /// ```
     /// let r = secalloc::SecHeap::new().returned_to_kernel();
@@ -319,12 +320,14 @@ extern "C" fn fork_prepare() {
     POOL.raw_lock();
     LARGE.raw_lock();
     ORPHAN.raw_lock();
+    large::CACHE.raw_lock();
 }
 
 extern "C" fn fork_release() {
-    // SAFETY: fork_prepare took the three locks on this thread, and no guard exists for them
+    // SAFETY: fork_prepare took the four locks on this thread, and no guard exists for them
     // (a guard is never held across a call that can fork).
     unsafe {
+        large::CACHE.raw_unlock();
         ORPHAN.raw_unlock();
         LARGE.raw_unlock();
         POOL.raw_unlock();
@@ -521,6 +524,8 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
                 let c = h.cached[kind].load(Relaxed).saturating_sub(1);
                 h.cached[kind].store(c, Relaxed);
                 decay::note_taken(h, kind, c);
+            } else {
+                large::make_room(1 << shift);
             }
             (*s).next.store(ptr::null_mut(), Relaxed);
         }
@@ -535,6 +540,7 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
         }
         h.segment[kind].store(m, Relaxed);
     }
+    large::make_room(1 << shift);
     // SAFETY: as above; `used` < spans in the segment. A span's metadata is first written
     // here, when it is carved (so a segment's untouched metadata pages stay unmapped).
     unsafe {
@@ -969,7 +975,8 @@ unsafe impl GlobalAlloc for SecHeap {
             Located::Interior => corrupt("free", addr, 0, INTERIOR),
             Located::Invalid => corrupt("invalid free", addr, 0, NOT_OURS),
             Located::Outside => {
-                if !free_large(addr) {
+                // Nothing known zero: the heap alone does not wipe.
+                if !free_large(addr, 0) {
                     corrupt("invalid free", addr, 0, NOT_OURS)
                 }
             }

@@ -148,7 +148,8 @@ impl Taken {
         {
             return true;
         }
-        super::free_large(self.addr);
+        // Never written: all zero.
+        super::free_large(self.addr, usize::MAX);
         false
     }
 
@@ -243,9 +244,43 @@ pub(crate) fn remove_large(addr: usize) -> bool {
     }
 }
 
-/// Unmaps a large block taken out of the table by [`remove_large`].
-pub(crate) fn unmap_large(addr: usize) {
-    super::free_large(addr);
+/// Gives back a large block taken out of the table by [`remove_large`], whose first
+/// `zeroed` bytes the caller wiped to zero (0 if it did not wipe): the heap zeroes the rest
+/// and keeps the mapping for reuse for a while, or unmaps it.
+pub(crate) fn unmap_large(addr: usize, zeroed: usize) {
+    super::free_large(addr, zeroed);
+}
+
+/// Wipes the first `len` bytes of the freed large block at `user` (out of the table, see
+/// [`remove_large`]) with `mode`, without faulting in the pages the block never touched:
+/// those are discarded instead and read as zero (a wipe would fault each one in only to
+/// overwrite its zeros, and the heap keeps a freed mapping resident for reuse). With
+/// `Wipe::Off`, nothing.
+///
+/// # Safety
+/// As [`crate::wipe::wipe_on_thread`]; `user` is a large block's (page-aligned) start.
+pub(crate) unsafe fn wipe_large(
+    ts: *mut crate::thread::ThreadState,
+    user: *mut u8,
+    len: usize,
+    mode: crate::Wipe,
+) {
+    if mode == crate::Wipe::Off {
+        return;
+    }
+    // SAFETY: per the contract, the block's mapping is this thread's alone; each stretch
+    // handed to the wipe lies inside it.
+    unsafe {
+        super::large::clear_untouched_free(user as usize, len, |p, n| {
+            crate::wipe::wipe_on_thread(ts, p as *mut u8, n, mode)
+        })
+    };
+}
+
+/// Calls `f` with each freed mapping the heap keeps for reuse (`start`, `len`): the heap's
+/// own memory, all zero, no block's (the reachability scan skips them).
+pub(crate) fn for_each_cached_mapping(f: impl FnMut(usize, usize)) {
+    super::large::for_each_cached(f);
 }
 
 /// Updates a large block's record after a realloc in place.

@@ -356,3 +356,27 @@ pub fn remote_double_free_case() {
     .join()
     .unwrap();
 }
+
+/// Frees a 2 MiB mapped block, then allocates 1 MiB: the heap hands out the freed mapping
+/// (cached), shrunk, all zero; then writes one byte past the new end, which must hit the
+/// guard page (SIGSEGV). Panics (an exit, not a signal) if the mapping was not reused.
+#[allow(dead_code)]
+#[inline(never)]
+pub fn large_guard_after_reuse_case() {
+    const MIB: usize = 1 << 20;
+    let big = Layout::from_size_align(2 * MIB, 8).unwrap();
+    let small = Layout::from_size_align(MIB, 8).unwrap();
+    // SAFETY: valid allocations, each freed with its layout; the write past the end is the
+    // fault under test.
+    unsafe {
+        let p = alloc(big);
+        std::ptr::write_bytes(p, 0xA5, 2 * MIB);
+        dealloc(p, big);
+        let q = alloc(small);
+        assert_eq!(q, p, "the freed mapping is reused");
+        let bytes = std::slice::from_raw_parts(q, MIB);
+        assert!(bytes.iter().all(|&b| b == 0), "a reused mapping is zero");
+        println!("reused block {:#x}", q as usize);
+        std::ptr::write_volatile(q.add(MIB), 1);
+    }
+}
