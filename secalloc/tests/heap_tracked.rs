@@ -208,3 +208,30 @@ fn runs_under_an_address_space_limit() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// A block handed out from a page never touched before costs that page one fault: the
+/// free-slot check reads the slot's first word with a write access. (With a plain read, the
+/// kernel first maps its shared zero page, and the program's first write faults again: 2
+/// faults a page.) 4096-byte blocks fill their slots exactly, one page each.
+#[test]
+fn fresh_pages_fault_once_when_handed_out() {
+    const N: usize = 2048;
+    let mut keep: Vec<Box<[u8; 4096]>> = Vec::with_capacity(N);
+    let faults = heap_common::minor_faults_of_this_thread();
+    for i in 0..N {
+        // SAFETY: a non-zero size; the allocator hands out zeroed memory (checked below).
+        let b = unsafe {
+            let p = std::alloc::alloc(std::alloc::Layout::new::<[u8; 4096]>()) as *mut [u8; 4096];
+            assert!(!p.is_null());
+            Box::from_raw(p)
+        };
+        keep.push(b);
+        keep[i][0] = 1;
+    }
+    let faults = heap_common::minor_faults_of_this_thread() - faults;
+    assert!(keep.iter().all(|b| b[0] == 1 && b[4095] == 0));
+    assert!(
+        faults < (N + N / 4) as i64,
+        "{faults} page faults for {N} fresh one-page blocks"
+    );
+}
