@@ -262,7 +262,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let (tracked, mut meta, ts) = begin(layout);
+        let (tracked, meta, ts) = begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -298,7 +298,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         if tracked {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &mut meta);
+            account_alloc(unsafe { ts.as_mut() }, &meta);
         }
         // SAFETY: as above.
         unsafe {
@@ -464,6 +464,10 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
             meta.thread = ts.index.min(u32::from(u16::MAX)) as u16;
             meta.stack = capture(ts);
         }
+        if RUNTIME.profile() {
+            // Known before the block is published, so its record is written once.
+            meta.born = profile::now_ticks();
+        }
     }
     (tracked, meta, ts)
 }
@@ -543,7 +547,7 @@ pub(crate) unsafe fn realloc_move(
     dealloc(ptr, layout);
     count_moved_realloc();
     if moving {
-        profile::on_moved(new, own_heap);
+        profile::on_moved();
     }
     new
 }
@@ -594,15 +598,15 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
     unsafe { ts.as_ref() }.map(|t| &t.free_marker)
 }
 
-/// Counts a new block (`meta`: its size, stack and scope); in profile mode also its callsite
-/// record, and sets `meta.born`. Call before the header is written.
+/// Counts a new block (`meta`: its size, stack, scope and, in profile mode, its allocation
+/// time, set by [`begin`]); in profile mode also its callsite's figures.
 #[inline(always)]
-pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &mut Meta) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta) {
     let size = meta.size;
     let scope_id = meta.scope;
     let mut ts = ts;
     if RUNTIME.profile() {
-        meta.born = profile::on_alloc(ts.as_deref_mut(), meta.stack, size);
+        profile::on_alloc(ts.as_deref_mut(), meta.stack, size, meta.born);
     }
     match ts {
         Some(ts) => {

@@ -32,7 +32,7 @@ use crate::{thread, wipe};
 /// handed out again must still be zero, as the wipe left it, or something wrote to it
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
-    let (tracked, mut meta, ts) = crate::alloc::begin(layout);
+    let (tracked, meta, ts) = crate::alloc::begin(layout);
     let wiped = RUNTIME.wipe() != Wipe::Off;
     let canary = RUNTIME.canaries();
     let p = loop {
@@ -63,10 +63,7 @@ pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
     if tracked {
         if !p.is_null() {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &mut meta);
-            if RUNTIME.profile() {
-                tracked::set_born(p as usize, meta.born);
-            }
+            account_alloc(unsafe { ts.as_mut() }, &meta);
         }
         thread::leave();
     }
