@@ -466,7 +466,8 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         }
         if RUNTIME.profile() {
             // Known before the block is published, so its record is written once.
-            meta.born = profile::now_ticks();
+            // SAFETY: as above.
+            meta.born = profile::birth_time(unsafe { ts.as_ref() }, meta.stack);
         }
     }
     (tracked, meta, ts)

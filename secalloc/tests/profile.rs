@@ -171,6 +171,36 @@ fn lifetimes() {
     }
 }
 
+#[inline(never)]
+fn many_long_lived() -> Box<[u8; 32]> {
+    black_box(Box::new([4u8; 32]))
+}
+
+/// A callsite with many blocks has some of them timed (the first ones, then one in eight):
+/// its total lifetime is estimated from theirs, and reads as the blocks lived.
+fn lifetimes_of_many_blocks() {
+    let blocks: Vec<_> = (0..20_000).map(|_| many_long_lived()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    drop(blocks);
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    let s = p
+        .sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("many_long_lived"))
+        })
+        .expect("a site for many_long_lived");
+    assert_eq!(s.total_blocks, 20_000);
+    let avg = s.average_lifetime_us();
+    assert!(
+        (40_000..250_000).contains(&avg),
+        "average lifetime {avg} µs for blocks that lived 40 ms"
+    );
+}
+
 fn testing_assertions() {
     // The panics below are expected: keep them off stderr.
     let hook = std::panic::take_hook();
@@ -390,6 +420,7 @@ fn main() {
     whole_heap_figures();
     callsites_add_up();
     lifetimes();
+    lifetimes_of_many_blocks();
     testing_assertions();
     threads_totals_exact_after_join();
     many_callsites();
@@ -405,5 +436,5 @@ fn main() {
         "{json}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    println!("profile: 7 checks passed");
+    println!("profile: 8 checks passed");
 }
