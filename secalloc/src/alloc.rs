@@ -509,6 +509,7 @@ pub(crate) fn bad_free(user: *mut u8, layout: Layout) {
 
 /// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free) with `alloc`
 /// (`(layout, zero)`) and `dealloc`. `own_heap`: `alloc` hands out zeroed slots for free.
+/// `meta`: the block's metadata if the caller has it (for profile mode).
 ///
 /// # Safety
 /// As `GlobalAlloc::realloc`; `alloc` and `dealloc` are the allocator's own.
@@ -518,6 +519,7 @@ pub(crate) unsafe fn realloc_move(
     layout: Layout,
     new_size: usize,
     own_heap: bool,
+    meta: Option<Meta>,
     alloc: impl Fn(Layout, bool) -> *mut u8,
     dealloc: impl Fn(*mut u8, Layout),
 ) -> *mut u8 {
@@ -531,7 +533,7 @@ pub(crate) unsafe fn realloc_move(
     // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
     let large = zero_tail && (new_size > ZERO_INLINE_MAX || own_heap);
     // Profile mode counts the old copy out first: a realloc is measured by the difference.
-    let moving = profile::begin_move(ptr, own_heap);
+    let moving = profile::begin_move(ptr, own_heap, meta);
     let new = alloc(new_layout, large);
     if new.is_null() {
         if moving {
@@ -797,6 +799,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
                 layout,
                 new_size,
                 false,
+                None,
                 // SAFETY: realloc_move passes valid, non-zero-sized layouts.
                 |l, z| self.alloc_block(l, z),
                 // SAFETY: realloc_move frees the block it was given, once.

@@ -212,6 +212,12 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
         // SAFETY: forwarded contract.
         return unsafe { realloc_in_place(user, layout, new_size, found) };
     }
+    // Profile mode counts the block out before it moves: its metadata, found already.
+    let meta = if RUNTIME.profile() {
+        live_meta_of(&found)
+    } else {
+        None
+    };
     if let Found::Large { entry } = found {
         if new_size > cap && tracked::remappable(layout.align()) {
             // SAFETY: forwarded contract.
@@ -225,6 +231,7 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
             layout,
             new_size,
             true,
+            meta,
             |l, z| alloc(l, z),
             |p, l| dealloc(p, l),
         )
@@ -290,6 +297,7 @@ unsafe fn grow_large(
                 layout,
                 new_size,
                 true,
+                None,
                 |l, z| alloc(l, z),
                 |p, l| dealloc(p, l),
             )
@@ -381,7 +389,12 @@ unsafe fn realloc_in_place(
 /// The metadata of the live tracked block at `user` (`None`: not one), with its allocation
 /// time in profile mode.
 pub(crate) fn live_meta(user: *mut u8) -> Option<Meta> {
-    let d = match tracked::find(user as usize) {
+    live_meta_of(&tracked::find(user as usize))
+}
+
+/// The metadata of the block `found`, if it is live.
+fn live_meta_of(found: &Found) -> Option<Meta> {
+    let d = match found {
         Found::Slot { rec, .. } => rec.read(),
         Found::Large { entry } => entry.decoded(),
         Found::NotOurs => return None,

@@ -738,8 +738,9 @@ pub(crate) fn on_realloc_in_place(
 /// Before `realloc` moves the block at `user`: counts the old copy out of the live figures
 /// now, so that the new copy entering them is measured as dhat-rs measures a realloc (by the
 /// difference). The free of the old copy that follows is then not counted again. Returns
-/// whether it did (profile mode, a tracked thread, a live tracked block).
-pub(crate) fn begin_move(user: *mut u8, own_heap: bool) -> bool {
+/// whether it did (profile mode, a tracked thread, a live tracked block). `known`: the
+/// block's metadata if the caller found it (the own heap's realloc), else it is looked up.
+pub(crate) fn begin_move(user: *mut u8, own_heap: bool, known: Option<crate::block::Meta>) -> bool {
     if !RUNTIME.profile()
         || crate::thread::guarded()
         || (!own_heap && !crate::live::is_live(user as usize))
@@ -753,7 +754,7 @@ pub(crate) fn begin_move(user: *mut u8, own_heap: bool) -> bool {
     };
     // SAFETY: the block is live (or, on the own heap, checked to be) and the caller
     // (realloc) owns it.
-    let Some(meta) = (unsafe { live_meta(user, own_heap) }) else {
+    let Some(meta) = known.or_else(|| unsafe { live_meta(user, own_heap) }) else {
         return false;
     };
     if meta.stack == INTERNAL {
