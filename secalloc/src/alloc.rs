@@ -262,7 +262,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let (tracked, mut meta, ts) = begin(layout);
+        let (tracked, meta, ts) = begin(layout);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -298,7 +298,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         if tracked {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &mut meta);
+            account_alloc(unsafe { ts.as_mut() }, &meta);
         }
         // SAFETY: as above.
         unsafe {
@@ -462,6 +462,11 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         if let Some(ts) = unsafe { ts.as_mut() } {
             meta.stack = capture(ts);
         }
+        if RUNTIME.profile() {
+            // Known before the block is published, so its record is written once.
+            // SAFETY: as above.
+            meta.born = profile::birth_time(unsafe { ts.as_ref() }, meta.stack);
+        }
     }
     (tracked, meta, ts)
 }
@@ -502,6 +507,7 @@ pub(crate) fn bad_free(user: *mut u8, layout: Layout) {
 
 /// Moves a block to a new allocation of `new_size` bytes (alloc, copy, free) with `alloc`
 /// (`(layout, zero)`) and `dealloc`. `own_heap`: `alloc` hands out zeroed slots for free.
+/// `meta`: the block's metadata if the caller has it (for profile mode).
 ///
 /// # Safety
 /// As `GlobalAlloc::realloc`; `alloc` and `dealloc` are the allocator's own.
@@ -511,6 +517,7 @@ pub(crate) unsafe fn realloc_move(
     layout: Layout,
     new_size: usize,
     own_heap: bool,
+    meta: Option<Meta>,
     alloc: impl Fn(Layout, bool) -> *mut u8,
     dealloc: impl Fn(*mut u8, Layout),
 ) -> *mut u8 {
@@ -524,7 +531,7 @@ pub(crate) unsafe fn realloc_move(
     // `keep` below. The own heap hands out zeroed slots for free: it is always asked.
     let large = zero_tail && (new_size > ZERO_INLINE_MAX || own_heap);
     // Profile mode counts the old copy out first: a realloc is measured by the difference.
-    let moving = profile::begin_move(ptr, own_heap);
+    let moving = profile::begin_move(ptr, own_heap, meta);
     let new = alloc(new_layout, large);
     if new.is_null() {
         if moving {
@@ -541,7 +548,7 @@ pub(crate) unsafe fn realloc_move(
     dealloc(ptr, layout);
     count_moved_realloc();
     if moving {
-        profile::on_moved(new, own_heap);
+        profile::on_moved();
     }
     new
 }
@@ -592,15 +599,15 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
     unsafe { ts.as_ref() }.map(|t| &t.free_marker)
 }
 
-/// Counts a new block (`meta`: its size, stack and scope); in profile mode also its callsite
-/// record, and sets `meta.born`. Call before the header is written.
+/// Counts a new block (`meta`: its size, stack, scope and, in profile mode, its allocation
+/// time, set by [`begin`]); in profile mode also its callsite's figures.
 #[inline(always)]
-pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &mut Meta) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta) {
     let size = meta.size;
     let scope_id = meta.scope;
     let mut ts = ts;
     if RUNTIME.profile() {
-        meta.born = profile::on_alloc(ts.as_deref_mut(), meta.stack, size);
+        profile::on_alloc(ts.as_deref_mut(), meta.stack, size, meta.born);
     }
     match ts {
         Some(ts) => {
@@ -790,6 +797,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SecAlloc<A> {
                 layout,
                 new_size,
                 false,
+                None,
                 // SAFETY: realloc_move passes valid, non-zero-sized layouts.
                 |l, z| self.alloc_block(l, z),
                 // SAFETY: realloc_move frees the block it was given, once.

@@ -32,7 +32,7 @@ use crate::{thread, wipe};
 /// handed out again must still be zero, as the wipe left it, or something wrote to it
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
-    let (tracked, mut meta, ts) = crate::alloc::begin(layout);
+    let (tracked, meta, ts) = crate::alloc::begin(layout);
     let wiped = RUNTIME.wipe() != Wipe::Off;
     let canary = RUNTIME.canaries();
     let p = loop {
@@ -63,10 +63,7 @@ pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
     if tracked {
         if !p.is_null() {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &mut meta);
-            if RUNTIME.profile() {
-                tracked::set_born(p as usize, meta.born);
-            }
+            account_alloc(unsafe { ts.as_mut() }, &meta);
         }
         thread::leave();
     }
@@ -250,6 +247,12 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
         // SAFETY: forwarded contract.
         return unsafe { realloc_in_place(user, layout, new_size, found) };
     }
+    // Profile mode counts the block out before it moves: its metadata, found already.
+    let meta = if RUNTIME.profile() {
+        live_meta_of(&found)
+    } else {
+        None
+    };
     if let Found::Large { entry } = found {
         if new_size > cap && tracked::remappable(layout.align()) {
             // SAFETY: forwarded contract.
@@ -263,6 +266,7 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
             layout,
             new_size,
             true,
+            meta,
             |l, z| alloc(l, z),
             |p, l| dealloc(p, l),
         )
@@ -328,6 +332,7 @@ unsafe fn grow_large(
                 layout,
                 new_size,
                 true,
+                None,
                 |l, z| alloc(l, z),
                 |p, l| dealloc(p, l),
             )
@@ -419,8 +424,13 @@ unsafe fn realloc_in_place(
 /// The metadata of the live tracked block at `user` (`None`: not one), with its allocation
 /// time in profile mode.
 pub(crate) fn live_meta(user: *mut u8) -> Option<Meta> {
-    let d = match tracked::find(user as usize) {
-        Found::Slot { rec, cap, .. } => rec.read(cap),
+    live_meta_of(&tracked::find(user as usize))
+}
+
+/// The metadata of the block `found`, if it is live.
+fn live_meta_of(found: &Found) -> Option<Meta> {
+    let d = match found {
+        Found::Slot { rec, cap, .. } => rec.read(*cap),
         Found::Large { entry } => entry.decoded(),
         Found::NotOurs => return None,
     };

@@ -26,31 +26,49 @@
 //! bytes), plain stores to the thread's own counters.
 //!
 //! Profile mode adds one record per interned callsite stack, in `mmap`ed chunks (never the
-//! heap it profiles), and no lock on the hot path. What must be shared at every moment — a
-//! callsite's live bytes and blocks, from which its maximum (`mb`, with the blocks live then,
-//! `mbk`) and its figures at the global peak (`gb`, `gbk`) follow — is kept with two relaxed
-//! atomic adds per operation. Totals (`tb`, `tbk`) and lifetimes (`tl`) go to a per-thread
-//! cache of 64 callsites (plain stores), emptied into the records when an entry changes hands
-//! and added in by snapshots. The process's live bytes and blocks are kept per thread too,
-//! published in steps of at most 64 KiB or 1024 blocks, as [`crate::stats`] keeps its own.
-//! The always-on counters cost nothing more than before: the profile-mode code is behind one
-//! flag read, and blocks get their 8-byte allocation time only in profile mode.
+//! heap it profiles), and no lock on the hot path. Each thread keeps its own share of the
+//! figures of the 64 callsites it works with most (a direct-mapped cache by stack id, plain
+//! loads and stores): the net change it made to the callsite's live bytes and blocks, its
+//! totals (`tb`, `tbk`) and lifetimes (`tl`). A share is published into the record (atomic
+//! adds) when another stack takes its entry, its live part also when it reaches 64 KiB or
+//! 1024 blocks either way; snapshots add the shares still held. So an
+//! allocation or free makes no atomic read-modify-write of its own; the only shared access
+//! is an allocation reading its record, to keep the callsite's maximum (`mb`, with the
+//! blocks live then, `mbk`) as its live figures reach it: the record's published live
+//! figures plus this thread's share. The process's live bytes and blocks are kept per
+//! thread too, published in steps of at most 64 KiB or 1024 blocks, as [`crate::stats`]
+//! keeps its own. The always-on counters cost nothing more than before: the profile-mode
+//! code is behind one flag read, and blocks get their 8-byte allocation time only in
+//! profile mode.
+//!
+//! **Lifetimes**: reading the clock (`rdtsc`) at an allocation and at its free was most of
+//! what profile mode cost, so not every block is timed. A thread times the first 64 blocks
+//! of each callsite it holds a share of, then one block in 8, picked at random (the block's
+//! time is read before it is published, and stored with it; an untimed block stores 0 and
+//! its free reads no clock). A callsite's total lifetime (`tl`) is the timed blocks' sum,
+//! scaled by all its blocks over its timed ones: exact for a callsite with up to 64 blocks
+//! per thread (all timed), an unbiased estimate from at least 64 + 1/8 of them beyond.
+//! Allocations and frees are all counted as before; only `tl` is estimated.
 //!
 //! **t-gmax, as DHAT defines it**: the last moment live bytes reached their maximum (an
 //! allocation that brings live bytes to or above the maximum so far declares a new peak).
 //! Copying every callsite's counts at each peak would cost O(callsites); instead each peak
-//! bumps a version number, and a record touched for the first time after a new peak first
-//! copies its live figures into its "at the peak" fields (its counts have not changed since
-//! that peak, as nothing touched it), then applies the change. A record not touched since the
-//! last peak holds its value at the peak in its live fields. O(1) per operation.
+//! bumps a version number, and a share (or a record) touched for the first time after a new
+//! peak first copies its live figures into its "at the peak" fields (they have not changed
+//! since that peak, as nothing touched them), then applies the change. One not touched
+//! since the last peak holds its value at the peak in its live fields. A callsite's figures
+//! at the peak (`gb`, `gbk`) are its record's plus every thread's share's; a share that is
+//! published adds its figures at the peak to the record's. O(1) per operation.
 //!
 //! This is exact in a single thread: the sum of `gb` over the callsites is the peak, and the
 //! totals and the peak agree with dhat-rs's. With several threads allocating at once, a
 //! thread compares the published live bytes plus its own unpublished share with the peak,
-//! so the peak may read low by up to 64 KiB per other thread (as [`crate::Stats`]'s peak),
-//! two threads declaring peaks at the same moment may leave either's figures, and a
-//! callsite's figures at the peak may include or miss the change another thread was making
-//! to that same callsite at that moment. Totals are exact once threads are done.
+//! so the peak may read low by up to 64 KiB per other thread (as [`crate::Stats`]'s peak);
+//! in the same way a callsite's maximum is what one thread saw of it, off by what other
+//! threads hold unpublished of the callsite (up to 64 KiB or 1024 blocks each). Two threads declaring peaks at the same
+//! moment may leave either's figures, and a callsite's figures at the peak may include or
+//! miss the change another thread was making to it at that moment. Totals are exact once
+//! threads are done.
 //!
 //! A `realloc` counts as dhat-rs counts it: one block and `new_size` bytes allocated, the
 //! live bytes changing by the difference; a moved block's old copy leaves the live figures
@@ -60,7 +78,7 @@
 //! the last realloc) to free; blocks live at the end count until then.
 
 use core::ptr;
-use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -77,22 +95,28 @@ use crate::SecAlloc;
 const RECORDS_PER_CHUNK: usize = 1 << 16;
 const RECORD_CHUNKS: usize = 256;
 
-/// One callsite's counters.
-#[repr(C)]
+/// One callsite's shared counters: what threads published of their shares (see the module
+/// docs), and the callsite's maximum. Live figures are signed: a block freed on another
+/// thread than the one that allocated it leaves one share below zero until both are in.
+#[repr(C, align(64))]
 struct Rec {
-    total_bytes: AtomicU64,
-    total_blocks: AtomicU64,
-    reallocs: AtomicU64,
-    live_bytes: AtomicU64,
-    live_blocks: AtomicU64,
+    // Read on every allocation from the callsite (one cache line).
+    live_bytes: AtomicI64,
+    live_blocks: AtomicI64,
     max_bytes: AtomicU64,
     max_blocks: AtomicU64,
     /// The peak version whose figures `peak_*` hold (see the module docs).
     peak_version: AtomicU64,
-    peak_bytes: AtomicU64,
-    peak_blocks: AtomicU64,
+    peak_bytes: AtomicI64,
+    peak_blocks: AtomicI64,
+    // Written when a thread publishes its share.
+    total_bytes: AtomicU64,
+    total_blocks: AtomicU64,
     lifetime_ticks: AtomicU64,
-    _pad: u64,
+    /// Blocks allocated with and without their allocation time (see [`SiteCache::times`]).
+    timed_blocks: AtomicU64,
+    untimed_blocks: AtomicU64,
+    reallocs: AtomicU64,
 }
 
 static CHUNKS: [AtomicPtr<Rec>; RECORD_CHUNKS] =
@@ -120,71 +144,229 @@ static WRITTEN: AtomicU64 = AtomicU64::new(0);
 const FLUSH_BYTES: i64 = 64 << 10;
 /// Unpublished live blocks a thread may hold before it publishes them.
 const FLUSH_BLOCKS: i64 = 1024;
-/// Entries of a thread's cache of callsite totals (direct-mapped by stack id).
+/// Entries of a thread's callsite cache (direct-mapped by stack id).
 const CACHE: usize = 64;
 
-/// A thread's running totals for the callsites it allocates from most (total bytes and
-/// blocks, lifetimes), added to the shared records when an entry is taken by another stack.
-/// Only the owning thread writes it (plain loads and stores, no read-modify-write); snapshots
-/// add what it holds. Zeroed memory is an empty cache.
-#[repr(C)]
-pub(crate) struct TotalsCache {
+/// A thread's unpublished share of one callsite's figures (see the module docs). Only the
+/// owning thread writes it (plain loads and stores, no read-modify-write); snapshots read
+/// it. Zeroed memory is an empty entry.
+#[repr(C, align(64))]
+struct SiteShare {
     /// Stack id + 1 (0: empty).
-    ids: [AtomicU32; CACHE],
-    bytes: [AtomicU64; CACHE],
-    blocks: [AtomicU64; CACHE],
-    lifetime: [AtomicU64; CACHE],
+    tag: AtomicU64,
+    /// The peak version whose figures `peak_*` hold.
+    version: AtomicU64,
+    /// This thread's net change of the callsite's live bytes and blocks.
+    live_bytes: AtomicI64,
+    live_blocks: AtomicI64,
+    /// `live_*` as they were at peak `version`.
+    peak_bytes: AtomicI64,
+    peak_blocks: AtomicI64,
+    total_bytes: AtomicU64,
+    total_blocks: AtomicU64,
+    lifetime: AtomicU64,
+    timed_blocks: AtomicU64,
+    untimed_blocks: AtomicU64,
 }
+
+/// What a thread holds of one callsite: see [`SiteCache::for_each`].
+#[derive(Clone, Copy, Default)]
+struct Share {
+    total_bytes: u64,
+    total_blocks: u64,
+    lifetime: u64,
+    timed_blocks: u64,
+    untimed_blocks: u64,
+    live_bytes: i64,
+    live_blocks: i64,
+    /// The live figures at the latest peak.
+    peak_bytes: i64,
+    peak_blocks: i64,
+}
+
+impl Share {
+    fn add(&mut self, o: &Share) {
+        self.total_bytes += o.total_bytes;
+        self.total_blocks += o.total_blocks;
+        self.lifetime += o.lifetime;
+        self.timed_blocks += o.timed_blocks;
+        self.untimed_blocks += o.untimed_blocks;
+        self.live_bytes += o.live_bytes;
+        self.live_blocks += o.live_blocks;
+        self.peak_bytes += o.peak_bytes;
+        self.peak_blocks += o.peak_blocks;
+    }
+}
+
+/// A thread's shares of the callsites it works with most: direct-mapped by stack id, an
+/// entry published into the shared record when another stack takes its place.
+#[repr(C)]
+pub(crate) struct SiteCache {
+    entries: [SiteShare; CACHE],
+    /// State of the generator picking the blocks whose time is taken (0: not yet seeded).
+    rng: AtomicU64,
+}
+
+/// Blocks of a callsite's share timed before sampling starts (see [`SiteCache::times`]).
+const TIMED_FIRST: u64 = 64;
+/// After the first [`TIMED_FIRST`], one block in this many is timed, picked at random.
+const TIMED_ONE_IN: u64 = 8;
 
 #[inline(always)]
 fn add(c: &AtomicU64, v: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
 }
 
-impl TotalsCache {
-    /// The entry of `stack`, emptying (into the shared records) the one it replaces.
+#[inline(always)]
+fn add_signed(c: &AtomicI64, v: i64) -> i64 {
+    let n = c.load(Ordering::Relaxed).wrapping_add(v);
+    c.store(n, Ordering::Relaxed);
+    n
+}
+
+impl SiteShare {
+    /// First touch since peak `v`: the live share is its share at that peak (nothing
+    /// changed it since), kept before this operation changes it.
     #[inline(always)]
-    fn entry(&self, stack: u32) -> usize {
-        let i = stack as usize % CACHE;
-        let tag = stack.wrapping_add(1);
-        let old = self.ids[i].load(Ordering::Relaxed);
-        if old != tag {
-            self.evict(i, old);
-            self.ids[i].store(tag, Ordering::Relaxed);
+    fn touch(&self, v: u64) {
+        if self.version.load(Ordering::Relaxed) != v {
+            self.peak_bytes
+                .store(self.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.peak_blocks
+                .store(self.live_blocks.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.version.store(v, Ordering::Relaxed);
         }
-        i
     }
 
+    /// Publishes the live share into the record (the share at the peak with it, so both
+    /// sums stay what they were).
     #[cold]
     #[inline(never)]
-    fn evict(&self, i: usize, old: u32) {
-        if old != 0 {
-            if let Some(r) = record(old - 1) {
-                r.total_bytes
-                    .fetch_add(self.bytes[i].load(Ordering::Relaxed), Ordering::Relaxed);
-                r.total_blocks
-                    .fetch_add(self.blocks[i].load(Ordering::Relaxed), Ordering::Relaxed);
-                r.lifetime_ticks
-                    .fetch_add(self.lifetime[i].load(Ordering::Relaxed), Ordering::Relaxed);
-            }
+    fn publish_live(&self, r: &Rec) {
+        let v = PEAK_VERSION.load(Ordering::Relaxed);
+        touch(r, v);
+        self.touch(v);
+        for (from, to) in [
+            (&self.peak_bytes, &r.peak_bytes),
+            (&self.peak_blocks, &r.peak_blocks),
+            (&self.live_bytes, &r.live_bytes),
+            (&self.live_blocks, &r.live_blocks),
+        ] {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            from.store(0, Ordering::Relaxed);
         }
-        self.bytes[i].store(0, Ordering::Relaxed);
-        self.blocks[i].store(0, Ordering::Relaxed);
-        self.lifetime[i].store(0, Ordering::Relaxed);
     }
 
-    /// What the cache holds: `(stack, bytes, blocks, lifetime ticks)` per entry in use.
-    fn for_each(&self, mut f: impl FnMut(u32, u64, u64, u64)) {
-        for i in 0..CACHE {
-            let tag = self.ids[i].load(Ordering::Relaxed);
-            if tag != 0 {
-                f(
-                    tag - 1,
-                    self.bytes[i].load(Ordering::Relaxed),
-                    self.blocks[i].load(Ordering::Relaxed),
-                    self.lifetime[i].load(Ordering::Relaxed),
-                );
+    /// Publishes the entry into its record and empties it.
+    #[cold]
+    #[inline(never)]
+    fn publish(&self) {
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag != 0 {
+            if let Some(r) = record((tag - 1) as u32) {
+                self.publish_live(r);
+                let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                r.total_bytes
+                    .fetch_add(load(&self.total_bytes), Ordering::Relaxed);
+                r.total_blocks
+                    .fetch_add(load(&self.total_blocks), Ordering::Relaxed);
+                r.lifetime_ticks
+                    .fetch_add(load(&self.lifetime), Ordering::Relaxed);
+                r.timed_blocks
+                    .fetch_add(load(&self.timed_blocks), Ordering::Relaxed);
+                r.untimed_blocks
+                    .fetch_add(load(&self.untimed_blocks), Ordering::Relaxed);
             }
+        }
+        for c in [
+            &self.tag,
+            &self.version,
+            &self.total_bytes,
+            &self.total_blocks,
+            &self.lifetime,
+            &self.timed_blocks,
+            &self.untimed_blocks,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for c in [
+            &self.live_bytes,
+            &self.live_blocks,
+            &self.peak_bytes,
+            &self.peak_blocks,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl SiteCache {
+    /// Whether a block about to be allocated from `stack` gets its allocation time, for its
+    /// lifetime: the first [`TIMED_FIRST`] of the thread's share of the callsite do, then one
+    /// in [`TIMED_ONE_IN`] at random (the clock read is most of what profile mode costs).
+    #[inline(always)]
+    fn times(&self, stack: u32) -> bool {
+        let e = &self.entries[stack as usize % CACHE];
+        if e.tag.load(Ordering::Relaxed) != u64::from(stack) + 1
+            || e.total_blocks.load(Ordering::Relaxed) < TIMED_FIRST
+        {
+            return true;
+        }
+        // xorshift64, seeded from the cache's address.
+        let mut x = self.rng.load(Ordering::Relaxed);
+        if x == 0 {
+            x = (self as *const SiteCache as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x % TIMED_ONE_IN == 0
+    }
+
+    /// The entry of `stack`, publishing the one it replaces.
+    #[inline(always)]
+    fn entry(&self, stack: u32) -> &SiteShare {
+        let e = &self.entries[stack as usize % CACHE];
+        let tag = u64::from(stack) + 1;
+        if e.tag.load(Ordering::Relaxed) != tag {
+            e.publish();
+            e.tag.store(tag, Ordering::Relaxed);
+        }
+        e
+    }
+
+    /// What the cache holds, per entry in use: `(stack, share)`, the share at peak
+    /// `version` taken as the entry's figures at the latest peak.
+    fn for_each(&self, version: u64, mut f: impl FnMut(u32, Share)) {
+        for e in &self.entries {
+            let tag = e.tag.load(Ordering::Relaxed);
+            if tag == 0 {
+                continue;
+            }
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let load_signed = |c: &AtomicI64| c.load(Ordering::Relaxed);
+            let live_bytes = load_signed(&e.live_bytes);
+            let live_blocks = load_signed(&e.live_blocks);
+            let (peak_bytes, peak_blocks) = if load(&e.version) == version {
+                (load_signed(&e.peak_bytes), load_signed(&e.peak_blocks))
+            } else {
+                (live_bytes, live_blocks)
+            };
+            f(
+                (tag - 1) as u32,
+                Share {
+                    total_bytes: load(&e.total_bytes),
+                    total_blocks: load(&e.total_blocks),
+                    lifetime: load(&e.lifetime),
+                    timed_blocks: load(&e.timed_blocks),
+                    untimed_blocks: load(&e.untimed_blocks),
+                    live_bytes,
+                    live_blocks,
+                    peak_bytes,
+                    peak_blocks,
+                },
+            );
         }
     }
 }
@@ -299,11 +481,10 @@ pub(crate) unsafe fn unlock_after_fork() {
 /// Address space mapped for callsite records.
 pub(crate) static PROFILE_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// A record's first touch since the latest peak: its live figures are its figures at that
-/// peak (nothing changed them since), kept before this operation changes them.
+/// A record's first touch since peak `v`: its published figures are its published figures
+/// at that peak (nothing changed them since), kept before this operation changes them.
 #[inline(always)]
-fn touch(r: &Rec) {
-    let v = PEAK_VERSION.load(Ordering::Relaxed);
+fn touch(r: &Rec, v: u64) {
     if r.peak_version.load(Ordering::Relaxed) != v {
         r.peak_bytes
             .store(r.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -313,8 +494,23 @@ fn touch(r: &Rec) {
     }
 }
 
+/// Raises the callsite's maximum to `live` bytes (with `blocks` blocks) if it reaches it.
+#[inline(always)]
+fn raise_max(r: &Rec, live: i64, blocks: i64) {
+    // `>=` as dhat-rs: of equal maxima the latest counts (written only if it differs).
+    let max = r.max_bytes.load(Ordering::Relaxed);
+    if live >= 0 && live as u64 >= max {
+        let blocks = blocks.max(0) as u64;
+        if live as u64 > max || r.max_blocks.load(Ordering::Relaxed) != blocks {
+            r.max_bytes.store(live as u64, Ordering::Relaxed);
+            r.max_blocks.store(blocks, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Changes the live figures by `bytes`/`blocks` on this thread (or, without a thread state,
-/// the published ones) and declares a peak when live bytes reach the maximum so far.
+/// the published ones) and declares a peak when live bytes reach the maximum so far (at
+/// `now`, or 0: the time is read if a peak is declared).
 #[inline(always)]
 fn note_live(ts: Option<&mut ThreadState>, bytes: i64, blocks: i64, now: u64) {
     let (live, nblocks) = match ts {
@@ -348,6 +544,8 @@ fn note_live(ts: Option<&mut ThreadState>, bytes: i64, blocks: i64, now: u64) {
 /// peaks at the same moment may leave the figures of either.
 #[inline(always)]
 fn declare_peak(live: u64, blocks: u64, now: u64) {
+    // An allocation without its time (see `SiteCache::times`) reads the clock now.
+    let now = if now == 0 { now_ticks() } else { now };
     MAX_BYTES.store(live, Ordering::Relaxed);
     MAX_BLOCKS.store(blocks, Ordering::Relaxed);
     PEAK_AT.store(now, Ordering::Relaxed);
@@ -357,58 +555,140 @@ fn declare_peak(live: u64, blocks: u64, now: u64) {
     );
 }
 
-/// Profile accounting of a new block of `size` bytes from stack `stack`. Returns its
-/// allocation time, for the block's `born`.
+/// Counts `size` bytes in one block into stack `stack`'s live figures (this thread's share,
+/// or without a thread state the record's), and when `allocated` into its totals as a new
+/// block (`timed`: with its allocation time). On a thread that `realloc` is moving a block
+/// for, the block is the new copy: a reallocation.
 #[inline(always)]
-pub(crate) fn on_alloc(ts: Option<&mut ThreadState>, stack: u32, size: usize) -> u64 {
-    let now = now_ticks();
-    let bytes = size as u64;
-    if let Some(r) = record(stack) {
-        touch(r);
-        let live = r.live_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let blocks = r.live_blocks.fetch_add(1, Ordering::Relaxed) + 1;
-        // `>=` as dhat-rs: of equal maxima the latest counts.
-        if live >= r.max_bytes.load(Ordering::Relaxed) {
-            r.max_bytes.store(live, Ordering::Relaxed);
-            r.max_blocks.store(blocks, Ordering::Relaxed);
-        }
-        match &ts {
-            Some(ts) => {
-                let i = ts.prof_cache.entry(stack);
-                add(&ts.prof_cache.bytes[i], bytes);
-                add(&ts.prof_cache.blocks[i], 1);
+fn enter_site(ts: Option<&ThreadState>, stack: u32, size: usize, allocated: bool, timed: bool) {
+    let bytes = size as i64;
+    let v = PEAK_VERSION.load(Ordering::Relaxed);
+    match ts {
+        Some(ts) => {
+            let e = ts.prof_cache.entry(stack);
+            e.touch(v);
+            let lb = add_signed(&e.live_bytes, bytes);
+            let lk = add_signed(&e.live_blocks, 1);
+            if allocated {
+                add(&e.total_bytes, size as u64);
+                add(&e.total_blocks, 1);
+                add(
+                    if timed {
+                        &e.timed_blocks
+                    } else {
+                        &e.untimed_blocks
+                    },
+                    1,
+                );
             }
-            None => {
-                r.total_bytes.fetch_add(bytes, Ordering::Relaxed);
-                r.total_blocks.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = record(stack) {
+                // The callsite's live figures as this thread sees them: published plus its
+                // own share.
+                let live = r.live_bytes.load(Ordering::Relaxed).wrapping_add(lb);
+                let blocks = r.live_blocks.load(Ordering::Relaxed).wrapping_add(lk);
+                raise_max(r, live, blocks);
+                if lb >= FLUSH_BYTES || lk >= FLUSH_BLOCKS {
+                    e.publish_live(r);
+                }
+                if ts.moving_block != 0 {
+                    r.reallocs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        None => {
+            if let Some(r) = record(stack) {
+                touch(r, v);
+                let live = r.live_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                let blocks = r.live_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+                if allocated {
+                    r.total_bytes.fetch_add(size as u64, Ordering::Relaxed);
+                    r.total_blocks.fetch_add(1, Ordering::Relaxed);
+                    let n = if timed {
+                        &r.timed_blocks
+                    } else {
+                        &r.untimed_blocks
+                    };
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                raise_max(r, live, blocks);
             }
         }
     }
-    note_live(ts, size as i64, 1, now);
-    now
 }
 
-/// Profile accounting of the free of a block of `size` bytes from `stack`, born at `born`.
+/// At a thread's exit (its slot released): publishes everything it holds, its share of the
+/// live figures and its callsite shares, so that the threads that go on see them.
+pub(crate) fn publish_thread(ts: &mut ThreadState) {
+    for (from, to) in [
+        (&ts.prof_live_bytes, &LIVE_BYTES),
+        (&ts.prof_live_blocks, &LIVE_BLOCKS),
+    ] {
+        to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        from.store(0, Ordering::Relaxed);
+    }
+    for e in &ts.prof_cache.entries {
+        e.publish();
+    }
+}
+
+/// The allocation time of a block about to be allocated from `stack` (the block's `born`,
+/// from [`now_ticks`]), or 0 for a block whose lifetime is left out (see
+/// [`SiteCache::times`]).
 #[inline(always)]
-fn on_free_untagged(ts: Option<&mut ThreadState>, stack: u32, size: usize, born: u64) {
-    let now = now_ticks();
-    let bytes = size as u64;
-    if let Some(r) = record(stack) {
-        touch(r);
-        r.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        r.live_blocks.fetch_sub(1, Ordering::Relaxed);
-        let life = now.saturating_sub(born);
-        match &ts {
-            Some(ts) => {
-                let i = ts.prof_cache.entry(stack);
-                add(&ts.prof_cache.lifetime[i], life);
+pub(crate) fn birth_time(ts: Option<&ThreadState>, stack: u32) -> u64 {
+    match ts {
+        Some(ts) if !ts.prof_cache.times(stack) => 0,
+        _ => now_ticks(),
+    }
+}
+
+/// Profile accounting of a new block of `size` bytes from stack `stack`, born at `born`
+/// (from [`birth_time`]).
+#[inline(always)]
+pub(crate) fn on_alloc(ts: Option<&mut ThreadState>, stack: u32, size: usize, born: u64) {
+    enter_site(ts.as_deref(), stack, size, true, born != 0);
+    note_live(ts, size as i64, 1, born);
+}
+
+/// The lifetime of a block born at `born`, ending now (0 for a block without its time).
+#[inline(always)]
+fn lifetime(born: u64) -> u64 {
+    if born == 0 {
+        0
+    } else {
+        now_ticks().saturating_sub(born)
+    }
+}
+
+/// Profile accounting of the free of a block of `size` bytes from `stack` that lived `life`
+/// ticks.
+#[inline(always)]
+fn on_free_at(ts: Option<&mut ThreadState>, stack: u32, size: usize, life: u64) {
+    let bytes = size as i64;
+    let v = PEAK_VERSION.load(Ordering::Relaxed);
+    match ts.as_deref() {
+        Some(t) => {
+            let e = t.prof_cache.entry(stack);
+            e.touch(v);
+            let lb = add_signed(&e.live_bytes, -bytes);
+            let lk = add_signed(&e.live_blocks, -1);
+            add(&e.lifetime, life);
+            if lb <= -FLUSH_BYTES || lk <= -FLUSH_BLOCKS {
+                if let Some(r) = record(stack) {
+                    e.publish_live(r);
+                }
             }
-            None => {
+        }
+        None => {
+            if let Some(r) = record(stack) {
+                touch(r, v);
+                r.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                r.live_blocks.fetch_sub(1, Ordering::Relaxed);
                 r.lifetime_ticks.fetch_add(life, Ordering::Relaxed);
             }
         }
     }
-    note_live(ts, -(size as i64), -1, now);
+    note_live(ts, -bytes, -1, 0);
 }
 
 /// Profile accounting of a free (from `account_free`): skipped for the old copy of a block
@@ -428,7 +708,7 @@ pub(crate) fn on_free(
             return;
         }
     }
-    on_free_untagged(ts, stack, size, born);
+    on_free_at(ts, stack, size, lifetime(born));
 }
 
 /// Profile accounting of an in-place `realloc` from `old` to `new` bytes (a free and an
@@ -441,8 +721,14 @@ pub(crate) fn on_realloc_in_place(
     born: u64,
 ) -> u64 {
     let mut ts = ts;
-    on_free_untagged(ts.as_deref_mut(), stack, old, born);
-    let now = on_alloc(ts, stack, new);
+    let now = now_ticks();
+    let life = if born == 0 {
+        0
+    } else {
+        now.saturating_sub(born)
+    };
+    on_free_at(ts.as_deref_mut(), stack, old, life);
+    on_alloc(ts, stack, new, now);
     if let Some(r) = record(stack) {
         r.reallocs.fetch_add(1, Ordering::Relaxed);
     }
@@ -452,8 +738,9 @@ pub(crate) fn on_realloc_in_place(
 /// Before `realloc` moves the block at `user`: counts the old copy out of the live figures
 /// now, so that the new copy entering them is measured as dhat-rs measures a realloc (by the
 /// difference). The free of the old copy that follows is then not counted again. Returns
-/// whether it did (profile mode, a tracked thread, a live tracked block).
-pub(crate) fn begin_move(user: *mut u8, own_heap: bool) -> bool {
+/// whether it did (profile mode, a tracked thread, a live tracked block). `known`: the
+/// block's metadata if the caller found it (the own heap's realloc), else it is looked up.
+pub(crate) fn begin_move(user: *mut u8, own_heap: bool, known: Option<crate::block::Meta>) -> bool {
     if !RUNTIME.profile()
         || crate::thread::guarded()
         || (!own_heap && !crate::live::is_live(user as usize))
@@ -467,13 +754,13 @@ pub(crate) fn begin_move(user: *mut u8, own_heap: bool) -> bool {
     };
     // SAFETY: the block is live (or, on the own heap, checked to be) and the caller
     // (realloc) owns it.
-    let Some(meta) = (unsafe { live_meta(user, own_heap) }) else {
+    let Some(meta) = known.or_else(|| unsafe { live_meta(user, own_heap) }) else {
         return false;
     };
     if meta.stack == INTERNAL {
         return false;
     }
-    on_free_untagged(Some(&mut *ts), meta.stack, meta.size, meta.born);
+    on_free_at(Some(&mut *ts), meta.stack, meta.size, lifetime(meta.born));
     ts.moving_block = user as usize;
     true
 }
@@ -489,30 +776,18 @@ pub(crate) fn cancel_move(user: *mut u8, own_heap: bool) {
     }
     // SAFETY: the block is still live and owned by the caller.
     if let Some(meta) = unsafe { live_meta(user, own_heap) } {
-        let size = meta.size as u64;
-        if let Some(r) = record(meta.stack) {
-            r.live_bytes.fetch_add(size, Ordering::Relaxed);
-            r.live_blocks.fetch_add(1, Ordering::Relaxed);
-        }
-        note_live(ts, size as i64, 1, now_ticks());
+        enter_site(ts.as_deref(), meta.stack, meta.size, false, true);
+        note_live(ts, meta.size as i64, 1, 0);
     }
 }
 
-/// After `realloc` moved a block to `new`: counts a reallocation for the new block's stack
-/// (and ends the move, should the old block's free not have been counted).
-pub(crate) fn on_moved(new: *mut u8, own_heap: bool) {
+/// After `realloc` moved a block: ends the move, should the old block's free not have been
+/// counted (the new block's allocation counted the reallocation).
+pub(crate) fn on_moved() {
     let ts = crate::thread::current_if_any();
     // SAFETY: null or this thread's own state.
     if let Some(ts) = unsafe { ts.as_mut() } {
         ts.moving_block = 0;
-    }
-    // SAFETY: `new` was just returned by our alloc and is owned by the caller.
-    if let Some(meta) = unsafe { live_meta(new, own_heap) } {
-        if meta.stack != INTERNAL {
-            if let Some(r) = record(meta.stack) {
-                r.reallocs.fetch_add(1, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -549,18 +824,58 @@ unsafe fn live_meta(user: *mut u8, own_heap: bool) -> Option<crate::block::Meta>
     }
 }
 
-/// Sums of what the threads' caches hold, per stack: `(bytes, blocks, lifetime ticks)`.
-fn cached_totals() -> HashMap<u32, (u64, u64, u64)> {
-    let mut m: HashMap<u32, (u64, u64, u64)> = HashMap::new();
+/// Sums of the threads' shares, per stack (figures at the peak as of peak `version`).
+fn thread_shares(version: u64) -> HashMap<u32, Share> {
+    let mut m: HashMap<u32, Share> = HashMap::new();
     crate::thread::for_each_slot(|t| {
-        t.prof_cache.for_each(|id, b, k, l| {
-            let e = m.entry(id).or_default();
-            e.0 += b;
-            e.1 += k;
-            e.2 += l;
-        })
+        t.prof_cache
+            .for_each(version, |id, s| m.entry(id).or_default().add(&s))
     });
     m
+}
+
+/// A record's published figures, as a share (figures at the peak as of peak `version`).
+fn published(r: &Rec, version: u64) -> Share {
+    let live_bytes = r.live_bytes.load(Ordering::Relaxed);
+    let live_blocks = r.live_blocks.load(Ordering::Relaxed);
+    let (peak_bytes, peak_blocks) = if r.peak_version.load(Ordering::Relaxed) == version {
+        (
+            r.peak_bytes.load(Ordering::Relaxed),
+            r.peak_blocks.load(Ordering::Relaxed),
+        )
+    } else {
+        (live_bytes, live_blocks)
+    };
+    Share {
+        total_bytes: r.total_bytes.load(Ordering::Relaxed),
+        total_blocks: r.total_blocks.load(Ordering::Relaxed),
+        lifetime: r.lifetime_ticks.load(Ordering::Relaxed),
+        timed_blocks: r.timed_blocks.load(Ordering::Relaxed),
+        untimed_blocks: r.untimed_blocks.load(Ordering::Relaxed),
+        live_bytes,
+        live_blocks,
+        peak_bytes,
+        peak_blocks,
+    }
+}
+
+/// The total lifetime of a callsite's blocks, from the `ticks` its `timed` blocks lived:
+/// exact when all were timed, otherwise scaled up to the `untimed` ones too (they were
+/// picked at random, so the timed blocks' average lifetime estimates theirs).
+fn scaled_lifetime(ticks: u64, timed: u64, untimed: u64) -> u64 {
+    if untimed == 0 || timed == 0 {
+        return ticks;
+    }
+    (ticks as u128 * u128::from(timed + untimed) / u128::from(timed)) as u64
+}
+
+/// Stack `id`'s figures now: its record's and every thread's share (zero without a record).
+fn site_now(id: u32, r: &Rec, shares: &HashMap<u32, Share>, version: u64) -> Share {
+    let mut s = published(r, version);
+    if let Some(t) = shares.get(&id) {
+        s.add(t);
+    }
+    s
 }
 
 /// Live bytes and blocks now: published plus every thread's unpublished share.
@@ -627,9 +942,9 @@ impl HeapStats {
             total_bytes += r.total_bytes.load(Ordering::Relaxed);
         });
         crate::thread::for_each_slot(|t| {
-            t.prof_cache.for_each(|_, b, k, _| {
-                total_bytes += b;
-                total_blocks += k;
+            t.prof_cache.for_each(0, |_, s| {
+                total_bytes += s.total_bytes;
+                total_blocks += s.total_blocks;
             })
         });
         let (curr_bytes, curr_blocks) = live_now();
@@ -761,7 +1076,9 @@ fn take() -> Profile {
     // Lifetimes of the blocks still live run until now.
     let mut live_ticks: HashMap<u32, u64> = HashMap::new();
     for b in crate::report::snapshot() {
-        *live_ticks.entry(b.stack).or_default() += now.saturating_sub(b.born);
+        if b.born != 0 {
+            *live_ticks.entry(b.stack).or_default() += now.saturating_sub(b.born);
+        }
     }
     let per_us = ticks_per_us();
     let stacks_recorded = RUNTIME.stack_depth() > 0 && crate::stats().frame_pointers;
@@ -770,27 +1087,16 @@ fn take() -> Profile {
     } else {
         "[no callsite stacks: build with -C force-frame-pointers=yes]"
     };
-    let cached = cached_totals();
+    let shares = thread_shares(version);
     let mut sym: Option<Symbolizer> = None;
     let mut by_frames: HashMap<Vec<String>, usize> = HashMap::new();
     let mut sites: Vec<ProfileSite> = Vec::new();
     let mut lifetimes: Vec<u64> = Vec::new();
     for_each_record(|id, r| {
-        let (c_bytes, c_blocks, c_ticks) = cached.get(&id).copied().unwrap_or_default();
-        let total_blocks = r.total_blocks.load(Ordering::Relaxed) + c_blocks;
-        if total_blocks == 0 {
+        let now_figures = site_now(id, r, &shares, version);
+        if now_figures.total_blocks == 0 {
             return;
         }
-        let live_bytes = r.live_bytes.load(Ordering::Relaxed);
-        let live_blocks = r.live_blocks.load(Ordering::Relaxed);
-        let (peak_bytes, peak_blocks) = if r.peak_version.load(Ordering::Relaxed) == version {
-            (
-                r.peak_bytes.load(Ordering::Relaxed),
-                r.peak_blocks.load(Ordering::Relaxed),
-            )
-        } else {
-            (live_bytes, live_blocks)
-        };
         let frames = if stacks_recorded && id != NO_STACK {
             sym.get_or_insert_with(Symbolizer::new)
                 .stack(crate::stack::frames(id))
@@ -802,9 +1108,11 @@ fn take() -> Profile {
         } else {
             frames.iter().map(crate::report::dhat_frame).collect()
         };
-        let ticks = r.lifetime_ticks.load(Ordering::Relaxed)
-            + c_ticks
-            + live_ticks.get(&id).copied().unwrap_or(0);
+        let ticks = scaled_lifetime(
+            now_figures.lifetime + live_ticks.get(&id).copied().unwrap_or(0),
+            now_figures.timed_blocks,
+            now_figures.untimed_blocks,
+        );
         let i = *by_frames.entry(key).or_insert_with(|| {
             sites.push(ProfileSite {
                 total_bytes: 0,
@@ -823,15 +1131,16 @@ fn take() -> Profile {
             sites.len() - 1
         });
         let s = &mut sites[i];
-        s.total_bytes += r.total_bytes.load(Ordering::Relaxed) + c_bytes;
-        s.total_blocks += total_blocks;
+        let count = |v: i64| v.max(0) as u64;
+        s.total_bytes += now_figures.total_bytes;
+        s.total_blocks += now_figures.total_blocks;
         s.reallocs += r.reallocs.load(Ordering::Relaxed);
         s.max_bytes += r.max_bytes.load(Ordering::Relaxed);
         s.max_blocks += r.max_blocks.load(Ordering::Relaxed);
-        s.peak_bytes += peak_bytes;
-        s.peak_blocks += peak_blocks;
-        s.end_bytes += live_bytes;
-        s.end_blocks += live_blocks;
+        s.peak_bytes += count(now_figures.peak_bytes);
+        s.peak_blocks += count(now_figures.peak_blocks);
+        s.end_bytes += count(now_figures.live_bytes);
+        s.end_blocks += count(now_figures.live_blocks);
         lifetimes[i] += ticks;
     });
     for (s, t) in sites.iter_mut().zip(&lifetimes) {
@@ -1186,56 +1495,210 @@ mod tests {
     // The records are process-wide: one test drives them (with stack ids of its own).
     #[test]
     fn peak_figures_are_those_of_the_last_maximum() {
+        without_thread_state();
+        with_thread_shares();
+    }
+
+    #[test]
+    fn lifetimes_of_the_first_blocks_then_one_in_eight() {
+        let p = map_zeroed(core::mem::size_of::<ThreadState>()).cast::<ThreadState>();
+        assert!(!p.is_null());
+        // SAFETY: zeroed memory is a valid ThreadState, mapped for this test alone.
+        let cache = unsafe { &(*p).prof_cache };
+        let stack = 7u32;
+        assert!(cache.times(stack), "a stack not in the cache is timed");
+        let e = &cache.entries[stack as usize % CACHE];
+        e.tag.store(u64::from(stack) + 1, Ordering::Relaxed);
+        e.total_blocks.store(TIMED_FIRST - 1, Ordering::Relaxed);
+        assert!(
+            (0..100).all(|_| cache.times(stack)),
+            "the first blocks are timed"
+        );
+        e.total_blocks.store(TIMED_FIRST, Ordering::Relaxed);
+        let n = 8000;
+        let timed = (0..n).filter(|_| cache.times(stack)).count() as u64;
+        let expected = n / TIMED_ONE_IN;
+        assert!(
+            (expected * 7 / 10..expected * 13 / 10).contains(&timed),
+            "{timed} of {n} timed"
+        );
+        // The estimate: exact when every block was timed, scaled up otherwise.
+        assert_eq!(scaled_lifetime(1000, 10, 0), 1000);
+        assert_eq!(scaled_lifetime(1000, 10, 30), 4000);
+        assert_eq!(scaled_lifetime(0, 0, 30), 0);
+        assert_eq!(scaled_lifetime(u64::MAX / 2, 1, 1), u64::MAX - 1);
+    }
+
+    /// Stack `id`'s figures: its record's and those of `ts`'s cache (not a registered slot).
+    fn figures(id: u32, ts: Option<&ThreadState>) -> Share {
+        let v = PEAK_VERSION.load(Ordering::Relaxed);
+        let mut shares = HashMap::new();
+        if let Some(ts) = ts {
+            ts.prof_cache.for_each(v, |i, s| {
+                shares.insert(i, s);
+            });
+        }
+        site_now(id, existing_record(id).unwrap(), &shares, v)
+    }
+
+    /// How much to allocate to bring live bytes to the maximum so far, so that the peaks
+    /// that follow are the test's.
+    fn lift() -> usize {
+        let live = LIVE_BYTES.load(Ordering::Relaxed) as u64;
+        let max = MAX_BYTES.load(Ordering::Relaxed);
+        assert!(live <= max);
+        (max - live) as usize
+    }
+
+    fn without_thread_state() {
         // Stacks far above any the test binary interns.
         let (a, b) = (3_000_001u32, 3_000_002u32);
         let base_live = LIVE_BYTES.load(Ordering::Relaxed) as u64;
-        let base_max = MAX_BYTES.load(Ordering::Relaxed);
-        assert!(base_live <= base_max);
-        // Bring live bytes above anything before, so the peaks below are ours.
-        let lift = (base_max - base_live) as usize;
-        let t0 = on_alloc(None, a, lift + 100);
-        let t1 = on_alloc(None, b, 50);
+        let lift = lift();
+        let alloc = |stack, size| {
+            let t = now_ticks();
+            on_alloc(None, stack, size, t);
+            t
+        };
+        let t0 = alloc(a, lift + 100);
+        let t1 = alloc(b, 50);
         // Peak now: a = lift+100, b = 50.
         on_free(None, 0, b, 50, t1);
-        let t2 = on_alloc(None, b, 20);
+        let t2 = alloc(b, 20);
         // Not a peak (below): a's and b's figures at the peak stay.
-        let ra = existing_record(a).unwrap();
-        let rb = existing_record(b).unwrap();
-        let v = PEAK_VERSION.load(Ordering::Relaxed);
-        let at_peak = |r: &Rec| {
-            if r.peak_version.load(Ordering::Relaxed) == v {
-                r.peak_bytes.load(Ordering::Relaxed)
-            } else {
-                r.live_bytes.load(Ordering::Relaxed)
-            }
-        };
-        assert_eq!(at_peak(ra), lift as u64 + 100);
-        assert_eq!(at_peak(rb), 50);
+        assert_eq!(figures(a, None).peak_bytes, lift as i64 + 100);
+        assert_eq!(figures(b, None).peak_bytes, 50);
         assert_eq!(
             MAX_BYTES.load(Ordering::Relaxed),
             base_live + lift as u64 + 150
         );
         // A new peak: a frees most, b grows past the old maximum.
         on_free(None, 0, a, lift + 100, t0);
-        let t3 = on_alloc(None, b, lift + 200);
-        let v = PEAK_VERSION.load(Ordering::Relaxed);
-        let at_peak = |r: &Rec| {
-            if r.peak_version.load(Ordering::Relaxed) == v {
-                r.peak_bytes.load(Ordering::Relaxed)
-            } else {
-                r.live_bytes.load(Ordering::Relaxed)
-            }
-        };
-        assert_eq!(at_peak(ra), 0);
-        assert_eq!(at_peak(rb), lift as u64 + 220);
+        let t3 = alloc(b, lift + 200);
+        assert_eq!(figures(a, None).peak_bytes, 0);
+        let fb = figures(b, None);
+        assert_eq!((fb.peak_bytes, fb.peak_blocks), (lift as i64 + 220, 2));
+        let rb = existing_record(b).unwrap();
         assert_eq!(rb.max_bytes.load(Ordering::Relaxed), lift as u64 + 220);
         assert_eq!(rb.max_blocks.load(Ordering::Relaxed), 2);
-        assert_eq!(rb.total_blocks.load(Ordering::Relaxed), 3);
-        assert_eq!(rb.total_bytes.load(Ordering::Relaxed), lift as u64 + 270);
+        assert_eq!((fb.total_blocks, fb.total_bytes), (3, lift as u64 + 270));
         on_free(None, 0, b, 20, t2);
         on_free(None, 0, b, lift + 200, t3);
         // Frees after the peak keep the figures at the peak.
-        assert_eq!(rb.peak_bytes.load(Ordering::Relaxed), lift as u64 + 220);
-        assert_eq!(rb.live_bytes.load(Ordering::Relaxed), 0);
+        let fb = figures(b, None);
+        assert_eq!(fb.peak_bytes, lift as i64 + 220);
+        assert_eq!((fb.live_bytes, fb.live_blocks), (0, 0));
+    }
+
+    /// A thread's shares: its figures stay in its cache, move into the records when another
+    /// stack takes the entry, and the sums (at the peak, live, totals) stay exact throughout.
+    fn with_thread_shares() {
+        // Two stacks of the same cache entry, far above any the test binary interns.
+        let c = 3_000_003u32;
+        let d = c + CACHE as u32;
+        let bytes = core::mem::size_of::<ThreadState>();
+        let p = map_zeroed(bytes).cast::<ThreadState>();
+        assert!(!p.is_null());
+        // SAFETY: zeroed memory is a valid ThreadState (integers, atomics and arrays of
+        // them), mapped for this test alone and never unmapped.
+        let ts = unsafe { &mut *p };
+        let lift = lift();
+        let alloc = |ts: &mut ThreadState, stack, size| {
+            let t = now_ticks();
+            on_alloc(Some(ts), stack, size, t);
+            t
+        };
+        // (A free's address: any but 0, which stands for "no block being moved".)
+        let user = 16;
+        let t0 = alloc(ts, c, lift + 100);
+        let t1 = alloc(ts, c, 10);
+        // Peak: c = lift+110 in 2 blocks, all in this thread's share.
+        on_free(Some(&mut *ts), user, c, 10, t1);
+        assert_eq!(
+            existing_record(c)
+                .unwrap()
+                .live_bytes
+                .load(Ordering::Relaxed),
+            0
+        );
+        let fc = figures(c, Some(ts));
+        assert_eq!((fc.peak_bytes, fc.peak_blocks), (lift as i64 + 110, 2));
+        assert_eq!((fc.live_bytes, fc.live_blocks), (lift as i64 + 100, 1));
+        assert_eq!((fc.total_bytes, fc.total_blocks), (lift as u64 + 110, 2));
+        // d takes the entry: c's share is published, nothing changes in the sums.
+        let t2 = alloc(ts, d, 5);
+        let rc = existing_record(c).unwrap();
+        assert_eq!(rc.live_bytes.load(Ordering::Relaxed), lift as i64 + 100);
+        assert_eq!(rc.total_blocks.load(Ordering::Relaxed), 2);
+        let fc2 = figures(c, Some(ts));
+        assert_eq!(
+            (fc2.peak_bytes, fc2.live_bytes, fc2.total_bytes),
+            (fc.peak_bytes, fc.live_bytes, fc.total_bytes)
+        );
+        assert_eq!(figures(d, Some(ts)).peak_bytes, 0, "d came after the peak");
+        // c's block freed: d's share is published, c's new share is negative.
+        on_free(Some(&mut *ts), user, c, lift + 100, t0);
+        let fc = figures(c, Some(ts));
+        assert_eq!((fc.live_bytes, fc.live_blocks), (0, 0));
+        assert_eq!(fc.peak_bytes, lift as i64 + 110, "frees keep the peak");
+        assert_eq!(
+            existing_record(d)
+                .unwrap()
+                .live_bytes
+                .load(Ordering::Relaxed),
+            5
+        );
+        // A new peak: d = lift+205 in 2 blocks, c = 0.
+        let t3 = alloc(ts, d, lift + 200);
+        let (fc, fd) = (figures(c, Some(ts)), figures(d, Some(ts)));
+        assert_eq!((fc.peak_bytes, fc.peak_blocks), (0, 0));
+        assert_eq!((fd.peak_bytes, fd.peak_blocks), (lift as i64 + 205, 2));
+        assert_eq!((fd.total_bytes, fd.total_blocks), (lift as u64 + 205, 2));
+        let rc = existing_record(c).unwrap();
+        let rd = existing_record(d).unwrap();
+        assert_eq!(
+            (
+                rc.max_bytes.load(Ordering::Relaxed),
+                rc.max_blocks.load(Ordering::Relaxed)
+            ),
+            (lift as u64 + 110, 2)
+        );
+        assert_eq!(
+            (
+                rd.max_bytes.load(Ordering::Relaxed),
+                rd.max_blocks.load(Ordering::Relaxed)
+            ),
+            (lift as u64 + 205, 2)
+        );
+        on_free(Some(&mut *ts), user, d, 5, t2);
+        on_free(Some(&mut *ts), user, d, lift + 200, t3);
+        let fd = figures(d, Some(ts));
+        assert_eq!((fd.live_bytes, fd.live_blocks), (0, 0));
+        assert_eq!(fd.peak_bytes, lift as i64 + 205);
+        // A share of 64 KiB is published as it reaches it, in either direction.
+        let big = FLUSH_BYTES as usize;
+        let t4 = alloc(ts, c, big);
+        let rc = existing_record(c).unwrap();
+        assert_eq!(rc.live_bytes.load(Ordering::Relaxed), FLUSH_BYTES);
+        let fc = figures(c, Some(ts));
+        assert_eq!((fc.live_bytes, fc.live_blocks), (FLUSH_BYTES, 1));
+        assert_eq!(
+            (fc.peak_bytes, fc.peak_blocks),
+            (FLUSH_BYTES, 1),
+            "a new peak"
+        );
+        on_free(Some(&mut *ts), user, c, big, t4);
+        assert_eq!(rc.live_bytes.load(Ordering::Relaxed), 0);
+        let fc = figures(c, Some(ts));
+        assert_eq!((fc.live_bytes, fc.peak_bytes), (0, FLUSH_BYTES));
+        // Leave the published live figures as they were.
+        LIVE_BYTES.fetch_add(
+            ts.prof_live_bytes.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        LIVE_BLOCKS.fetch_add(
+            ts.prof_live_blocks.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 }

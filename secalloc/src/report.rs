@@ -794,12 +794,15 @@ fn check(at_exit: bool) -> (Vec<Block>, Vec<LeakKind>, Option<String>) {
 pub(crate) fn at_exit() {
     // Stay guarded from here on: nothing this thread does during exit is tracked.
     let _ = crate::thread::enter();
-    crate::profile::at_exit();
     let cfg = RUNTIME.config();
     let wants_check = cfg.report != ReportDest::Off || cfg.leak_exitcode.is_some();
+    // The leak check reads its roots before the heap profile is written (and printed first):
+    // symbolising the profile fills the symbolizer's caches (statics of the backtrace crate,
+    // mapped debug files), whose words would otherwise be read as roots.
+    let checked = wants_check.then(|| check(true));
+    crate::profile::at_exit();
     let mut lost = 0;
-    if wants_check {
-        let (tracked, kinds, roots_note) = check(true);
+    if let Some((tracked, kinds, roots_note)) = checked {
         let s = summarise(&tracked, &kinds);
         lost = s.definitely_lost_blocks;
         let shown = if cfg.report_reachable {

@@ -81,10 +81,10 @@ pub(crate) struct ThreadState {
     /// the profile (see `profile::begin_move`); 0 when none.
     pub moving_block: usize,
     /// Profile mode: this thread's share of the live figures not yet published (see
-    /// `profile`), and its cache of callsite totals (owner-written, read by snapshots).
+    /// `profile`), and its shares of callsite figures (owner-written, read by snapshots).
     pub prof_live_bytes: AtomicI64,
     pub prof_live_blocks: AtomicI64,
-    pub prof_cache: crate::profile::TotalsCache,
+    pub prof_cache: crate::profile::SiteCache,
     pub stack_top: usize,
     pub index: u32,
     in_use: AtomicBool,
@@ -124,6 +124,9 @@ impl Drop for SlotRelease {
             // SAFETY: `p` is this thread's slot; after this store another thread may take it.
             unsafe {
                 flush_pending(&mut *p);
+                if crate::config::RUNTIME.profile() {
+                    crate::profile::publish_thread(&mut *p);
+                }
                 (*p).in_use.store(false, Ordering::Release);
             }
         }

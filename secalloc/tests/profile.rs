@@ -171,6 +171,36 @@ fn lifetimes() {
     }
 }
 
+#[inline(never)]
+fn many_long_lived() -> Box<[u8; 32]> {
+    black_box(Box::new([4u8; 32]))
+}
+
+/// A callsite with many blocks has some of them timed (the first ones, then one in eight):
+/// its total lifetime is estimated from theirs, and reads as the blocks lived.
+fn lifetimes_of_many_blocks() {
+    let blocks: Vec<_> = (0..20_000).map(|_| many_long_lived()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    drop(blocks);
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    let s = p
+        .sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("many_long_lived"))
+        })
+        .expect("a site for many_long_lived");
+    assert_eq!(s.total_blocks, 20_000);
+    let avg = s.average_lifetime_us();
+    assert!(
+        (40_000..250_000).contains(&avg),
+        "average lifetime {avg} µs for blocks that lived 40 ms"
+    );
+}
+
 fn testing_assertions() {
     // The panics below are expected: keep them off stderr.
     let hook = std::panic::take_hook();
@@ -208,6 +238,79 @@ fn testing_assertions() {
     });
     assert_eq!(outer.peak_bytes, 3000);
     assert_eq!(outer.live_bytes, 0);
+}
+
+#[inline(never)]
+fn site<const N: u8>() -> Box<[u8; 24]> {
+    black_box(Box::new([N; 24]))
+}
+
+/// 80 callsite stacks, one function each (more than a thread's 64 cached callsite shares,
+/// so entries are handed from stack to stack and published as the sites take turns).
+macro_rules! sites {
+    ($($n:literal)*) => {
+        [$(site::<$n> as fn() -> Box<[u8; 24]>,)*]
+    };
+}
+
+/// Many callsites taking turns in one thread: every site's figures stay exact, and the
+/// sites add up to the whole-heap figures, at the peak too.
+fn many_callsites() {
+    let sites = sites!(
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60
+        61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79
+    );
+    let mut kept = Vec::with_capacity(3 * sites.len());
+    for round in 0..3 {
+        for make in &sites {
+            let b = make();
+            if round < 2 {
+                kept.push(b);
+            }
+        }
+    }
+    // The global peak: two boxes per site live and 16 MiB (above every earlier peak).
+    drop(make_peak(16 << 20));
+    kept.truncate(sites.len()); // one box per site left (from the first round)
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    let sum = |f: fn(&secalloc::profile::ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|s| s.total_bytes), p.stats.total_bytes);
+    assert_eq!(sum(|s| s.total_blocks), p.stats.total_blocks);
+    assert_eq!(sum(|s| s.peak_bytes), p.stats.max_bytes);
+    assert_eq!(sum(|s| s.peak_blocks), p.stats.max_blocks);
+    assert_eq!(sum(|s| s.end_bytes), p.stats.curr_bytes);
+    assert_eq!(sum(|s| s.end_blocks), p.stats.curr_blocks);
+    // The sites of site::<N> (one per call of each function, or per call site where the
+    // optimiser unrolled the loops), added up.
+    let ours: Vec<_> = p
+        .sites
+        .iter()
+        .filter(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("profile::site"))
+        })
+        .collect();
+    let n = sites.len() as u64;
+    assert!(ours.len() as u64 >= n, "{} sites for site::<N>", ours.len());
+    let sum =
+        |f: fn(&secalloc::profile::ProfileSite) -> u64| ours.iter().map(|s| f(s)).sum::<u64>();
+    assert_eq!(
+        (sum(|s| s.total_blocks), sum(|s| s.total_bytes)),
+        (3 * n, 72 * n)
+    );
+    assert_eq!(
+        (sum(|s| s.peak_blocks), sum(|s| s.peak_bytes)),
+        (2 * n, 48 * n)
+    );
+    assert_eq!((sum(|s| s.end_blocks), sum(|s| s.end_bytes)), (n, 24 * n));
+    for s in ours {
+        assert_eq!(s.max_bytes, 24 * s.max_blocks);
+        assert!(s.max_blocks >= s.peak_blocks && s.max_blocks <= s.total_blocks.min(2));
+    }
+    drop(kept);
 }
 
 #[inline(never)]
@@ -266,6 +369,48 @@ fn threads_totals_exact_after_join() {
     assert_eq!((site.end_bytes, site.end_blocks), (0, 0));
 }
 
+#[inline(never)]
+fn produced() -> Box<[u8; 64]> {
+    black_box(Box::new([9u8; 64]))
+}
+
+/// Blocks allocated on one thread and freed on another: each thread's share of the callsite
+/// runs one way (up on one, down on the other), and is published as it reaches 64 KiB, so
+/// the callsite's maximum stays near what was live at once (a few blocks), not what one
+/// thread allocated in all.
+fn freed_on_another_thread() {
+    let n = 50_000u64;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Box<[u8; 64]>>(16);
+    let consumer = std::thread::spawn(move || {
+        for b in rx {
+            drop(b);
+        }
+    });
+    for _ in 0..n {
+        tx.send(produced()).unwrap();
+    }
+    drop(tx);
+    consumer.join().unwrap();
+    let p = secalloc::profile::snapshot().unwrap();
+    let site = p
+        .sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with("produced"))
+        })
+        .expect("a site for produced");
+    assert_eq!((site.total_blocks, site.total_bytes), (n, 64 * n));
+    assert_eq!((site.end_blocks, site.end_bytes), (0, 0));
+    assert!(
+        site.max_bytes <= 3 * (64 << 10),
+        "max live {} bytes for at most 18 blocks of 64 bytes live at once",
+        site.max_bytes
+    );
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("secalloc-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -275,8 +420,11 @@ fn main() {
     whole_heap_figures();
     callsites_add_up();
     lifetimes();
+    lifetimes_of_many_blocks();
     testing_assertions();
     threads_totals_exact_after_join();
+    many_callsites();
+    freed_on_another_thread();
     // The guard writes the DHAT file (and the exit then writes none).
     let written = profiler.stop().expect("profile mode").unwrap();
     assert_eq!(written, file);
@@ -288,5 +436,5 @@ fn main() {
         "{json}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    println!("profile: 5 checks passed");
+    println!("profile: 8 checks passed");
 }
