@@ -6,7 +6,6 @@ mod heap_common;
 
 use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
 use std::hint::black_box;
-use std::process::Command;
 
 #[global_allocator]
 static GLOBAL: secalloc::SecHeap = secalloc::SecHeap::new();
@@ -355,21 +354,10 @@ fn child_entry() {
     std::process::exit(0);
 }
 
-fn child(case: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("HEAP_TEST_CHILD", case);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.signal(),
-    )
+fn child(case: &str, env: &[(&str, &str)]) -> heap_common::ChildOutput {
+    let mut cmd = heap_common::child_command("HEAP_TEST_CHILD", case);
+    cmd.envs(env.iter().copied());
+    heap_common::child_output(&mut cmd)
 }
 
 fn block_addr(stdout: &str) -> String {

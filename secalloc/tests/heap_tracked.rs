@@ -181,10 +181,8 @@ fn allocate_under_an_address_space_limit() {
 #[test]
 fn runs_under_an_address_space_limit() {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("HEAP_TEST_CHILD", "address-limit")
-        .env("SECALLOC_REPORT", "off");
+    let mut cmd = heap_common::child_command("HEAP_TEST_CHILD", "address-limit");
+    cmd.env("SECALLOC_REPORT", "off");
     // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
     // which is async-signal-safe; it allocates nothing.
     unsafe {
@@ -199,10 +197,8 @@ fn runs_under_an_address_space_limit() {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (code, stdout, stderr, _) = heap_common::child_output(&mut cmd);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("allocated under the limit"),
         "{stdout}\n{stderr}"

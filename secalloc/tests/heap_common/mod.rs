@@ -380,3 +380,30 @@ pub fn large_guard_after_reuse_case() {
         std::ptr::write_volatile(q.add(MIB), 1);
     }
 }
+
+/// What a child process left: exit code, stdout, stderr, and the signal that ended it.
+#[allow(dead_code)]
+pub type ChildOutput = (Option<i32>, String, String, Option<i32>);
+
+/// A command re-running this test binary's `child_entry` test alone, with `case` in the
+/// environment variable `var` (its child cases read it there).
+#[allow(dead_code)]
+pub fn child_command(var: &str, case: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(var, case);
+    cmd
+}
+
+/// Runs `cmd` (from [`child_command`]) to its end.
+#[allow(dead_code)]
+pub fn child_output(cmd: &mut std::process::Command) -> ChildOutput {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.signal(),
+    )
+}

@@ -1,5 +1,3 @@
-use std::process::Command;
-
 /// Serialises the tests that read freed memory of this thread's heap.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -125,17 +123,10 @@ fn child_entry() {
 
 /// Runs `case` in this child process and, when it returns, exits with status 0.
 fn child(case: &str) -> (Option<i32>, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("HEAP_TEST_CHILD", case)
-        .env("SECALLOC_REPORT_FORMAT", "text")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = heap_common::child_command("HEAP_TEST_CHILD", case);
+    cmd.env("SECALLOC_REPORT_FORMAT", "text");
+    let (code, stdout, stderr, _) = heap_common::child_output(&mut cmd);
+    (code, stdout, stderr)
 }
 
 #[test]

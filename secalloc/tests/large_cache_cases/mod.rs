@@ -4,7 +4,6 @@
 // itself with `LARGE_CACHE_CHILD`).
 
 use std::alloc::{alloc, dealloc, Layout};
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
 
@@ -158,21 +157,10 @@ fn child_entry() {
 }
 
 /// Runs `case` in a child process: (exit code, stdout, stderr, signal).
-fn child(case: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("LARGE_CACHE_CHILD", case);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.signal(),
-    )
+fn child(case: &str, env: &[(&str, &str)]) -> heap_common::ChildOutput {
+    let mut cmd = heap_common::child_command("LARGE_CACHE_CHILD", case);
+    cmd.envs(env.iter().copied());
+    heap_common::child_output(&mut cmd)
 }
 
 /// With the tracker's wipe (the default) and without it (`SECALLOC_WIPE=0`: the heap zeroes
