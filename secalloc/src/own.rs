@@ -356,8 +356,8 @@ unsafe fn grow_large(
 }
 
 /// Resizes a tracked block inside its slot: the bytes given up are wiped, the bytes
-/// gained are zeroed, the canary moves, the record is updated (a new generation: readers
-/// treat it as a new block, as the header path does).
+/// gained are zeroed, the canary moves, the record is rewritten (its word changes, parity
+/// and size: readers treat it as a new block, as the header path does).
 #[cold]
 #[inline(never)]
 unsafe fn realloc_in_place(

@@ -425,8 +425,8 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
     }
 }
 
-/// The state and generation of the tracked block at `addr` now (`None`: not a tracked
-/// block start any more).
+/// The state and identity of the tracked block at `addr` now (a slot's record word, a large
+/// block's generation; `None`: not a tracked block start any more).
 pub(crate) fn stamp(addr: usize) -> Option<(u64, u64)> {
     match find(addr) {
         Found::Slot { rec, .. } => Some(rec.stamp()),
