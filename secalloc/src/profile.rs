@@ -229,13 +229,12 @@ impl SiteShare {
     /// changed it since), kept before this operation changes it.
     #[inline(always)]
     fn touch(&self, v: u64) {
-        if self.version.load(Ordering::Relaxed) != v {
-            self.peak_bytes
-                .store(self.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.peak_blocks
-                .store(self.live_blocks.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.version.store(v, Ordering::Relaxed);
-        }
+        keep_at_peak(
+            &self.version,
+            v,
+            [&self.live_bytes, &self.live_blocks],
+            [&self.peak_bytes, &self.peak_blocks],
+        );
     }
 
     /// Publishes the live share into the record (the share at the peak with it, so both
@@ -485,12 +484,24 @@ pub(crate) static PROFILE_BYTES: AtomicU64 = AtomicU64::new(0);
 /// at that peak (nothing changed them since), kept before this operation changes them.
 #[inline(always)]
 fn touch(r: &Rec, v: u64) {
-    if r.peak_version.load(Ordering::Relaxed) != v {
-        r.peak_bytes
-            .store(r.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        r.peak_blocks
-            .store(r.live_blocks.load(Ordering::Relaxed), Ordering::Relaxed);
-        r.peak_version.store(v, Ordering::Relaxed);
+    keep_at_peak(
+        &r.peak_version,
+        v,
+        [&r.live_bytes, &r.live_blocks],
+        [&r.peak_bytes, &r.peak_blocks],
+    );
+}
+
+/// The peak-version step shared by records and per-thread shares: when `version` is not
+/// peak `v` yet, the `live` figures are still those at that peak; copy them into `at_peak`
+/// and note the version.
+#[inline(always)]
+fn keep_at_peak(version: &AtomicU64, v: u64, live: [&AtomicI64; 2], at_peak: [&AtomicI64; 2]) {
+    if version.load(Ordering::Relaxed) != v {
+        for (l, p) in live.iter().zip(at_peak) {
+            p.store(l.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        version.store(v, Ordering::Relaxed);
     }
 }
 
@@ -1201,8 +1212,7 @@ impl Profile {
     /// Writes DHAT's JSON format (`dhatFileVersion` 2, `bklt: true`), which Valgrind's
     /// `dh_view.html` opens and sorts by every metric; the layout dhat-rs writes.
     pub fn write_dhat(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut ftbl: Vec<String> = vec!["[root]".to_string()];
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut ftbl = crate::report::FrameTable::new();
         let no_stack = if self.stacks_recorded {
             "[no stack recorded]"
         } else {
@@ -1241,21 +1251,13 @@ impl Profile {
             j.uint("ebk", s.end_blocks);
             j.array_field("fs");
             for st in strings {
-                let i = *index.entry(st.clone()).or_insert_with(|| {
-                    ftbl.push(st);
-                    ftbl.len() - 1
-                });
-                j.uint_element(i as u64);
+                j.uint_element(ftbl.intern(st) as u64);
             }
             j.end_array();
             j.end_object();
         }
         j.end_array();
-        j.array_field("ftbl");
-        for f in &ftbl {
-            j.string_element(f);
-        }
-        j.end_array();
+        ftbl.write(&mut j);
         j.end_object();
         w.write_all(j.finish().as_bytes())?;
         writeln!(w)

@@ -407,8 +407,7 @@ impl LeakReport {
     /// `dh_view.html`. Each program point is a callsite; `tb`/`tbk` hold its live bytes and
     /// blocks. Callsites whose frames print the same are merged, as the viewer requires.
     pub fn write_dhat(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut ftbl: Vec<String> = vec!["[root]".to_string()];
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut ftbl = FrameTable::new();
         let mut pps: Vec<(Vec<usize>, u64, u64)> = Vec::new();
         let mut by_fs: HashMap<Vec<usize>, usize> = HashMap::new();
         for c in &self.callsites {
@@ -419,11 +418,7 @@ impl LeakReport {
                 c.frames.iter().map(dhat_frame).collect()
             };
             for s in strings {
-                let i = *index.entry(s.clone()).or_insert_with(|| {
-                    ftbl.push(s);
-                    ftbl.len() - 1
-                });
-                fs.push(i);
+                fs.push(ftbl.intern(s));
             }
             match by_fs.get(&fs) {
                 Some(&p) => {
@@ -464,11 +459,7 @@ impl LeakReport {
             j.end_object();
         }
         j.end_array();
-        j.array_field("ftbl");
-        for f in &ftbl {
-            j.string_element(f);
-        }
-        j.end_array();
+        ftbl.write(&mut j);
         j.end_object();
         w.write_all(j.finish().as_bytes())?;
         writeln!(w)
@@ -538,6 +529,40 @@ impl LeakReport {
         opts.count_name = "bytes".to_string();
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(|s| s.as_str()), w)
             .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// A DHAT file's frame table (`ftbl`): each distinct frame string once, `[root]` first, as
+/// the viewer expects; program points refer to frames by their index here.
+pub(crate) struct FrameTable {
+    frames: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl FrameTable {
+    pub(crate) fn new() -> Self {
+        FrameTable {
+            frames: vec!["[root]".to_string()],
+            index: HashMap::new(),
+        }
+    }
+
+    /// The index of frame `s`, added if new.
+    pub(crate) fn intern(&mut self, s: String) -> usize {
+        let frames = &mut self.frames;
+        *self.index.entry(s.clone()).or_insert_with(|| {
+            frames.push(s);
+            frames.len() - 1
+        })
+    }
+
+    /// Writes the table as the `ftbl` field of the object `j` is in.
+    pub(crate) fn write(&self, j: &mut JsonWriter) {
+        j.array_field("ftbl");
+        for f in &self.frames {
+            j.string_element(f);
+        }
+        j.end_array();
     }
 }
 
