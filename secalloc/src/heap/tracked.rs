@@ -98,7 +98,7 @@ pub(crate) fn take(size: usize, align: usize, zero: bool) -> Option<Taken> {
             let base = unsafe { (*span).base.load(Relaxed) };
             return Some(Taken {
                 addr: p as usize,
-                cap: class::size_of(idx - NCLASSES),
+                cap: class::size_of_class(idx - NCLASSES),
                 rec: slots::record(base, slot),
             });
         }
