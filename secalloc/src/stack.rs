@@ -68,39 +68,50 @@ pub(crate) struct Walk {
 
 /// Walks up to `buf.len()` return addresses, starting with the caller of the function this is
 /// inlined into. `stack_hi` is the top (highest address) of the current thread's stack.
+///
+/// Each frame costs two loads, a store, three hash steps and one range check: a saved frame
+/// pointer is followed only when it is 8-aligned and lies strictly between the current one
+/// and the top of the stack (one unsigned compare covers both bounds, and a null pointer,
+/// the outermost frame's, fails it too).
 #[inline(always)]
 pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
     let mut fp = frame_pointer();
     let mut len = 0;
     let mut hash: u64 = 0x243F_6A88_85A3_08D3;
     let mut bad_frame = false;
-    while len < buf.len() {
-        if fp == 0 {
-            break;
+    // The highest frame pointer whose 16-byte record still lies inside the stack.
+    let hi = stack_hi.saturating_sub(16);
+    if fp != 0 && (fp & 7 != 0 || fp >= hi) {
+        bad_frame = true;
+        fp = 0;
+    }
+    if fp != 0 && !buf.is_empty() {
+        loop {
+            // SAFETY: `fp` is 8-aligned and `fp..fp+16` lies between this function's own
+            // frame and the top of this thread's stack (checked before it was followed),
+            // which is mapped, readable memory.
+            let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            if ret == 0 {
+                break;
+            }
+            // SAFETY: `len < buf.len()`: it starts at 0 with `buf` non-empty, and the loop
+            // ends when it reaches `buf.len()`.
+            unsafe { *buf.get_unchecked_mut(len) = ret };
+            len += 1;
+            // One xor, rotate and add per frame (no multiply in the serial chain); the
+            // carries of the add keep it from being linear, and the mix below spreads it.
+            hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
+            if len == buf.len() {
+                break;
+            }
+            // fp < next < hi, as unsigned distances from fp + 1 (fp < hi holds here).
+            if next.wrapping_sub(fp + 1) >= hi - (fp + 1) || next & 7 != 0 {
+                // A null saved frame pointer ends the chain normally.
+                bad_frame = next != 0;
+                break;
+            }
+            fp = next;
         }
-        if fp & 7 != 0 || fp >= stack_hi.saturating_sub(16) {
-            bad_frame = true;
-            break;
-        }
-        // SAFETY: `fp` is 8-aligned and `fp..fp+16` lies between this function's own frame
-        // and the top of this thread's stack, which is mapped, readable memory.
-        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        if ret == 0 {
-            break;
-        }
-        buf[len] = ret;
-        len += 1;
-        // One xor, rotate and add per frame (no multiply in the serial chain); the
-        // carries of the add keep it from being linear, and the mix below spreads it.
-        hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
-        if next == 0 {
-            break;
-        }
-        if next <= fp {
-            bad_frame = true;
-            break;
-        }
-        fp = next;
     }
     // Not yet mixed (see `finalise`): the thread's cache compares this as it is.
     hash ^= len as u64;
