@@ -4,6 +4,7 @@
 // itself with `LARGE_CACHE_CHILD`).
 
 use std::alloc::{alloc, dealloc, Layout};
+use std::hint::black_box;
 
 const MIB: usize = 1 << 20;
 
@@ -22,13 +23,13 @@ fn reuse_once(size: usize) -> i64 {
     let whole = Layout::from_size_align(body, 8).unwrap();
     // SAFETY: valid layouts; every block is freed with the layout it was allocated with.
     unsafe {
-        let p = alloc(layout);
+        let p = black_box(alloc(layout));
         std::ptr::write_bytes(p, 0xAB, size);
         dealloc(p, layout);
         // The whole page-rounded mapping comes back zero: the bytes the block wrote and
         // whatever lay past them.
         let faults = heap_common::minor_faults_of_this_thread();
-        let q = alloc(whole);
+        let q = black_box(alloc(whole));
         assert_eq!(q, p, "{size}: the freed mapping is reused");
         assert!(all_zero(q, body), "{size}: the reused mapping is zero");
         std::ptr::write_bytes(q, 0xCD, body);
@@ -55,10 +56,10 @@ fn reuse_case() {
     let b = Layout::from_size_align(MIB, 4 * MIB).unwrap();
     // SAFETY: valid layouts; every block is freed with its layout.
     unsafe {
-        let p = alloc(a);
+        let p = black_box(alloc(a));
         std::ptr::write_bytes(p, 0xAB, MIB);
         dealloc(p, a);
-        let q = alloc(a);
+        let q = black_box(alloc(a));
         assert_eq!(q, p, "an aligned freed mapping is reused");
         assert!(all_zero(q, MIB));
         dealloc(q, a);
@@ -77,10 +78,10 @@ fn grow_case() {
     let big = Layout::from_size_align(3 * MIB / 2, 8).unwrap();
     // SAFETY: valid layouts, freed with them; the write past the end is the fault under test.
     unsafe {
-        let p = alloc(small);
+        let p = black_box(alloc(small));
         std::ptr::write_bytes(p, 0xAB, 512 << 10);
         dealloc(p, small);
-        let q = alloc(big);
+        let q = black_box(alloc(big));
         assert!(all_zero(q, 3 * MIB / 2), "the grown mapping is zero");
         // Writing the 384 pages (read once above: untouched ones show the shared zero page)
         // faults the 256 gained; a fresh mapping would fault all 384.
@@ -100,14 +101,14 @@ fn decay_case() {
     let layout = Layout::from_size_align(MIB, 8).unwrap();
     // SAFETY: a valid layout; each block is freed with it.
     unsafe {
-        let p = alloc(layout);
+        let p = black_box(alloc(layout));
         std::ptr::write_bytes(p, 0xAB, MIB);
         dealloc(p, layout);
         let before = heap.returned_to_kernel();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         // The next large allocation runs the pass (there is no timer thread).
         let faults = heap_common::minor_faults_of_this_thread();
-        let q = alloc(layout);
+        let q = black_box(alloc(layout));
         std::ptr::write_bytes(q, 0xCD, MIB);
         let faults = heap_common::minor_faults_of_this_thread() - faults;
         let after = heap.returned_to_kernel();
@@ -128,13 +129,13 @@ fn untouched_case() {
     let layout = Layout::from_size_align(MIB, 8).unwrap();
     // SAFETY: a valid layout; each block is freed with it.
     unsafe {
-        let p = alloc(layout);
+        let p = black_box(alloc(layout));
         std::ptr::write_bytes(p, 0xAB, 4096);
         let faults = heap_common::minor_faults_of_this_thread();
         dealloc(p, layout);
         let faults = heap_common::minor_faults_of_this_thread() - faults;
         assert!(faults < 8, "{faults} page faults freeing a block of one page used");
-        let q = alloc(layout);
+        let q = black_box(alloc(layout));
         assert_eq!(q, p, "the freed mapping is reused");
         assert!(all_zero(q, MIB), "the reused mapping is zero");
         dealloc(q, layout);
