@@ -60,6 +60,10 @@ const SPANS_MAX: usize = SEGMENT >> MIN_SPAN_SHIFT;
 /// Slots in the fullest span (64 KiB of 16-byte blocks).
 pub(crate) const MAX_SLOTS: usize = (1 << MIN_SPAN_SHIFT) / 16;
 const WORDS: usize = MAX_SLOTS / 64;
+const _: () = assert!(
+    WORDS <= 64,
+    "a span's summary word has a bit per bitmap word"
+);
 /// Address space reserved for spans, largest first until the kernel agrees (with the
 /// records and metadata, about twice as much address space in all; halving each time, so
 /// that under an address-space limit the heap gets at least a quarter of what is free).
@@ -148,6 +152,9 @@ struct Span {
     nfree: AtomicU32,
     /// Owner: the word where the next search for a free slot starts.
     cursor: AtomicU32,
+    /// Owner: bit `w` is set when `free[w]` has a set bit (the search for a free slot is
+    /// one rotate and one count of trailing zeros, however few slots are free).
+    avail: AtomicU64,
     /// Owner: bytes from the span's start that may hold data (the rest is still zero).
     dirty: AtomicU32,
     /// Owner: whether the span is on its class's list in the owner heap.
@@ -615,6 +622,7 @@ unsafe fn assign(h: &Heap, s: *mut Span, idx: usize) {
         };
         sp.free[w].store(bits, Relaxed);
     }
+    sp.avail.store(u64::MAX >> (64 - words), Relaxed);
     sp.size.store(size as u32, Relaxed);
     sp.recip.store(div_magic(size), Relaxed);
     sp.capacity.store(cap as u32, Relaxed);
@@ -650,19 +658,19 @@ unsafe fn alloc_small_slot(h: &Heap, idx: usize, zero: bool) -> (*mut u8, *mut S
     }
     // SAFETY: spans on a heap's class list are its own, with at least one free slot.
     let sp = unsafe { &*s };
-    let words = (sp.capacity.load(Relaxed) as usize).div_ceil(64);
-    let mut w = sp.cursor.load(Relaxed) as usize;
-    let slot = loop {
-        let v = sp.free[w].load(Relaxed);
-        if v != 0 {
-            sp.free[w].store(v & (v - 1), Relaxed);
-            break w * 64 + v.trailing_zeros() as usize;
-        }
-        w += 1;
-        if w == words {
-            w = 0;
-        }
-    };
+    // The first word with a free slot at or after the cursor, wrapping around: a listed
+    // span has a free slot, so `avail` is not zero.
+    let avail = sp.avail.load(Relaxed);
+    debug_assert!(avail != 0);
+    let c = sp.cursor.load(Relaxed);
+    let w = (c + avail.rotate_right(c).trailing_zeros()) as usize % 64;
+    let v = sp.free[w].load(Relaxed);
+    let rest = v & v.wrapping_sub(1);
+    sp.free[w].store(rest, Relaxed);
+    if rest == 0 {
+        sp.avail.store(avail & !(1 << w), Relaxed);
+    }
+    let slot = w * 64 + v.trailing_zeros() as usize;
     sp.cursor.store(w as u32, Relaxed);
     let left = sp.nfree.load(Relaxed) - 1;
     sp.nfree.store(left, Relaxed);
@@ -732,6 +740,7 @@ unsafe fn collect_remote(h: &Heap) {
                         quarantine::check_fold(sp, w, v);
                     }
                     sp.free[w].store(sp.free[w].load(Relaxed) | v, Relaxed);
+                    sp.avail.store(sp.avail.load(Relaxed) | 1 << w, Relaxed);
                     got += v.count_ones();
                 }
             }
@@ -833,6 +842,7 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
             return false;
         }
         sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
+        sp.avail.store(sp.avail.load(Relaxed) | 1 << w, Relaxed);
         let idx = sp.class.load(Relaxed) as usize - 1;
         // SAFETY: `me` is this thread's heap and owns `s`.
         unsafe { add_free(&*me, s, idx, 1) };
