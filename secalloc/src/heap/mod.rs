@@ -175,6 +175,16 @@ struct Span {
     untracked_dirty: AtomicBool,
 }
 
+impl Span {
+    /// Owner: marks the slots of `bits` in bitmap word `w` free (the store with `order`),
+    /// and the word as holding free slots in the summary.
+    #[inline(always)]
+    fn set_free_bits(&self, w: usize, bits: u64, order: core::sync::atomic::Ordering) {
+        self.free[w].store(self.free[w].load(Relaxed) | bits, order);
+        self.avail.store(self.avail.load(Relaxed) | 1 << w, Relaxed);
+    }
+}
+
 /// Metadata of one segment.
 #[repr(C)]
 struct Segment {
@@ -739,8 +749,7 @@ unsafe fn collect_remote(h: &Heap) {
                     if quarantine::IN_USE.load(Relaxed) {
                         quarantine::check_fold(sp, w, v);
                     }
-                    sp.free[w].store(sp.free[w].load(Relaxed) | v, Relaxed);
-                    sp.avail.store(sp.avail.load(Relaxed) | 1 << w, Relaxed);
+                    sp.set_free_bits(w, v, Relaxed);
                     got += v.count_ones();
                 }
             }
@@ -841,8 +850,7 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
         {
             return false;
         }
-        sp.free[w].store(sp.free[w].load(Relaxed) | bit, Relaxed);
-        sp.avail.store(sp.avail.load(Relaxed) | 1 << w, Relaxed);
+        sp.set_free_bits(w, bit, Relaxed);
         let idx = sp.class.load(Relaxed) as usize - 1;
         // SAFETY: `me` is this thread's heap and owns `s`.
         unsafe { add_free(&*me, s, idx, 1) };

@@ -182,8 +182,7 @@ unsafe fn evict(s: *mut Span, slot: usize, addr: usize) {
     let me: *mut Heap = CURRENT.with(Cell::get);
     if owner == me {
         // Free bit first, quarantined bit after: no moment with neither (see `put`).
-        sp.free[w].store(sp.free[w].load(Relaxed) | bit, Release);
-        sp.avail.store(sp.avail.load(Relaxed) | 1 << w, Relaxed);
+        sp.set_free_bits(w, bit, Release);
         sp.quarantined[w].fetch_and(!bit, SeqCst);
         let idx = sp.class.load(Relaxed) as usize - 1;
         // SAFETY: `me` is this thread's heap and owns `s`.
