@@ -42,6 +42,27 @@ fn frame_pointer() -> usize {
     fp
 }
 
+/// The stack pointer register: the lowest address of the live part of this thread's stack.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register; no memory access.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register; no memory access.
+    unsafe {
+        core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sp = usize::MAX;
+    }
+    sp
+}
+
 /// splitmix64's finaliser: a bijection, so it spreads a walk's hash over all bits without
 /// adding collisions. Needed only where bits are used as a table index.
 #[inline(always)]
@@ -68,49 +89,73 @@ pub(crate) struct Walk {
 
 /// Walks up to `buf.len()` return addresses, starting with the caller of the function this is
 /// inlined into. `stack_hi` is the top (highest address) of the current thread's stack.
-///
-/// Each frame costs two loads, a store, three hash steps and one range check: a saved frame
-/// pointer is followed only when it is 8-aligned and lies strictly between the current one
-/// and the top of the stack (one unsigned compare covers both bounds, and a null pointer,
-/// the outermost frame's, fails it too).
 #[inline(always)]
 pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
-    let mut fp = frame_pointer();
+    let (fp, sp) = (frame_pointer(), stack_pointer());
+    // Code built without frame pointers may hold any value in the register: the walk
+    // starts only from an address in the live part of the stack, between the stack pointer
+    // and the top, and then only moves up.
+    let fp = if fp >= sp { fp } else { usize::MAX };
+    // SAFETY: `fp` is at least the stack pointer, and `stack_hi` is 0 or the top of this
+    // thread's stack: everything between them is the live stack, mapped and readable.
+    unsafe { walk_from(fp, buf, stack_hi) }
+}
+
+/// Walks the frame records from `fp`: each frame costs two loads, a store, three hash steps
+/// and two compares. A saved frame pointer is followed only when it lies strictly between
+/// the current one and `stack_hi - 16`, so the walk always moves up the stack and stays
+/// inside it, and ends at the outermost frame's null pointer. Records are read unaligned:
+/// code without frame pointers may leave any value in the register, and an unaligned read
+/// inside the stack is as safe as an aligned one (x86-64 and AArch64 allow it on normal
+/// memory). A zero return address is kept where it appears, except as the last frame,
+/// where it marks the outermost frame and is dropped.
+///
+/// # Safety
+/// Unless `stack_hi` is 0 or at most `fp`, every address from `fp` up to `stack_hi` is
+/// mapped, readable memory.
+#[inline(always)]
+unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
+    const SEED: u64 = 0x243F_6A88_85A3_08D3;
+    let max = buf.len();
+    let out = buf.as_mut_ptr();
     let mut len = 0;
-    let mut hash: u64 = 0x243F_6A88_85A3_08D3;
-    let mut bad_frame = false;
+    let mut hash: u64 = SEED;
     // The highest frame pointer whose 16-byte record still lies inside the stack.
     let hi = stack_hi.saturating_sub(16);
-    if fp != 0 && (fp & 7 != 0 || fp >= hi) {
-        bad_frame = true;
-        fp = 0;
-    }
-    if fp != 0 && !buf.is_empty() {
+    let mut bad_frame = fp >= hi && fp != 0;
+    if fp != 0 && fp < hi && max != 0 {
         loop {
-            // SAFETY: `fp` is 8-aligned and `fp..fp+16` lies between this function's own
-            // frame and the top of this thread's stack (checked before it was followed),
-            // which is mapped, readable memory.
-            let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-            if ret == 0 {
-                break;
-            }
-            // SAFETY: `len < buf.len()`: it starts at 0 with `buf` non-empty, and the loop
-            // ends when it reaches `buf.len()`.
-            unsafe { *buf.get_unchecked_mut(len) = ret };
+            // SAFETY: `fp < hi`, so `fp..fp + 16` lies between this walk's first frame and
+            // the top of the stack (guaranteed readable by the caller); reads are unaligned.
+            let (next, ret) = unsafe {
+                (
+                    ptr::read_unaligned(fp as *const usize),
+                    ptr::read_unaligned((fp + 8) as *const usize),
+                )
+            };
+            // SAFETY: `len < max`: it starts at 0 with `max > 0`, and the loop ends when it
+            // reaches `max`.
+            unsafe { out.add(len).write(ret) };
             len += 1;
             // One xor, rotate and add per frame (no multiply in the serial chain); the
             // carries of the add keep it from being linear, and the mix below spreads it.
             hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
-            if len == buf.len() {
+            if len == max {
                 break;
             }
-            // fp < next < hi, as unsigned distances from fp + 1 (fp < hi holds here).
-            if next.wrapping_sub(fp + 1) >= hi - (fp + 1) || next & 7 != 0 {
+            if next <= fp || next >= hi {
                 // A null saved frame pointer ends the chain normally.
                 bad_frame = next != 0;
                 break;
             }
             fp = next;
+        }
+        // SAFETY: `len >= 1` here, and `buf[..len]` was written above.
+        if unsafe { *out.add(len - 1) } == 0 {
+            // The outermost frame's zero return address: undo its hash step, `(h ^ 0)
+            // .rotate_left(23) + 0`.
+            len -= 1;
+            hash = hash.rotate_right(23);
         }
     }
     // Not yet mixed (see `finalise`): the thread's cache compares this as it is.
@@ -449,6 +494,104 @@ pub(crate) unsafe fn unlock_after_fork() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fabricated stack: `words` of memory, in which frame records are written at word
+    /// offsets; the walk's top is the end of the memory.
+    struct FakeStack {
+        words: Vec<usize>,
+    }
+
+    impl FakeStack {
+        fn new(n: usize) -> Self {
+            FakeStack { words: vec![0; n] }
+        }
+        fn addr(&self, word: usize) -> usize {
+            self.words.as_ptr() as usize + word * 8
+        }
+        fn top(&self) -> usize {
+            self.addr(self.words.len())
+        }
+        /// A record at word `at`: saved frame pointer `next`, return address `ret`.
+        fn record(&mut self, at: usize, next: usize, ret: usize) {
+            self.words[at] = next;
+            self.words[at + 1] = ret;
+        }
+        fn walk(&self, from: usize, depth: usize) -> (Vec<usize>, Walk) {
+            let mut buf = vec![0; depth];
+            // SAFETY: `from` and every record lie inside `words`, readable up to `top`.
+            let w = unsafe { walk_from(from, &mut buf, self.top()) };
+            buf.truncate(w.len);
+            (buf, w)
+        }
+    }
+
+    #[test]
+    fn walk_follows_a_chain_to_its_null_end() {
+        let mut s = FakeStack::new(32);
+        let (a, b, c) = (s.addr(2), s.addr(8), s.addr(20));
+        s.record(2, b, 0x11);
+        s.record(8, c, 0x22);
+        s.record(20, 0, 0x33);
+        let (frames, w) = s.walk(a, 16);
+        assert_eq!(frames, [0x11, 0x22, 0x33]);
+        assert!(!w.bad_frame);
+        // The depth limit ends the walk early, and changes the hash.
+        let (two, w2) = s.walk(a, 2);
+        assert_eq!(two, [0x11, 0x22]);
+        assert!(!w2.bad_frame);
+        assert_ne!(w.hash, w2.hash);
+    }
+
+    #[test]
+    fn walk_drops_the_outermost_zero_return_address() {
+        let mut s = FakeStack::new(32);
+        let (a, b, c) = (s.addr(2), s.addr(8), s.addr(20));
+        s.record(2, b, 0x11);
+        s.record(8, c, 0x22);
+        s.record(20, 0, 0);
+        let (frames, w) = s.walk(a, 16);
+        assert_eq!(frames, [0x11, 0x22]);
+        // The same hash as a walk of the same two frames that ends without a zero.
+        s.record(8, 0, 0x22);
+        let (frames2, w2) = s.walk(a, 16);
+        assert_eq!(frames2, [0x11, 0x22]);
+        assert_eq!(w.hash, w2.hash);
+        assert!(!w.bad_frame && !w2.bad_frame);
+    }
+
+    #[test]
+    fn walk_stops_at_pointers_that_go_down_loop_or_leave_the_stack() {
+        let mut s = FakeStack::new(32);
+        let (a, b) = (s.addr(4), s.addr(10));
+        s.record(4, b, 0x11);
+        for bad in [a, s.addr(2), s.top(), s.top() - 8, usize::MAX, 8] {
+            s.record(10, bad, 0x22);
+            let (frames, w) = s.walk(a, 16);
+            assert_eq!(frames, [0x11, 0x22], "next = {bad:#x}");
+            assert!(w.bad_frame, "next = {bad:#x}");
+        }
+        // A start outside the stack walks nothing.
+        let (frames, w) = s.walk(s.top(), 16);
+        assert!(frames.is_empty() && w.bad_frame);
+        let (frames, w) = s.walk(0, 16);
+        assert!(frames.is_empty() && !w.bad_frame);
+    }
+
+    #[test]
+    fn walk_reads_unaligned_records() {
+        let mut s = FakeStack::new(32);
+        let a = s.addr(2);
+        let odd = s.addr(9) + 3;
+        s.record(2, odd, 0x11);
+        // SAFETY: `odd..odd + 16` lies inside `words`.
+        unsafe {
+            ptr::write_unaligned(odd as *mut usize, 0);
+            ptr::write_unaligned((odd + 8) as *mut usize, 0x22);
+        }
+        let (frames, w) = s.walk(a, 16);
+        assert_eq!(frames, [0x11, 0x22]);
+        assert!(!w.bad_frame);
+    }
 
     #[test]
     fn interning_is_stable_and_deduplicated() {
