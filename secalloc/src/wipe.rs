@@ -77,18 +77,23 @@ impl RandPool {
         self.served = 0;
     }
 
-    /// [`fill`](Self::fill) for `len <= 256`: one contiguous run of fresh pool bytes.
-    ///
-    /// # Safety
-    /// `dst..dst+len` must be valid for writes.
+    /// `len` (at most [`POOL_BYTES`]) contiguous fresh pool bytes for a small random pass;
+    /// the caller reports them served with [`served_small`](Self::served_small) once used.
     #[inline(always)]
-    unsafe fn fill_small(&mut self, dst: *mut u8, len: usize) {
+    fn take_small(&mut self, len: usize) -> *const u8 {
         if self.pos + len > POOL_BYTES {
             self.pos = 0;
         }
-        // SAFETY: pos + len <= POOL_BYTES; the caller guarantees dst is writable for len.
-        unsafe { copy_small(self.bytes.as_ptr().add(self.pos), dst, len) };
+        // SAFETY: pos + len <= POOL_BYTES: the range lies inside the pool.
+        let src = unsafe { self.bytes.as_ptr().add(self.pos) };
         self.pos += len;
+        src
+    }
+
+    /// Counts `len` bytes served by [`take_small`](Self::take_small); regenerates the pool
+    /// after every 64 KiB.
+    #[inline(always)]
+    fn served_small(&mut self, len: usize) {
         self.served += len;
         if self.served >= REFRESH_AFTER {
             self.refill();
@@ -150,7 +155,7 @@ pub(crate) unsafe fn wipe_on_thread(
 /// Wipes (and zeroing on allocation) up to this many bytes use inlined stores.
 pub(crate) const SMALL: usize = 256;
 
-/// Sets `len` (1..=256) bytes at `p` to `b` with two overlapping constant-size writes, which
+/// Sets `len` (0..=256) bytes at `p` to `b` with two overlapping constant-size writes, which
 /// the compiler turns into a few vector stores.
 ///
 /// # Safety
@@ -172,44 +177,10 @@ pub(crate) unsafe fn set_small(p: *mut u8, b: u8, len: usize) {
         32.. => two!(32),
         16.. => two!(16),
         8.. => two!(8),
-        _ => {
-            for i in 0..len {
-                // SAFETY: i < len.
-                unsafe { p.add(i).write(b) };
-            }
-        }
-    }
-}
-
-/// Copies `len` (1..=256) bytes from `src` to `dst` like [`set_small`]. (The two are not
-/// folded into one helper taking a closure: measured, that lost the constant sizes and
-/// brought the libc calls back, 19 → 30 ns for a 64-byte wipe.)
-///
-/// # Safety
-/// `src..src+len` readable, `dst..dst+len` writable, not overlapping.
-#[inline(always)]
-unsafe fn copy_small(src: *const u8, dst: *mut u8, len: usize) {
-    macro_rules! two {
-        ($n:expr) => {{
-            // SAFETY: len >= $n, so both ranges lie within the two buffers.
-            unsafe {
-                ptr::copy_nonoverlapping(src, dst, $n);
-                ptr::copy_nonoverlapping(src.add(len - $n), dst.add(len - $n), $n);
-            }
-        }};
-    }
-    match len {
-        128.. => two!(128),
-        64.. => two!(64),
-        32.. => two!(32),
-        16.. => two!(16),
-        8.. => two!(8),
-        _ => {
-            for i in 0..len {
-                // SAFETY: i < len.
-                unsafe { dst.add(i).write(src.add(i).read()) };
-            }
-        }
+        4.. => two!(4),
+        2.. => two!(2),
+        1 => two!(1),
+        _ => {}
     }
 }
 
@@ -256,25 +227,8 @@ pub(crate) unsafe fn wipe_observed(
             after(Pass::Zero2, p, len);
         }
         crate::Wipe::FourPass if len <= SMALL => {
-            // Small blocks (most frees): constant-size stores the compiler inlines, instead of
-            // four calls into libc. Each pass still ends in a barrier.
-            // SAFETY: the caller guarantees `p..p+len` is writable and unshared; each pass
-            // writes exactly that range.
-            unsafe { set_small(p, 0x00, len) };
-            barrier(p);
-            after(Pass::Zero1, p, len);
-            // SAFETY: as above.
-            unsafe { set_small(p, 0xFF, len) };
-            barrier(p);
-            after(Pass::Ones, p, len);
-            // SAFETY: as above.
-            unsafe { pool.fill_small(p, len) };
-            barrier(p);
-            after(Pass::Random, p, len);
-            // SAFETY: as above.
-            unsafe { set_small(p, 0x00, len) };
-            barrier(p);
-            after(Pass::Zero2, p, len);
+            // SAFETY: forwarded contract; 1 <= len <= SMALL.
+            unsafe { four_pass_small(p, len, pool, after) }
         }
         crate::Wipe::FourPass => {
             // SAFETY: the caller guarantees `p..p+len` is writable and unshared; each pass
@@ -296,6 +250,59 @@ pub(crate) unsafe fn wipe_observed(
             after(Pass::Zero2, p, len);
         }
     }
+}
+
+/// The four passes over a small block (most frees): the size is dispatched once, and each
+/// pass is two overlapping constant-size stores (or copies from the pool) that the compiler
+/// turns into a few vector moves, instead of four calls into libc. Each pass still ends in
+/// a barrier.
+///
+/// # Safety
+/// `1 <= len <= SMALL`; `p..p+len` must be valid for writes and not be accessed
+/// concurrently.
+#[inline(always)]
+unsafe fn four_pass_small(
+    p: *mut u8,
+    len: usize,
+    pool: &mut RandPool,
+    mut after: impl FnMut(Pass, *const u8, usize),
+) {
+    let src = pool.take_small(len);
+    macro_rules! four {
+        ($n:expr) => {{
+            // SAFETY: $n <= len <= 2 * $n, so both $n-byte ranges lie within `p..p+len`
+            // (and within the pool's `len` bytes at `src`), together covering all of it.
+            unsafe {
+                ptr::write_bytes(p, 0x00, $n);
+                ptr::write_bytes(p.add(len - $n), 0x00, $n);
+                barrier(p);
+                after(Pass::Zero1, p, len);
+                ptr::write_bytes(p, 0xFF, $n);
+                ptr::write_bytes(p.add(len - $n), 0xFF, $n);
+                barrier(p);
+                after(Pass::Ones, p, len);
+                ptr::copy_nonoverlapping(src, p, $n);
+                ptr::copy_nonoverlapping(src.add(len - $n), p.add(len - $n), $n);
+                barrier(p);
+                after(Pass::Random, p, len);
+                ptr::write_bytes(p, 0x00, $n);
+                ptr::write_bytes(p.add(len - $n), 0x00, $n);
+                barrier(p);
+                after(Pass::Zero2, p, len);
+            }
+        }};
+    }
+    match len {
+        128.. => four!(128),
+        64.. => four!(64),
+        32.. => four!(32),
+        16.. => four!(16),
+        8.. => four!(8),
+        4.. => four!(4),
+        2.. => four!(2),
+        _ => four!(1),
+    }
+    pool.served_small(len);
 }
 
 /// Monotonic nanoseconds (for seeding fallbacks and timestamps); never allocates.
@@ -338,7 +345,10 @@ mod tests {
     #[test]
     fn four_passes_in_order() {
         let mut pool = pool();
-        for len in [1usize, 7, 64, 100, 4096, 4097, 20_000] {
+        for len in [
+            1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 100, 127, 128, 200, 255,
+            256, 257, 4096, 4097, 20_000,
+        ] {
             let mut buf = vec![0xA5u8; len];
             let mut seen = Vec::new();
             // SAFETY: buf is a live, exclusively borrowed Vec of len bytes.
