@@ -7,8 +7,8 @@ use std::alloc::System;
 
 use crate::block::{self, Meta};
 use crate::config::{
-    Config, OnCorruption, ReportDest, ReportFormat, Wipe, INITIALISING, MAX_STACK_DEPTH, READY,
-    RUNTIME, UNINIT,
+    Config, Hot, OnCorruption, ReportDest, ReportFormat, Wipe, INITIALISING, MAX_STACK_DEPTH,
+    READY, RUNTIME, UNINIT,
 };
 use crate::corruption::{self, Corruption};
 use crate::heap::tracked;
@@ -258,11 +258,12 @@ impl<A: GlobalAlloc> SecAlloc<A> {
             // SAFETY: forwarded contract.
             return unsafe { crate::own::alloc(layout, zero) };
         }
-        let canary = RUNTIME.canaries();
+        let hot = RUNTIME.hot();
+        let canary = hot.canaries();
         let Some(il) = block::inner_layout(layout.size(), layout.align(), canary) else {
             return ptr::null_mut();
         };
-        let (tracked, meta, ts) = begin(layout);
+        let (tracked, meta, ts) = begin(layout, hot);
         // Small blocks: plain `alloc` and zero the user bytes here (glibc's `calloc` never
         // takes the per-thread cache, which costs more than the zeroing). Large blocks:
         // `alloc_zeroed`, whose fresh pages come zeroed from the kernel.
@@ -298,7 +299,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
         }
         if tracked {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &meta);
+            account_alloc(unsafe { ts.as_mut() }, &meta, hot);
         }
         // SAFETY: as above.
         unsafe {
@@ -361,8 +362,12 @@ impl<A: GlobalAlloc> SecAlloc<A> {
                 unsafe { ts.as_mut() },
                 user as usize,
                 &meta,
-                mode != Wipe::Off,
-                il.size(),
+                Freed {
+                    wiped: mode != Wipe::Off,
+                    wiped_len: il.size(),
+                    remember: true,
+                },
+                RUNTIME.hot(),
             );
         }
         // Keep the wipe: read the block back through a volatile load and let the pointer
@@ -444,7 +449,7 @@ impl<A: GlobalAlloc> SecAlloc<A> {
 /// `(tracked, meta, this thread's state)`. Untracked (the allocator's own) blocks get the
 /// `INTERNAL` stack; a tracked caller must `thread::leave` when done.
 #[inline(always)]
-pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
+pub(crate) fn begin(layout: Layout, hot: Hot) -> (bool, Meta, *mut ThreadState) {
     let tracked = thread::enter();
     let mut meta = Meta {
         size: layout.size(),
@@ -460,9 +465,9 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
         meta.stack = NO_STACK;
         // SAFETY: `ts` is null or this thread's own state, used only by this thread.
         if let Some(ts) = unsafe { ts.as_mut() } {
-            meta.stack = capture(ts);
+            meta.stack = capture(ts, hot);
         }
-        if RUNTIME.profile() {
+        if hot.profile() {
             // Known before the block is published, so its record is written once.
             // SAFETY: as above.
             meta.born = profile::birth_time(unsafe { ts.as_ref() }, meta.stack);
@@ -472,8 +477,8 @@ pub(crate) fn begin(layout: Layout) -> (bool, Meta, *mut ThreadState) {
 }
 
 #[inline(always)]
-fn capture(ts: &mut ThreadState) -> u32 {
-    let depth = RUNTIME.stack_depth();
+fn capture(ts: &mut ThreadState, hot: Hot) -> u32 {
+    let depth = hot.stack_depth();
     if depth == 0 {
         return NO_STACK;
     }
@@ -602,11 +607,11 @@ fn free_marker<'a>(ts: *mut ThreadState) -> Option<&'a core::sync::atomic::Atomi
 /// Counts a new block (`meta`: its size, stack, scope and, in profile mode, its allocation
 /// time, set by [`begin`]); in profile mode also its callsite's figures.
 #[inline(always)]
-pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta) {
+pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta, hot: Hot) {
     let size = meta.size;
     let scope_id = meta.scope;
     let mut ts = ts;
-    if RUNTIME.profile() {
+    if hot.profile() {
         profile::on_alloc(ts.as_deref_mut(), meta.stack, size, meta.born);
     }
     match ts {
@@ -626,17 +631,34 @@ pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta) {
     }
 }
 
+/// How a block was freed, for [`account_free`].
+#[derive(Clone, Copy)]
+pub(crate) struct Freed {
+    /// Its bytes were wiped, `wiped_len` of them.
+    pub wiped: bool,
+    pub wiped_len: usize,
+    /// Remember the free in the thread's ring of recent frees, so that a second free of the
+    /// address is named a double free with the block's stack. Not needed where the block's
+    /// record outlives the free and says so itself (the own heap's slots).
+    pub remember: bool,
+}
+
 #[inline(always)]
 pub(crate) fn account_free(
     ts: Option<&mut ThreadState>,
     user: usize,
     meta: &Meta,
-    wiped: bool,
-    wiped_len: usize,
+    how: Freed,
+    hot: Hot,
 ) {
+    let Freed {
+        wiped,
+        wiped_len,
+        remember,
+    } = how;
     let size = meta.size;
     let mut ts = ts;
-    if RUNTIME.profile() {
+    if hot.profile() {
         profile::on_free(ts.as_deref_mut(), user, meta.stack, size, meta.born);
     }
     match ts {
@@ -646,7 +668,9 @@ pub(crate) fn account_free(
             if wiped {
                 bump(&ts.counters.wiped_bytes, wiped_len as u64);
             }
-            thread::remember_free(ts, user, meta.stack, size);
+            if remember {
+                thread::remember_free(ts, user, meta.stack, size);
+            }
             thread::note_live(ts, -(size as i64));
         }
         None => {

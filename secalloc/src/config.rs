@@ -1,7 +1,7 @@
 //! Configuration: the const builder's values and the `SECALLOC_*` environment overrides.
 
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::sys::{getenv, FdWriter};
 
@@ -386,13 +386,11 @@ pub(crate) fn bad_value(name: &str, v: &[u8], expected: &str) {
 /// The configuration in force, readable from any thread without locking. Written once by
 /// the thread that initialises the allocator, before `READY` is published.
 pub(crate) struct Runtime {
-    wipe: AtomicU8,
-    zero_on_alloc: AtomicBool,
-    stack_depth: AtomicU8,
-    canaries: AtomicBool,
+    /// The settings every allocation and free reads, packed as [`Hot`]: one load per
+    /// operation, passed down, instead of one per setting at each place it is used.
+    hot: AtomicU32,
     on_corruption: AtomicU8,
     inner_shrinks_in_place: AtomicBool,
-    profile: AtomicBool,
     /// The process-wide canary: random, first byte in memory zero.
     pub canary: AtomicU64,
     /// Secret mixed into header check bits.
@@ -405,18 +403,72 @@ pub(crate) struct Runtime {
     pub init_thread: AtomicUsize,
 }
 
+/// The settings the allocation and free paths read, packed in one word: bits 0..8 the
+/// stack depth, 8..10 the wipe mode, then one bit each for zeroing, canaries and profile
+/// mode. Read once per operation ([`Runtime::hot`]) and passed down as a value, so the
+/// compiler keeps it in a register (separate atomics would each be loaded again at every
+/// use: atomic loads are never merged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hot(u32);
+
+impl Hot {
+    const WIPE_SHIFT: u32 = 8;
+    const ZERO: u32 = 1 << 10;
+    const CANARIES: u32 = 1 << 11;
+    const PROFILE: u32 = 1 << 12;
+
+    pub(crate) const fn pack(c: &Config) -> Hot {
+        let mut v = c.stack_depth as u32 | (c.wipe as u32) << Self::WIPE_SHIFT;
+        if c.zero_on_alloc {
+            v |= Self::ZERO;
+        }
+        if c.canaries {
+            v |= Self::CANARIES;
+        }
+        if c.profile {
+            v |= Self::PROFILE;
+        }
+        Hot(v)
+    }
+    #[inline(always)]
+    pub(crate) fn wipe(self) -> Wipe {
+        match (self.0 >> Self::WIPE_SHIFT) & 3 {
+            0 => Wipe::FourPass,
+            1 => Wipe::Zero,
+            _ => Wipe::Off,
+        }
+    }
+    /// Freed bytes are wiped (in either mode).
+    #[inline(always)]
+    pub(crate) fn wiped(self) -> bool {
+        self.wipe() != Wipe::Off
+    }
+    #[inline(always)]
+    pub(crate) fn zero_on_alloc(self) -> bool {
+        self.0 & Self::ZERO != 0
+    }
+    #[inline(always)]
+    pub(crate) fn stack_depth(self) -> usize {
+        (self.0 & 0xFF) as usize
+    }
+    #[inline(always)]
+    pub(crate) fn canaries(self) -> bool {
+        self.0 & Self::CANARIES != 0
+    }
+    #[inline(always)]
+    pub(crate) fn profile(self) -> bool {
+        self.0 & Self::PROFILE != 0
+    }
+}
+
 pub(crate) const UNINIT: u8 = 0;
 pub(crate) const INITIALISING: u8 = 1;
 pub(crate) const READY: u8 = 2;
 
 pub(crate) static RUNTIME: Runtime = Runtime {
-    wipe: AtomicU8::new(0),
-    zero_on_alloc: AtomicBool::new(true),
-    stack_depth: AtomicU8::new(DEFAULT_STACK_DEPTH),
-    canaries: AtomicBool::new(true),
+    hot: AtomicU32::new(Hot::pack(&Config::DEFAULT).0),
     on_corruption: AtomicU8::new(0),
     inner_shrinks_in_place: AtomicBool::new(false),
-    profile: AtomicBool::new(false),
     canary: AtomicU64::new(0),
     header_key: AtomicU64::new(0),
     report: crate::sys::SpinLock::new(Config::DEFAULT),
@@ -428,37 +480,34 @@ pub(crate) static RUNTIME: Runtime = Runtime {
 
 impl Runtime {
     pub(crate) fn store(&self, c: &Config) {
-        self.wipe.store(c.wipe as u8, Ordering::Relaxed);
-        self.zero_on_alloc.store(c.zero_on_alloc, Ordering::Relaxed);
-        self.stack_depth.store(c.stack_depth, Ordering::Relaxed);
-        self.canaries.store(c.canaries, Ordering::Relaxed);
+        self.hot.store(Hot::pack(c).0, Ordering::Relaxed);
         self.on_corruption
             .store(c.on_corruption as u8, Ordering::Relaxed);
         self.inner_shrinks_in_place
             .store(c.inner_shrinks_in_place, Ordering::Relaxed);
-        self.profile.store(c.profile, Ordering::Relaxed);
         *self.report.lock() = *c;
     }
 
+    /// The hot-path settings, in one load.
+    #[inline(always)]
+    pub(crate) fn hot(&self) -> Hot {
+        Hot(self.hot.load(Ordering::Relaxed))
+    }
     #[inline]
     pub(crate) fn wipe(&self) -> Wipe {
-        match self.wipe.load(Ordering::Relaxed) {
-            0 => Wipe::FourPass,
-            1 => Wipe::Zero,
-            _ => Wipe::Off,
-        }
+        self.hot().wipe()
     }
     #[inline]
     pub(crate) fn zero_on_alloc(&self) -> bool {
-        self.zero_on_alloc.load(Ordering::Relaxed)
+        self.hot().zero_on_alloc()
     }
     #[inline]
     pub(crate) fn stack_depth(&self) -> usize {
-        self.stack_depth.load(Ordering::Relaxed) as usize
+        self.hot().stack_depth()
     }
     #[inline]
     pub(crate) fn canaries(&self) -> bool {
-        self.canaries.load(Ordering::Relaxed)
+        self.hot().canaries()
     }
     #[inline]
     pub(crate) fn on_corruption(&self) -> OnCorruption {
@@ -475,7 +524,7 @@ impl Runtime {
     /// Whether profile mode is on (fixed at initialisation: it sets the block layout).
     #[inline(always)]
     pub(crate) fn profile(&self) -> bool {
-        self.profile.load(Ordering::Relaxed)
+        self.hot().profile()
     }
     pub(crate) fn config(&self) -> Config {
         *self.report.lock()
@@ -485,6 +534,29 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hot_settings_round_trip() {
+        for wipe in [Wipe::FourPass, Wipe::Zero, Wipe::Off] {
+            for depth in [0u8, 1, 16, MAX_STACK_DEPTH as u8] {
+                for bits in 0..8u8 {
+                    let mut c = Config::DEFAULT;
+                    c.wipe = wipe;
+                    c.stack_depth = depth;
+                    c.zero_on_alloc = bits & 1 != 0;
+                    c.canaries = bits & 2 != 0;
+                    c.profile = bits & 4 != 0;
+                    let h = Hot::pack(&c);
+                    assert_eq!(h.wipe(), wipe);
+                    assert_eq!(h.wiped(), wipe != Wipe::Off);
+                    assert_eq!(h.stack_depth(), depth as usize);
+                    assert_eq!(h.zero_on_alloc(), c.zero_on_alloc);
+                    assert_eq!(h.canaries(), c.canaries);
+                    assert_eq!(h.profile(), c.profile);
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_numbers_strictly() {

@@ -11,10 +11,10 @@ use core::ptr;
 
 use crate::alloc::{
     account_alloc, account_free, account_realloc_in_place, bad_free, canary_intact, layout_matches,
-    realloc_move,
+    realloc_move, Freed,
 };
 use crate::block::{self, Meta};
-use crate::config::{Wipe, RUNTIME};
+use crate::config::{Hot, Wipe, RUNTIME};
 use crate::corruption::{self, Corruption};
 use crate::heap::slots::{self, FREED, LEAKED, LIVE};
 use crate::heap::tracked::{self, Found};
@@ -32,26 +32,27 @@ use crate::{thread, wipe};
 /// handed out again must still be zero, as the wipe left it, or something wrote to it
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
-    let (tracked, meta, ts) = crate::alloc::begin(layout);
-    let wiped = RUNTIME.wipe() != Wipe::Off;
-    let canary = RUNTIME.canaries();
+    let hot = RUNTIME.hot();
+    let (tracked, meta, ts) = crate::alloc::begin(layout, hot);
+    let wiped = hot.wiped();
+    let canary = hot.canaries();
     let p = loop {
         let Some(t) = tracked::take(layout.size(), layout.align(), zero && !wiped) else {
             break ptr::null_mut();
         };
         let p = t.addr as *mut u8;
         if canary && wiped {
-            if let Some(prev) = t.previous() {
+            if let Some(prev) = t.previous_state() {
                 // SAFETY: a slot holds at least 16 bytes and is 16-aligned; it is ours
                 // (just taken, not yet handed out).
                 let first = unsafe { first_word_for_writing(p) };
-                if first != 0 && prev.state != LEAKED {
+                if first != 0 && prev != LEAKED {
                     free_slot_written(&t, first, &meta);
                     continue;
                 }
             }
         }
-        if !t.publish(&meta) {
+        if !t.publish(&meta, hot) {
             break ptr::null_mut();
         }
         if canary {
@@ -63,7 +64,7 @@ pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
     if tracked {
         if !p.is_null() {
             // SAFETY: `ts` is null or this thread's own state.
-            account_alloc(unsafe { ts.as_mut() }, &meta);
+            account_alloc(unsafe { ts.as_mut() }, &meta, hot);
         }
         thread::leave();
     }
@@ -128,7 +129,13 @@ fn free_slot_written(t: &tracked::Taken, found: u64, meta: &Meta) {
 /// canary intact. Returns its metadata, or `None` after reporting corruption (the block
 /// is then leaked, unless it was not live).
 #[inline(always)]
-fn validate(user: *mut u8, layout: Layout, d: slots::Decoded, cap: usize) -> Option<Meta> {
+fn validate(
+    user: *mut u8,
+    layout: Layout,
+    d: slots::Decoded,
+    cap: usize,
+    hot: Hot,
+) -> Option<Meta> {
     let meta = d.meta;
     if d.state != LIVE {
         if d.state == FREED {
@@ -147,7 +154,7 @@ fn validate(user: *mut u8, layout: Layout, d: slots::Decoded, cap: usize) -> Opt
     if !layout_matches(&meta, layout, user) {
         return None;
     }
-    if RUNTIME.canaries() {
+    if hot.canaries() {
         // SAFETY: the slack lies inside the block's slot.
         let (expected, found) = unsafe { read_slack_canary(user, meta.size, cap) };
         if !canary_intact(&meta, expected, found, user) {
@@ -162,11 +169,12 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
     let entered = thread::enter();
     let ts = thread::for_free(entered);
     let addr = user as usize;
-    let mode = RUNTIME.wipe();
+    let hot = RUNTIME.hot();
+    let mode = hot.wipe();
     match tracked::find(addr) {
         Found::Slot { at, rec, cap } => {
-            let d = rec.read(cap);
-            let Some(meta) = validate(user, layout, d, cap) else {
+            let d = rec.read_in(cap, hot.profile());
+            let Some(meta) = validate(user, layout, d, cap, hot) else {
                 if d.state == LIVE {
                     rec.set_state(LEAKED);
                 }
@@ -183,8 +191,15 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             // said live, and a racing double free is caught by the bitmaps below).
             unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
             if meta.stack != INTERNAL {
+                // The slot's record keeps the block's stack and says freed until the slot
+                // is handed out again: a second free is named from it, not the ring.
+                let how = Freed {
+                    wiped: mode != Wipe::Off,
+                    wiped_len: len,
+                    remember: false,
+                };
                 // SAFETY: `ts` is null or this thread's own state.
-                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
+                account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
             }
             // Keep the wipe: read the slot back through a volatile load and let the
             // pointer escape, so no optimiser can treat the stores above as dead.
@@ -203,7 +218,7 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             }
         }
         Found::Large { entry } => {
-            let Some(meta) = take_large(user, layout, &entry) else {
+            let Some(meta) = take_large(user, layout, &entry, hot) else {
                 return leave_if(entered);
             };
             let len = meta.size + slack_canary_len(meta.size, entry.body);
@@ -212,8 +227,14 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
             // touched are discarded, not faulted in to be wiped.
             unsafe { tracked::wipe_large(ts, user, len, mode) };
             if meta.stack != INTERNAL {
+                // The entry leaves the table: a second free is named from the ring.
+                let how = Freed {
+                    wiped: mode != Wipe::Off,
+                    wiped_len: len,
+                    remember: true,
+                };
                 // SAFETY: `ts` is null or this thread's own state.
-                account_free(unsafe { ts.as_mut() }, addr, &meta, mode != Wipe::Off, len);
+                account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
             }
             // SAFETY: as above.
             unsafe { ptr::read_volatile(user) };
@@ -276,9 +297,9 @@ pub(crate) unsafe fn realloc(user: *mut u8, layout: Layout, new_size: usize) -> 
 /// Checks a directly mapped tracked block being freed or moved and takes it out of the
 /// table (a reader holding it is waited for; none can take it afterwards). `None` after
 /// reporting corruption: the block is then leaked (or was not live).
-fn take_large(user: *mut u8, layout: Layout, entry: &slots::LargeEntry) -> Option<Meta> {
+fn take_large(user: *mut u8, layout: Layout, entry: &slots::LargeEntry, hot: Hot) -> Option<Meta> {
     let d = entry.decoded();
-    let Some(meta) = validate(user, layout, d, entry.body) else {
+    let Some(meta) = validate(user, layout, d, entry.body, hot) else {
         if d.state == LIVE {
             tracked::leak_large(user as usize, &d.meta);
         }
@@ -304,7 +325,7 @@ unsafe fn grow_large(
 ) -> *mut u8 {
     let entered = thread::enter();
     let ts = thread::for_free(entered);
-    let Some(mut meta) = take_large(user, layout, &entry) else {
+    let Some(mut meta) = take_large(user, layout, &entry, RUNTIME.hot()) else {
         return leave_if_null(entered);
     };
     let old = meta.size;
@@ -376,7 +397,7 @@ unsafe fn realloc_in_place(
         }
         Found::NotOurs => return leave_if_null(entered),
     };
-    let Some(mut meta) = validate(user, layout, d, cap) else {
+    let Some(mut meta) = validate(user, layout, d, cap, RUNTIME.hot()) else {
         if d.state == LIVE {
             match &found {
                 Found::Slot { rec, .. } => rec.set_state(LEAKED),

@@ -129,8 +129,15 @@ impl Record {
     /// one: see [`super::tracked`]). In profile mode `meta.born` too.
     #[inline(always)]
     pub(crate) fn read(&self, cap: usize) -> Decoded {
+        self.read_in(cap, RUNTIME.profile())
+    }
+
+    /// [`read`](Self::read), told whether profile mode is on (by a caller that has the
+    /// settings at hand already).
+    #[inline(always)]
+    pub(crate) fn read_in(&self, cap: usize, profile: bool) -> Decoded {
         let mut d = decode(self.w.load(Acquire), cap);
-        if RUNTIME.profile() {
+        if profile {
             d.meta.born = self.born().load(Relaxed);
         }
         d
@@ -152,8 +159,14 @@ impl Record {
     /// a reader that sees the new word sees the allocation time too).
     #[inline(always)]
     pub(crate) fn write(&self, meta: &Meta, state: u64, cap: usize) {
+        self.write_in(meta, state, cap, RUNTIME.profile())
+    }
+
+    /// [`write`](Self::write), told whether profile mode is on.
+    #[inline(always)]
+    pub(crate) fn write_in(&self, meta: &Meta, state: u64, cap: usize, profile: bool) {
         let parity = !self.w.load(Relaxed) & PARITY;
-        if RUNTIME.profile() {
+        if profile {
             self.born().store(meta.born, Relaxed);
         }
         self.w.store(encode(meta, state, cap, parity), Release);

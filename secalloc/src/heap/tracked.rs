@@ -24,6 +24,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64};
 use super::slots::{self, Record, LARGE, LEAKED, LIVE};
 use super::{class, locate, seg_meta, Located, Span, NCLASSES, PAGE, SEGMENT, SEGMENTS};
 use crate::block::Meta;
+use crate::config::Hot;
 
 /// Sets the heap up now, before the tracker registers its fork handlers: handlers run in
 /// reverse order of registration, so the heap's (which take its locks) then run after the
@@ -124,20 +125,21 @@ fn take_large(size: usize, align: usize) -> Option<Taken> {
 static LARGE_GEN: AtomicU64 = AtomicU64::new(1);
 
 impl Taken {
-    /// The record of the slot as it was before this allocation (`None` for a large block).
+    /// The state of the slot's record as it was before this allocation (`None` for a large
+    /// block).
     #[inline(always)]
-    pub(crate) fn previous(&self) -> Option<slots::Decoded> {
+    pub(crate) fn previous_state(&self) -> Option<u64> {
         // SAFETY: a non-null `rec` points into the committed, never-unmapped records.
-        unsafe { self.rec.as_ref() }.map(|r| r.read(self.cap))
+        unsafe { self.rec.as_ref() }.map(|r| r.stamp().0)
     }
 
     /// Publishes the block as live with `meta`. False when a large block's record cannot
     /// be stored (the block is then unmapped again: out of memory).
     #[inline(always)]
-    pub(crate) fn publish(&self, meta: &Meta) -> bool {
-        // SAFETY: as in `previous`.
+    pub(crate) fn publish(&self, meta: &Meta, hot: Hot) -> bool {
+        // SAFETY: a non-null `rec` points into the committed, never-unmapped records.
         if let Some(rec) = unsafe { self.rec.as_ref() } {
-            rec.write(meta, LIVE, self.cap);
+            rec.write_in(meta, LIVE, self.cap, hot.profile());
             return true;
         }
         let gen = LARGE_GEN.fetch_add(1, Relaxed);
@@ -155,7 +157,7 @@ impl Taken {
 
     /// Marks the slot as leaked after a corruption report: it is never handed out again.
     pub(crate) fn leak(&self, meta: &Meta) {
-        // SAFETY: as in `previous`.
+        // SAFETY: as in `publish`.
         if let Some(rec) = unsafe { self.rec.as_ref() } {
             rec.write(meta, LEAKED, self.cap);
         }
