@@ -618,7 +618,7 @@ pub(crate) fn account_alloc(ts: Option<&mut ThreadState>, meta: &Meta, hot: Hot)
         Some(ts) => {
             bump(&ts.counters.alloc_bytes, size as u64);
             bump(&ts.counters.allocs, 1);
-            thread::note_live(ts, size as i64);
+            thread::note_live_up(ts, size as i64);
         }
         None => {
             ORPHAN.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
@@ -671,7 +671,7 @@ pub(crate) fn account_free(
             if remember {
                 thread::remember_free(ts, user, meta.stack, size);
             }
-            thread::note_live(ts, -(size as i64));
+            thread::note_live_down(ts, size as i64);
         }
         None => {
             ORPHAN.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);

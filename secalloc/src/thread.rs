@@ -72,7 +72,9 @@ pub(crate) struct ThreadState {
     /// The highest live-bytes estimate this thread has seen (the global figure plus its own
     /// unpublished bytes); only the owner writes it.
     pub peak_seen: AtomicU64,
-    pub pending_live: i64,
+    /// `own_live` when this thread last published its live bytes into `LIVE_FLUSHED`: the
+    /// difference is its unpublished share.
+    pub flushed_live: i64,
     /// Net live bytes this thread's own allocations and frees added (it may be negative),
     /// and the highest it has been since `testing` last reset it: owner-only plain fields.
     pub own_live: i64,
@@ -274,28 +276,47 @@ pub(crate) fn for_each_slot(mut f: impl FnMut(&ThreadState)) {
 /// Records a net change of live bytes for peak tracking.
 #[inline(always)]
 pub(crate) fn note_live(ts: &mut ThreadState, delta: i64) {
-    ts.pending_live += delta;
-    ts.own_live += delta;
     if delta > 0 {
-        if ts.own_live > ts.own_peak {
-            ts.own_peak = ts.own_live;
-        }
-        // Per-thread maximum, merged by `stats`: a plain store, no shared RMW while the
-        // heap grows.
-        let est = LIVE_FLUSHED.load(Ordering::Relaxed) + ts.pending_live;
-        if est > 0 && est as u64 > ts.peak_seen.load(Ordering::Relaxed) {
-            ts.peak_seen.store(est as u64, Ordering::Relaxed);
-        }
+        note_live_up(ts, delta);
+    } else {
+        note_live_down(ts, -delta);
     }
-    if ts.pending_live.abs() >= FLUSH_BYTES {
+}
+
+/// Records `bytes` more live bytes (an allocation).
+#[inline(always)]
+pub(crate) fn note_live_up(ts: &mut ThreadState, bytes: i64) {
+    ts.own_live += bytes;
+    if ts.own_live > ts.own_peak {
+        ts.own_peak = ts.own_live;
+    }
+    let pending = ts.own_live - ts.flushed_live;
+    // Per-thread maximum, merged by `stats`: a plain store, no shared RMW while the heap
+    // grows.
+    let est = LIVE_FLUSHED.load(Ordering::Relaxed) + pending;
+    if est > 0 && est as u64 > ts.peak_seen.load(Ordering::Relaxed) {
+        ts.peak_seen.store(est as u64, Ordering::Relaxed);
+    }
+    if pending >= FLUSH_BYTES {
         flush_pending(ts);
     }
 }
 
+/// Records `bytes` fewer live bytes (a free).
+#[inline(always)]
+pub(crate) fn note_live_down(ts: &mut ThreadState, bytes: i64) {
+    ts.own_live -= bytes;
+    if ts.own_live - ts.flushed_live <= -FLUSH_BYTES {
+        flush_pending(ts);
+    }
+}
+
+/// Publishes this thread's unpublished live bytes into `LIVE_FLUSHED`.
 pub(crate) fn flush_pending(ts: &mut ThreadState) {
-    if ts.pending_live != 0 {
-        LIVE_FLUSHED.fetch_add(ts.pending_live, Ordering::Relaxed);
-        ts.pending_live = 0;
+    let pending = ts.own_live - ts.flushed_live;
+    if pending != 0 {
+        LIVE_FLUSHED.fetch_add(pending, Ordering::Relaxed);
+        ts.flushed_live = ts.own_live;
     }
 }
 

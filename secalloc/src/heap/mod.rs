@@ -356,17 +356,20 @@ extern "C" fn fork_release() {
 #[inline(always)]
 fn current() -> *mut Heap {
     let h = CURRENT.with(Cell::get);
-    if h.is_null() {
-        return current_slow();
-    }
-    if h == EXITED {
-        return ptr::null_mut();
+    // Null (no heap yet) and `EXITED` (1) in one unsigned compare.
+    if (h as usize) <= EXITED as usize {
+        return current_slow(h);
     }
     h
 }
 
+/// [`current`] for a thread whose slot holds null (no heap yet: one is made) or `EXITED`
+/// (null returned: the thread is past its heap's release).
 #[cold]
-fn current_slow() -> *mut Heap {
+fn current_slow(h: *mut Heap) -> *mut Heap {
+    if h == EXITED {
+        return ptr::null_mut();
+    }
     if STATE.load(Acquire) != READY && !init() {
         return ptr::null_mut();
     }
