@@ -478,20 +478,26 @@ pub(crate) fn begin(layout: Layout, hot: Hot) -> (bool, Meta, *mut ThreadState) 
 
 #[inline(always)]
 fn capture(ts: &mut ThreadState, hot: Hot) -> u32 {
-    let depth = hot.stack_depth();
+    // At most MAX_STACK_DEPTH (the settings keep it so; the bound lets the compiler drop
+    // the slice's check).
+    let depth = hot.stack_depth().min(MAX_STACK_DEPTH);
     if depth == 0 {
         return NO_STACK;
     }
     let w = stack::walk(&mut ts.frames[..depth], ts.stack_top);
-    // A chain that breaks right after the allocator's own callers means the calling code
-    // has no frame pointers (a walk ending in the C runtime's frames is normal).
-    if w.bad_frame && w.len < 3 {
-        bump(&ts.counters.bad_frames, 1);
+    if w.len < 3 {
+        // A chain that breaks right after the allocator's own callers means the calling
+        // code has no frame pointers (a walk ending in the C runtime's frames is normal).
+        if w.broke_off() {
+            bump(&ts.counters.bad_frames, 1);
+        }
+        if w.len == 0 {
+            return NO_STACK;
+        }
     }
-    if w.len == 0 {
-        return NO_STACK;
-    }
-    stack::intern(&ts.frames[..w.len], w.hash, &mut ts.cache)
+    // SAFETY: the walk stores at most `depth <= frames.len()` frames and returns how many.
+    let frames = unsafe { ts.frames.get_unchecked(..w.len) };
+    stack::intern(frames, w.hash, &mut ts.cache)
 }
 
 /// Reports a free of an address that is not live, then aborts or (configured) returns.

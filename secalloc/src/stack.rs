@@ -79,12 +79,22 @@ fn finalise(raw: u64) -> u64 {
 
 /// Result of a walk.
 pub(crate) struct Walk {
+    /// Frames stored at the start of the walk's buffer: never more than its length.
     pub len: usize,
     /// Hash of the return addresses and their count, before [`finalise`]; never 0.
     pub hash: u64,
-    /// The walk stopped at a frame pointer that failed validation before reaching the
-    /// outermost frame or the depth limit.
-    pub bad_frame: bool,
+    /// The frame pointer that failed validation and ended the walk before it reached the
+    /// outermost frame or the depth limit; 0 when it reached either. (Kept as the value,
+    /// not a flag, so the loop's exit costs nothing: most callers never look at it.)
+    pub stop: usize,
+}
+
+impl Walk {
+    /// The walk stopped at a frame pointer that failed validation.
+    #[inline(always)]
+    pub(crate) fn broke_off(&self) -> bool {
+        self.stop != 0
+    }
 }
 
 /// Walks up to `buf.len()` return addresses, starting with the caller of the function this is
@@ -122,7 +132,8 @@ unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
     let mut hash: u64 = SEED;
     // The highest frame pointer whose 16-byte record still lies inside the stack.
     let hi = stack_hi.saturating_sub(16);
-    let mut bad_frame = fp >= hi && fp != 0;
+    // A start outside the stack is a broken chain; a null one an empty chain.
+    let mut stop = if fp < hi { 0 } else { fp };
     if fp != 0 && fp < hi && max != 0 {
         loop {
             // SAFETY: `fp < hi`, so `fp..fp + 16` lies between this walk's first frame and
@@ -145,7 +156,7 @@ unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
             }
             if next <= fp || next >= hi {
                 // A null saved frame pointer ends the chain normally.
-                bad_frame = next != 0;
+                stop = next;
                 break;
             }
             fp = next;
@@ -153,8 +164,8 @@ unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
         // SAFETY: `len >= 1` here, and `buf[..len]` was written above.
         if unsafe { *out.add(len - 1) } == 0 {
             // The outermost frame's zero return address: undo its hash step, `(h ^ 0)
-            // .rotate_left(23) + 0`.
-            len -= 1;
+            // .rotate_left(23) + 0`. (Rare: a branch, so the loop need not keep `len - 1`.)
+            len = core::hint::black_box(len) - 1;
             hash = hash.rotate_right(23);
         }
     }
@@ -163,11 +174,7 @@ unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
     if hash == 0 {
         hash = 1;
     }
-    Walk {
-        len,
-        hash,
-        bad_frame,
-    }
+    Walk { len, hash, stop }
 }
 
 /// The top of the calling thread's stack, or 0 when unknown. May allocate (glibc reads
@@ -534,11 +541,11 @@ mod tests {
         s.record(20, 0, 0x33);
         let (frames, w) = s.walk(a, 16);
         assert_eq!(frames, [0x11, 0x22, 0x33]);
-        assert!(!w.bad_frame);
+        assert!(!w.broke_off());
         // The depth limit ends the walk early, and changes the hash.
         let (two, w2) = s.walk(a, 2);
         assert_eq!(two, [0x11, 0x22]);
-        assert!(!w2.bad_frame);
+        assert!(!w2.broke_off());
         assert_ne!(w.hash, w2.hash);
     }
 
@@ -556,7 +563,7 @@ mod tests {
         let (frames2, w2) = s.walk(a, 16);
         assert_eq!(frames2, [0x11, 0x22]);
         assert_eq!(w.hash, w2.hash);
-        assert!(!w.bad_frame && !w2.bad_frame);
+        assert!(!w.broke_off() && !w2.broke_off());
     }
 
     #[test]
@@ -568,13 +575,13 @@ mod tests {
             s.record(10, bad, 0x22);
             let (frames, w) = s.walk(a, 16);
             assert_eq!(frames, [0x11, 0x22], "next = {bad:#x}");
-            assert!(w.bad_frame, "next = {bad:#x}");
+            assert!(w.broke_off(), "next = {bad:#x}");
         }
         // A start outside the stack walks nothing.
         let (frames, w) = s.walk(s.top(), 16);
-        assert!(frames.is_empty() && w.bad_frame);
+        assert!(frames.is_empty() && w.broke_off());
         let (frames, w) = s.walk(0, 16);
-        assert!(frames.is_empty() && !w.bad_frame);
+        assert!(frames.is_empty() && !w.broke_off());
     }
 
     #[test]
@@ -590,7 +597,7 @@ mod tests {
         }
         let (frames, w) = s.walk(a, 16);
         assert_eq!(frames, [0x11, 0x22]);
-        assert!(!w.bad_frame);
+        assert!(!w.broke_off());
     }
 
     #[test]
