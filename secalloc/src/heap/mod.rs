@@ -131,7 +131,12 @@ impl SecHeap {
 /// What the heap knows about one span. Only the owning heap's thread writes the fields
 /// marked "owner" (relaxed loads and stores, no read-modify-write); other threads read
 /// `free` to detect double frees and write `remote` with atomic operations.
-#[repr(C)]
+///
+/// The fields are grouped by who writes them, a cache line per group, so that frees from
+/// other threads (which read the fixed fields and write `remote` and `queued`) do not take
+/// the line the owner writes on every allocation, and the owner's allocations do not
+/// invalidate the line those frees read.
+#[repr(C, align(64))]
 struct Span {
     /// Owner: a set bit is a free slot.
     free: [AtomicU64; WORDS],
@@ -139,6 +144,8 @@ struct Span {
     remote: [AtomicU64; WORDS],
     /// Slots waiting in some thread's quarantine (neither free nor live).
     quarantined: [AtomicU64; WORDS],
+
+    // Fixed while the span is assigned (written when it is set up for a class).
     /// Class index + 1; 0 while the span is unassigned.
     class: AtomicU32,
     /// Block size of the class.
@@ -146,8 +153,18 @@ struct Span {
     /// `div_magic(size)`: slot index = offset × recip >> RECIP_SHIFT, without a division
     /// on the free path.
     recip: AtomicU64,
+    /// The heap that owns the span (fixed from first use).
+    owner: AtomicPtr<Heap>,
+    /// The span's first byte (fixed when the span is first carved out of its segment).
+    base: AtomicUsize,
     /// Owner: slots in the span.
     capacity: AtomicU32,
+    /// Owner: whether the span last served an untracked class (whose freed slots are not
+    /// wiped), so a tracked class taking it must zero what was used.
+    untracked_dirty: AtomicBool,
+    _fixed_end: [u8; 64 - 37],
+
+    // Written by the owner on every allocation and free of its own.
     /// Owner: set bits in `free`.
     nfree: AtomicU32,
     /// Owner: the word where the next search for a free slot starts.
@@ -159,21 +176,26 @@ struct Span {
     dirty: AtomicU32,
     /// Owner: whether the span is on its class's list in the owner heap.
     listed: AtomicBool,
-    /// Whether the span is queued on its owner's remote list.
-    queued: AtomicBool,
     /// Owner: list links (class lists, or the empty-span cache).
     prev: AtomicPtr<Span>,
     next: AtomicPtr<Span>,
+    _owner_end: [u8; 64 - 40],
+
+    // Written by freeing threads.
+    /// Whether the span is queued on its owner's remote list.
+    queued: AtomicBool,
     /// Link in the owner's remote list.
     next_remote: AtomicPtr<Span>,
-    /// The heap that owns the span (fixed from first use).
-    owner: AtomicPtr<Heap>,
-    /// The span's first byte (fixed when the span is first carved out of its segment).
-    base: AtomicUsize,
-    /// Owner: whether the span last served an untracked class (whose freed slots are not
-    /// wiped), so a tracked class taking it must zero what was used.
-    untracked_dirty: AtomicBool,
 }
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Span, class) % 64 == 0);
+    assert!(offset_of!(Span, untracked_dirty) < offset_of!(Span, class) + 64);
+    assert!(offset_of!(Span, nfree) == offset_of!(Span, class) + 64);
+    assert!(offset_of!(Span, next) < offset_of!(Span, nfree) + 64);
+    assert!(offset_of!(Span, queued) == offset_of!(Span, nfree) + 64);
+};
 
 impl Span {
     /// Owner: marks the slots of `bits` in bitmap word `w` free (the store with `order`),
@@ -747,7 +769,8 @@ unsafe fn collect_remote(h: &Heap) {
             let words = (sp.capacity.load(Relaxed) as usize).div_ceil(64);
             let mut got = 0;
             for w in 0..words {
-                if sp.remote[w].load(Relaxed) != 0 {
+                // Sequentially consistent: see `queue_remote`.
+                if sp.remote[w].load(SeqCst) != 0 {
                     let v = sp.remote[w].swap(0, AcqRel);
                     if quarantine::IN_USE.load(Relaxed) {
                         quarantine::check_fold(sp, w, v);
@@ -884,7 +907,13 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
 unsafe fn queue_remote(s: *mut Span, owner: *mut Heap) {
     // SAFETY: per the contract.
     let sp = unsafe { &*s };
-    if !sp.queued.swap(true, SeqCst) {
+    // A plain load first: once the span is queued, the frees that follow read the flag
+    // instead of taking its cache line with a swap each. Sound with the owner's side in
+    // `collect_remote`: in the single order of sequentially consistent operations, a load
+    // that still sees `true` comes before the owner's `store(false)`, so this free's
+    // `fetch_or` of its bit (before the load) comes before the owner's loads of the
+    // remote words (after that store), which therefore see the bit.
+    if !sp.queued.load(SeqCst) && !sp.queued.swap(true, SeqCst) {
         // SAFETY: a span's owner heap is mmap'd and never unmapped.
         let list = unsafe { &(*owner).remote };
         let mut head = list.load(Relaxed);
