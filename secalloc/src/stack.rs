@@ -1,9 +1,9 @@
 //! Callsite stacks: a validated frame-pointer walk, and interning of unique stacks.
 //!
 //! Capturing walks the chain of saved frame pointers (`[fp]` = caller's fp, `[fp+8]` =
-//! return address on x86-64 and AArch64), checking each pointer is aligned, strictly
-//! increasing and inside the current thread's stack, so a binary without frame pointers gets
-//! short stacks instead of a crash. It costs under 1 ns a frame. Unique stacks are interned
+//! return address on x86-64 and AArch64), starting at or above the stack pointer and
+//! following a pointer only when it is strictly increasing and inside the current thread's
+//! stack, so a binary without frame pointers gets short stacks instead of a crash. It costs under 1 ns a frame. Unique stacks are interned
 //! once: the 64-bit hash of the return addresses maps to a 32-bit id, first through a
 //! per-thread direct-mapped cache, then a lock-free open-addressing table (a spin lock is
 //! taken only to insert a stack never seen before). Symbolisation happens only in reports.
