@@ -157,12 +157,14 @@ struct Span {
     owner: AtomicPtr<Heap>,
     /// The span's first byte (fixed when the span is first carved out of its segment).
     base: AtomicUsize,
+    /// Where its slots' records begin (`slots::first_record(base)`, fixed with `base`).
+    records: AtomicUsize,
     /// Owner: slots in the span.
     capacity: AtomicU32,
     /// Owner: whether the span last served an untracked class (whose freed slots are not
     /// wiped), so a tracked class taking it must zero what was used.
     untracked_dirty: AtomicBool,
-    _fixed_end: [u8; 64 - 37],
+    _fixed_end: [u8; 64 - 45],
 
     // Written by the owner on every allocation and free of its own.
     /// Owner: set bits in `free`.
@@ -592,6 +594,7 @@ unsafe fn take_span(h: &Heap, shift: u32) -> *mut Span {
         let seg = (m as usize - META.load(Relaxed) as usize) / core::mem::size_of::<Segment>();
         let base = BASE.load(Relaxed) + (seg << SEGMENT_SHIFT) + ((i as usize) << shift);
         (*s).base.store(base, Relaxed);
+        (*s).records.store(slots::first_record(base), Relaxed);
         (*s).owner.store(h as *const Heap as *mut Heap, Relaxed);
         s
     }

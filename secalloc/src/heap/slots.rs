@@ -253,6 +253,22 @@ pub(crate) fn record(span_base: usize, slot: usize) -> &'static Record {
     unsafe { &*(p as *const Record) }
 }
 
+/// Where the records of the span starting at `span_base` begin (its slot 0's record), kept
+/// in the span's metadata so that finding a slot's record is one add.
+#[inline(always)]
+pub(crate) fn first_record(span_base: usize) -> usize {
+    RECORDS.load(Relaxed) + slot_index(span_base, 0) * core::mem::size_of::<Record>()
+}
+
+/// The record of slot `slot` of the span whose records begin at `first` (from
+/// [`first_record`]).
+#[inline(always)]
+pub(crate) fn record_from(first: usize, slot: usize) -> &'static Record {
+    let p = first + slot * core::mem::size_of::<Record>();
+    // SAFETY: as in `record`: `first` is a span's first record, in committed records.
+    unsafe { &*(p as *const Record) }
+}
+
 // ---------------------------------------------------------------------------------------
 // Large blocks
 

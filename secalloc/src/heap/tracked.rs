@@ -96,11 +96,11 @@ pub(crate) fn take(size: usize, align: usize, zero: bool) -> Option<Taken> {
         let (p, span, slot) = super::alloc_class(idx, zero);
         if !p.is_null() {
             // SAFETY: `span` is the assigned span the slot came from.
-            let base = unsafe { (*span).base.load(Relaxed) };
+            let first = unsafe { (*span).records.load(Relaxed) };
             return Some(Taken {
                 addr: p as usize,
                 cap: class::size_of_class(idx - NCLASSES),
-                rec: slots::record(base, slot),
+                rec: slots::record_from(first, slot),
             });
         }
     }
@@ -186,7 +186,7 @@ pub(crate) fn find(addr: usize) -> Found {
             }
             Found::Slot {
                 at: SlotRef { span, slot },
-                rec: slots::record(sp.base.load(Relaxed), slot),
+                rec: slots::record_from(sp.records.load(Relaxed), slot),
                 cap: sp.size.load(Relaxed) as usize,
             }
         }
@@ -508,4 +508,27 @@ pub(crate) fn lock_for_fork() {
 pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: forwarded.
     unsafe { LARGE.raw_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_s_record_is_found_from_its_span_s_first_record() {
+        init_before_tracker();
+        for size in [1usize, 16, 24, 100, 500, 2048, 5000, 70_000] {
+            let t = take(size, 8, false).expect("a tracked slot");
+            let Found::Slot { at, rec, .. } = find(t.addr) else {
+                panic!("size {size}: not found as a slot");
+            };
+            // SAFETY: `find` returned an assigned span in mapped metadata.
+            let base = unsafe { (*at.span).base.load(Relaxed) };
+            assert!(core::ptr::eq(rec, t.rec), "size {size}");
+            assert!(
+                core::ptr::eq(rec, slots::record(base, at.slot)),
+                "size {size}"
+            );
+        }
+    }
 }
