@@ -22,45 +22,38 @@ pub(crate) const INTERNAL: u32 = u32::MAX;
 /// recorded as `NO_STACK`.
 pub(crate) const MAX_ID: u32 = (1 << 24) - 2;
 
+/// The frame pointer and stack pointer registers (0 and `usize::MAX` on architectures the
+/// walk does not support, so that no walk starts).
 #[inline(always)]
-fn frame_pointer() -> usize {
-    let fp: usize;
+fn frame_and_stack_pointers() -> (usize, usize) {
+    let (fp, sp): (usize, usize);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads a register; no memory access.
+    // SAFETY: reads two registers; no memory access.
     unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+        core::arch::asm!(
+            "mov {fpv}, rbp",
+            "mov {spv}, rsp",
+            fpv = out(reg) fp,
+            spv = out(reg) sp,
+            options(nomem, nostack, preserves_flags)
+        )
     };
     #[cfg(target_arch = "aarch64")]
-    // SAFETY: reads a register; no memory access.
+    // SAFETY: reads two registers; no memory access.
     unsafe {
-        core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+        core::arch::asm!(
+            "mov {fpv}, x29",
+            "mov {spv}, sp",
+            fpv = out(reg) fp,
+            spv = out(reg) sp,
+            options(nomem, nostack, preserves_flags)
+        )
     };
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        fp = 0;
+        (fp, sp) = (0, usize::MAX);
     }
-    fp
-}
-
-/// The stack pointer register: the lowest address of the live part of this thread's stack.
-#[inline(always)]
-fn stack_pointer() -> usize {
-    let sp: usize;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads a register; no memory access.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: reads a register; no memory access.
-    unsafe {
-        core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        sp = usize::MAX;
-    }
-    sp
+    (fp, sp)
 }
 
 /// splitmix64's finaliser: a bijection, so it spreads a walk's hash over all bits without
@@ -101,7 +94,7 @@ impl Walk {
 /// inlined into. `stack_hi` is the top (highest address) of the current thread's stack.
 #[inline(always)]
 pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
-    let (fp, sp) = (frame_pointer(), stack_pointer());
+    let (fp, sp) = frame_and_stack_pointers();
     // Code built without frame pointers may hold any value in the register: the walk
     // starts only from an address in the live part of the stack, between the stack pointer
     // and the top, and then only moves up.

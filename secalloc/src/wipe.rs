@@ -155,6 +155,24 @@ pub(crate) unsafe fn wipe_on_thread(
 /// Wipes (and zeroing on allocation) up to this many bytes use inlined stores.
 pub(crate) const SMALL: usize = 256;
 
+/// Expands to `$m!(n)` for the power of two `n` with `n <= len < 2n` (`n = 128` for `len`
+/// from 128 to 256, `n = 1` for 1): two `n`-byte operations, at the start and at the end,
+/// cover `len` bytes, with constant sizes the compiler turns into a few moves.
+macro_rules! by_pair_size {
+    ($len:expr, $m:ident) => {
+        match $len {
+            128.. => $m!(128),
+            64.. => $m!(64),
+            32.. => $m!(32),
+            16.. => $m!(16),
+            8.. => $m!(8),
+            4.. => $m!(4),
+            2.. => $m!(2),
+            _ => $m!(1),
+        }
+    };
+}
+
 /// Sets `len` (0..=256) bytes at `p` to `b` with two overlapping constant-size writes, which
 /// the compiler turns into a few vector stores.
 ///
@@ -171,16 +189,8 @@ pub(crate) unsafe fn set_small(p: *mut u8, b: u8, len: usize) {
             }
         }};
     }
-    match len {
-        128.. => two!(128),
-        64.. => two!(64),
-        32.. => two!(32),
-        16.. => two!(16),
-        8.. => two!(8),
-        4.. => two!(4),
-        2.. => two!(2),
-        1 => two!(1),
-        _ => {}
+    if len != 0 {
+        by_pair_size!(len, two);
     }
 }
 
@@ -292,16 +302,7 @@ unsafe fn four_pass_small(
             }
         }};
     }
-    match len {
-        128.. => four!(128),
-        64.. => four!(64),
-        32.. => four!(32),
-        16.. => four!(16),
-        8.. => four!(8),
-        4.. => four!(4),
-        2.. => four!(2),
-        _ => four!(1),
-    }
+    by_pair_size!(len, four);
     pool.served_small(len);
 }
 
