@@ -418,7 +418,17 @@ impl Hot {
     const PROFILE: u32 = 1 << 12;
 
     pub(crate) const fn pack(c: &Config) -> Hot {
-        let mut v = c.stack_depth as u32 | (c.wipe as u32) << Self::WIPE_SHIFT;
+        let flags = Self::flags_of(c);
+        let mut v = c.stack_depth as u32 | flags;
+        if flags == Self::DEFAULT_FLAGS {
+            v |= Self::DEFAULTS;
+        }
+        Hot(v)
+    }
+
+    /// The flag bits (all but the depth and `DEFAULTS`) of `c`.
+    const fn flags_of(c: &Config) -> u32 {
+        let mut v = (c.wipe as u32) << Self::WIPE_SHIFT;
         if c.zero_on_alloc {
             v |= Self::ZERO;
         }
@@ -428,8 +438,31 @@ impl Hot {
         if c.profile {
             v |= Self::PROFILE;
         }
-        Hot(v)
+        v
     }
+    /// Set by [`pack`](Self::pack) when every setting but the stack depth is the default:
+    /// a bit of its own, which the compiler cannot relate to the others (a test of the flags
+    /// themselves lets it prove the specialised value below equal to the original, and
+    /// merge the two copies again).
+    const DEFAULTS: u32 = 1 << 13;
+    const DEPTH_MASK: u32 = 0xFF;
+    /// The flag bits of the default settings (four-pass wipe, zeroing, canaries, no profile).
+    const DEFAULT_FLAGS: u32 = Self::flags_of(&Config::DEFAULT);
+
+    /// Whether every setting but the stack depth is the default.
+    #[inline(always)]
+    pub(crate) fn has_default_flags(self) -> bool {
+        self.0 & Self::DEFAULTS != 0
+    }
+
+    /// The same settings (for a caller that checked [`has_default_flags`]), rebuilt from
+    /// constants so that the compiler knows every flag: code specialised on this value has
+    /// no tests of them left.
+    #[inline(always)]
+    pub(crate) fn with_default_flags(self) -> Hot {
+        Hot(self.0 & Self::DEPTH_MASK | Self::DEFAULT_FLAGS | Self::DEFAULTS)
+    }
+
     #[inline(always)]
     pub(crate) fn wipe(self) -> Wipe {
         match (self.0 >> Self::WIPE_SHIFT) & 3 {
@@ -547,6 +580,11 @@ mod tests {
                     c.canaries = bits & 2 != 0;
                     c.profile = bits & 4 != 0;
                     let h = Hot::pack(&c);
+                    let default = wipe == Wipe::FourPass && bits == 3;
+                    assert_eq!(h.has_default_flags(), default);
+                    if default {
+                        assert_eq!(h.with_default_flags(), h);
+                    }
                     assert_eq!(h.wipe(), wipe);
                     assert_eq!(h.wiped(), wipe != Wipe::Off);
                     assert_eq!(h.stack_depth(), depth as usize);

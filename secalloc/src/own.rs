@@ -33,6 +33,19 @@ use crate::{thread, wipe};
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
     let hot = RUNTIME.hot();
+    // The default settings get a copy of their own, compiled with them known.
+    if hot.has_default_flags() {
+        // SAFETY: forwarded contract.
+        unsafe { alloc_with(layout, zero, hot.with_default_flags()) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { alloc_with(layout, zero, hot) }
+    }
+}
+
+/// [`alloc`] under the settings `hot`.
+#[inline(always)]
+unsafe fn alloc_with(layout: Layout, zero: bool, hot: Hot) -> *mut u8 {
     let (tracked, meta, ts) = crate::alloc::begin(layout, hot);
     let wiped = hot.wiped();
     let canary = hot.canaries();
@@ -166,10 +179,23 @@ fn validate(
 
 /// Frees a block of the own heap.
 pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
+    let hot = RUNTIME.hot();
+    // The default settings get a copy of their own, compiled with them known.
+    if hot.has_default_flags() {
+        // SAFETY: forwarded contract.
+        unsafe { dealloc_with(user, layout, hot.with_default_flags()) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { dealloc_with(user, layout, hot) }
+    }
+}
+
+/// [`dealloc`] under the settings `hot`.
+#[inline(always)]
+unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
     let entered = thread::enter();
     let ts = thread::for_free(entered);
     let addr = user as usize;
-    let hot = RUNTIME.hot();
     let mode = hot.wipe();
     match tracked::find(addr) {
         Found::Slot { at, rec, cap } => {
