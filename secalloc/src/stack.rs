@@ -95,75 +95,106 @@ impl Walk {
 #[inline(always)]
 pub(crate) fn walk(buf: &mut [usize], stack_hi: usize) -> Walk {
     let (fp, sp) = frame_and_stack_pointers();
+    let hi = record_limit(stack_hi);
     // Code built without frame pointers may hold any value in the register: the walk
-    // starts only from an address in the live part of the stack, between the stack pointer
-    // and the top, and then only moves up.
-    let fp = if fp >= sp { fp } else { usize::MAX };
-    // SAFETY: `fp` is at least the stack pointer, and `stack_hi` is 0 or the top of this
-    // thread's stack: everything between them is the live stack, mapped and readable.
-    unsafe { walk_from(fp, buf, stack_hi) }
+    // starts only from an address in the live part of the stack, at or above the stack
+    // pointer and below the top (one unsigned compare for both bounds; an unknown top, 0,
+    // leaves no room), and then only moves up. A start anywhere else is a broken chain.
+    if fp.wrapping_sub(sp) >= hi.saturating_sub(sp) || buf.is_empty() {
+        return finish(0, SEED, if buf.is_empty() { 0 } else { usize::MAX });
+    }
+    // SAFETY: `sp <= fp < hi` (checked above; the loop's first frame record lies between
+    // the stack pointer and the top of this thread's stack, all of it mapped and readable),
+    // and `buf` is not empty.
+    unsafe { walk_valid(fp, buf, hi) }
 }
 
-/// Walks the frame records from `fp`: each frame costs two loads, a store, three hash steps
-/// and two compares. A saved frame pointer is followed only when it lies strictly between
-/// the current one and `stack_hi - 16`, so the walk always moves up the stack and stays
-/// inside it, and ends at the outermost frame's null pointer. Records are read unaligned:
-/// code without frame pointers may leave any value in the register, and an unaligned read
-/// inside the stack is as safe as an aligned one (x86-64 and AArch64 allow it on normal
-/// memory). A zero return address is kept where it appears, except as the last frame,
-/// where it marks the outermost frame and is dropped.
+/// The hash a walk starts from.
+const SEED: u64 = 0x243F_6A88_85A3_08D3;
+
+/// The highest frame pointer whose 16-byte record still lies inside a stack whose top is
+/// `stack_hi` (0 when unknown: no frame pointer is below it).
+#[inline(always)]
+fn record_limit(stack_hi: usize) -> usize {
+    stack_hi.saturating_sub(16)
+}
+
+/// Walks the frame records from `fp` ([`walk_valid`] after checking the start): a start at
+/// or above the limit is a broken chain, a null one an empty chain.
 ///
 /// # Safety
 /// Unless `stack_hi` is 0 or at most `fp`, every address from `fp` up to `stack_hi` is
 /// mapped, readable memory.
+#[cfg(test)]
+unsafe fn walk_from(fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
+    let hi = record_limit(stack_hi);
+    if fp == 0 || fp >= hi || buf.is_empty() {
+        return finish(0, SEED, if fp >= hi { fp } else { 0 });
+    }
+    // SAFETY: forwarded contract, with `fp < hi` and `buf` not empty checked above.
+    unsafe { walk_valid(fp, buf, hi) }
+}
+
+/// Walks the frame records from `fp`: each frame costs two loads, a store, three hash steps
+/// and two compares. A saved frame pointer is followed only when it lies strictly between
+/// the current one and `hi` (the stack's top less a record), so the walk always moves up
+/// the stack and stays inside it, and ends at the outermost frame's null pointer. Records
+/// are read unaligned: code without frame pointers may leave any value in the register,
+/// and an unaligned read inside the stack is as safe as an aligned one (x86-64 and AArch64
+/// allow it on normal memory). A zero return address is kept where it appears, except as
+/// the last frame, where it marks the outermost frame and is dropped.
+///
+/// # Safety
+/// `0 < fp < hi`, `buf` is not empty, and every address from `fp` up to `hi + 16` is
+/// mapped, readable memory.
 #[inline(always)]
-unsafe fn walk_from(mut fp: usize, buf: &mut [usize], stack_hi: usize) -> Walk {
-    const SEED: u64 = 0x243F_6A88_85A3_08D3;
+unsafe fn walk_valid(mut fp: usize, buf: &mut [usize], hi: usize) -> Walk {
     let max = buf.len();
     let out = buf.as_mut_ptr();
     let mut len = 0;
     let mut hash: u64 = SEED;
-    // The highest frame pointer whose 16-byte record still lies inside the stack.
-    let hi = stack_hi.saturating_sub(16);
-    // A start outside the stack is a broken chain; a null one an empty chain.
-    let mut stop = if fp < hi { 0 } else { fp };
-    if fp != 0 && fp < hi && max != 0 {
-        loop {
-            // SAFETY: `fp < hi`, so `fp..fp + 16` lies between this walk's first frame and
-            // the top of the stack (guaranteed readable by the caller); reads are unaligned.
-            let (next, ret) = unsafe {
-                (
-                    ptr::read_unaligned(fp as *const usize),
-                    ptr::read_unaligned((fp + 8) as *const usize),
-                )
-            };
-            // SAFETY: `len < max`: it starts at 0 with `max > 0`, and the loop ends when it
-            // reaches `max`.
-            unsafe { out.add(len).write(ret) };
-            len += 1;
-            // One xor, rotate and add per frame (no multiply in the serial chain); the
-            // carries of the add keep it from being linear, and the mix below spreads it.
-            hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
-            if len == max {
-                break;
-            }
-            if next <= fp || next >= hi {
-                // A null saved frame pointer ends the chain normally.
-                stop = next;
-                break;
-            }
-            fp = next;
+    let mut stop = 0;
+    loop {
+        // SAFETY: `fp < hi`, so `fp..fp + 16` lies between this walk's first frame and the
+        // top of the stack (guaranteed readable by the caller); reads are unaligned.
+        let (next, ret) = unsafe {
+            (
+                ptr::read_unaligned(fp as *const usize),
+                ptr::read_unaligned((fp + 8) as *const usize),
+            )
+        };
+        // SAFETY: `len < max`: it starts at 0 with `max > 0`, and the loop ends when it
+        // reaches `max`.
+        unsafe { out.add(len).write(ret) };
+        len += 1;
+        // One xor, rotate and add per frame (no multiply in the serial chain); the carries
+        // of the add keep it from being linear, and the mix below spreads it.
+        hash = (hash ^ ret as u64).rotate_left(23).wrapping_add(ret as u64);
+        if len == max {
+            break;
         }
-        // SAFETY: `len >= 1` here, and `buf[..len]` was written above.
-        if unsafe { *out.add(len - 1) } == 0 {
-            // The outermost frame's zero return address: undo its hash step, `(h ^ 0)
-            // .rotate_left(23) + 0`. (Rare: a branch, so the loop need not keep `len - 1`.)
-            len = core::hint::black_box(len) - 1;
-            hash = hash.rotate_right(23);
+        if next <= fp || next >= hi {
+            // A null saved frame pointer ends the chain normally.
+            stop = next;
+            break;
         }
+        fp = next;
     }
+    // SAFETY: `len >= 1` here, and `buf[..len]` was written above.
+    if unsafe { *out.add(len - 1) } == 0 {
+        // The outermost frame's zero return address: undo its hash step, `(h ^ 0)
+        // .rotate_left(23) + 0`. (Rare: a branch, so the loop need not keep `len - 1`.)
+        len = core::hint::black_box(len) - 1;
+        hash = hash.rotate_right(23);
+    }
+    finish(len, hash, stop)
+}
+
+/// A walk's result from its frame count, its running hash and where it stopped.
+#[inline(always)]
+fn finish(len: usize, hash: u64, stop: usize) -> Walk {
     // Not yet mixed (see `finalise`): the thread's cache compares this as it is.
-    hash ^= len as u64;
+    let mut hash = hash ^ len as u64;
     if hash == 0 {
         hash = 1;
     }
@@ -637,6 +668,17 @@ mod tests {
     fn depth3(buf: &mut [usize; 8]) -> usize {
         let top = current_stack_top();
         core::hint::black_box(walk(buf, top).len)
+    }
+
+    #[test]
+    fn a_walk_without_the_stack_top_reads_nothing() {
+        let mut buf = [0usize; 8];
+        let w = walk(&mut buf, 0);
+        assert_eq!(w.len, 0);
+        assert!(w.broke_off());
+        let w = walk(&mut [], current_stack_top());
+        assert_eq!(w.len, 0);
+        assert!(!w.broke_off());
     }
 
     #[test]
