@@ -445,9 +445,23 @@ impl Hot {
     /// themselves lets it prove the specialised value below equal to the original, and
     /// merge the two copies again).
     const DEFAULTS: u32 = 1 << 13;
+    /// The tracker's freed slots go through a quarantine (`SECALLOC_QUARANTINE_BYTES`);
+    /// never set with `DEFAULTS`.
+    const QUARANTINE: u32 = 1 << 14;
     const DEPTH_MASK: u32 = 0xFF;
     /// The flag bits of the default settings (four-pass wipe, zeroing, canaries, no profile).
     const DEFAULT_FLAGS: u32 = Self::flags_of(&Config::DEFAULT);
+
+    /// The same settings with the tracker's quarantine on (no longer the defaults).
+    pub(crate) const fn with_quarantine(self) -> Hot {
+        Hot((self.0 | Self::QUARANTINE) & !Self::DEFAULTS)
+    }
+
+    /// Whether the tracker's freed slots go through a quarantine.
+    #[inline(always)]
+    pub(crate) fn quarantine(self) -> bool {
+        self.0 & Self::QUARANTINE != 0
+    }
 
     /// Whether every setting but the stack depth is the default.
     #[inline(always)]
@@ -513,7 +527,11 @@ pub(crate) static RUNTIME: Runtime = Runtime {
 
 impl Runtime {
     pub(crate) fn store(&self, c: &Config) {
-        self.hot.store(Hot::pack(c).0, Ordering::Relaxed);
+        let mut hot = Hot::pack(c);
+        if crate::heap::tracked::quarantine_bound() != 0 {
+            hot = hot.with_quarantine();
+        }
+        self.hot.store(hot.0, Ordering::Relaxed);
         self.on_corruption
             .store(c.on_corruption as u8, Ordering::Relaxed);
         self.inner_shrinks_in_place
@@ -585,6 +603,13 @@ mod tests {
                     if default {
                         assert_eq!(h.with_default_flags(), h);
                     }
+                    assert!(!h.quarantine());
+                    let q = h.with_quarantine();
+                    assert!(q.quarantine() && !q.has_default_flags());
+                    assert_eq!(
+                        (q.wipe(), q.stack_depth(), q.canaries(), q.profile()),
+                        (h.wipe(), h.stack_depth(), h.canaries(), h.profile())
+                    );
                     assert_eq!(h.wipe(), wipe);
                     assert_eq!(h.wiped(), wipe != Wipe::Off);
                     assert_eq!(h.stack_depth(), depth as usize);

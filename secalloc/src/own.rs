@@ -233,7 +233,7 @@ unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
             unsafe { ptr::read_volatile(user) };
             wipe::barrier(user);
             // SAFETY: `at` comes from `find` and the record is marked freed.
-            if !unsafe { tracked::give_back_slot(at) } {
+            if !unsafe { tracked::give_back_slot(at, hot) } {
                 corruption::report(
                     Corruption::DoubleFree {
                         alloc_stack: meta.stack,

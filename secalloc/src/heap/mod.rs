@@ -868,6 +868,17 @@ unsafe fn free_small(s: *mut Span, slot: usize, addr: usize) {
 /// `s` is an assigned span and `slot` one of its slots.
 #[inline(always)]
 unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
+    // SAFETY: forwarded.
+    unsafe { try_free_small_in(s, slot, true) }
+}
+
+/// [`try_free_small`], told whether the slot may be in a quarantine (`false` only for a
+/// caller that knows no slot of its span ever is).
+///
+/// # Safety
+/// As for [`try_free_small`].
+#[inline(always)]
+unsafe fn try_free_small_in(s: *mut Span, slot: usize, may_be_quarantined: bool) -> bool {
     // SAFETY: per the contract.
     let sp = unsafe { &*s };
     let (w, bit) = (slot / 64, 1u64 << (slot % 64));
@@ -875,7 +886,7 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
     let me = CURRENT.with(Cell::get);
     if owner == me {
         if (sp.free[w].load(Relaxed) | sp.remote[w].load(Relaxed)) & bit != 0
-            || quarantine::is_quarantined(sp, w, bit)
+            || (may_be_quarantined && quarantine::is_quarantined(sp, w, bit))
         {
             return false;
         }
@@ -894,7 +905,7 @@ unsafe fn try_free_small(s: *mut Span, slot: usize) -> bool {
         return false;
     }
     let old = sp.remote[w].fetch_or(bit, SeqCst);
-    if old & bit != 0 || quarantine::is_quarantined(sp, w, bit) {
+    if old & bit != 0 || (may_be_quarantined && quarantine::is_quarantined(sp, w, bit)) {
         return false;
     }
     // SAFETY: per the contract; `owner` is the span's owner.

@@ -204,16 +204,28 @@ fn find_large(addr: usize) -> Found {
     }
 }
 
+/// The tracker's quarantine bound (`SECALLOC_QUARANTINE_BYTES`, read when the heap is set
+/// up), 0 for none.
+pub(crate) fn quarantine_bound() -> usize {
+    super::quarantine::limit(0)
+}
+
 /// Gives a freed slot back to the heap; false if it was free already (a double free racing
-/// with this one).
+/// with this one). `hot`: the settings (whether the tracker quarantines freed slots).
 ///
 /// # Safety
 /// `at` comes from [`find`] for a block whose record was marked freed.
 #[inline(always)]
-pub(crate) unsafe fn give_back_slot(at: SlotRef) -> bool {
+pub(crate) unsafe fn give_back_slot(at: SlotRef, hot: Hot) -> bool {
     // With a quarantine (`SECALLOC_QUARANTINE_BYTES`), the slot waits in this thread's ring
     // before it can be handed out again; its record already says freed, so a double free
-    // meanwhile is still caught by the tracker.
+    // meanwhile is still caught by the tracker. Without one, no tracked slot is ever
+    // quarantined (only the tracker quarantines slots of tracked spans), so the free needs
+    // no look at the quarantine bitmap.
+    if !hot.quarantine() {
+        // SAFETY: forwarded.
+        return unsafe { super::try_free_small_in(at.span, at.slot, false) };
+    }
     let bound = super::quarantine::limit(0);
     if bound != 0 {
         let h = super::current();
