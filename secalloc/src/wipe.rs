@@ -12,10 +12,11 @@ use core::ptr;
 
 /// Bytes in the per-thread random pool that feeds the random pass.
 pub(crate) const POOL_BYTES: usize = 4096;
-/// Random-pass bytes served from one filling of the pool before it is regenerated.
-/// Regenerating 4 KiB takes ~0.2 µs (wyrand: independent multiplies, ~8 bytes a cycle), a
-/// few percent of wiping 64 KiB four times; each pool is served 16 times from a moving offset.
-const REFRESH_AFTER: usize = 64 << 10;
+/// Times one filling of the pool is served over (from a moving offset, wrapping around) before
+/// it is regenerated: 16 × 4 KiB = 64 KiB of random-pass bytes. Regenerating 4 KiB takes
+/// ~0.2 µs (wyrand: independent multiplies, ~8 bytes a cycle), a few percent of wiping
+/// 64 KiB four times.
+const WRAPS_PER_FILL: usize = 16;
 
 /// Tells the compiler the memory behind `p` may be read and written by code it cannot see.
 #[inline(always)]
@@ -33,7 +34,8 @@ pub(crate) fn barrier(p: *const u8) {
 pub(crate) struct RandPool {
     bytes: [u8; POOL_BYTES],
     pos: usize,
-    served: usize,
+    /// Times the offset wrapped around since the last regeneration.
+    wraps: usize,
     state: u64,
     seeded: bool,
 }
@@ -74,15 +76,26 @@ impl RandPool {
         }
         self.state = state;
         self.pos = (self.next() as usize) % POOL_BYTES;
-        self.served = 0;
+        self.wraps = 0;
     }
 
-    /// `len` (at most [`POOL_BYTES`]) contiguous fresh pool bytes for a small random pass;
-    /// the caller reports them served with [`served_small`](Self::served_small) once used.
+    /// The offset reached the pool's end: back to its start, regenerating the pool after
+    /// every [`WRAPS_PER_FILL`] times round. (Counting wraps instead of bytes keeps the
+    /// bookkeeping off the path of every small wipe.)
+    #[cold]
+    fn wrap(&mut self) {
+        self.wraps += 1;
+        if self.wraps >= WRAPS_PER_FILL {
+            self.refill();
+        }
+        self.pos = 0;
+    }
+
+    /// `len` (at most [`POOL_BYTES`]) contiguous pool bytes for a small random pass.
     #[inline(always)]
     fn take_small(&mut self, len: usize) -> *const u8 {
         if self.pos + len > POOL_BYTES {
-            self.pos = 0;
+            self.wrap();
         }
         // SAFETY: pos + len <= POOL_BYTES: the range lies inside the pool.
         let src = unsafe { self.bytes.as_ptr().add(self.pos) };
@@ -90,18 +103,8 @@ impl RandPool {
         src
     }
 
-    /// Counts `len` bytes served by [`take_small`](Self::take_small); regenerates the pool
-    /// after every 64 KiB.
-    #[inline(always)]
-    fn served_small(&mut self, len: usize) {
-        self.served += len;
-        if self.served >= REFRESH_AFTER {
-            self.refill();
-        }
-    }
-
     /// Copies random bytes over `len` bytes at `dst`, from the pool at a moving offset
-    /// (wrapping around it); the pool is regenerated after every 64 KiB served.
+    /// (wrapping around it); the pool is regenerated every [`WRAPS_PER_FILL`] times round.
     ///
     /// # Safety
     /// `dst..dst+len` must be valid for writes.
@@ -114,11 +117,10 @@ impl RandPool {
             // the pool never overlaps the caller's block.
             unsafe { ptr::copy_nonoverlapping(self.bytes.as_ptr().add(self.pos), dst.add(off), n) };
             off += n;
-            self.pos = (self.pos + n) % POOL_BYTES;
-        }
-        self.served += len;
-        if self.served >= REFRESH_AFTER {
-            self.refill();
+            self.pos += n;
+            if self.pos == POOL_BYTES {
+                self.wrap();
+            }
         }
     }
 }
@@ -303,7 +305,6 @@ unsafe fn four_pass_small(
         }};
     }
     by_pair_size!(len, four);
-    pool.served_small(len);
 }
 
 /// Monotonic nanoseconds (for seeding fallbacks and timestamps); never allocates.
@@ -325,7 +326,7 @@ pub(crate) static FALLBACK_POOL: crate::sys::SpinLock<RandPool> =
     crate::sys::SpinLock::new(RandPool {
         bytes: [0; POOL_BYTES],
         pos: 0,
-        served: 0,
+        wraps: 0,
         seeded: false,
         state: 0x9E37_79B9_7F4A_7C15,
     });
@@ -396,6 +397,42 @@ mod tests {
                 "last pass must be all 0x00"
             );
             assert!(buf.iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn the_pool_is_regenerated_after_it_is_served_sixteen_times_over() {
+        for small in [false, true] {
+            let mut pool = pool();
+            let first = pool.bytes;
+            let mut sink = [0u8; 200];
+            let mut served = 0;
+            let mut regenerated_at = None;
+            while served < (WRAPS_PER_FILL + 2) * POOL_BYTES {
+                if small {
+                    let src = pool.take_small(sink.len());
+                    // SAFETY: `take_small` returns `sink.len()` readable pool bytes.
+                    unsafe { ptr::copy_nonoverlapping(src, sink.as_mut_ptr(), sink.len()) };
+                } else {
+                    // SAFETY: `sink` is a live, exclusively borrowed array.
+                    unsafe { pool.fill(sink.as_mut_ptr(), sink.len()) };
+                }
+                served += sink.len();
+                if regenerated_at.is_none() && pool.bytes != first {
+                    regenerated_at = Some(served);
+                }
+            }
+            let at = regenerated_at.expect("the pool was never regenerated");
+            // Not before it went round the pool many times, and once it had gone round
+            // WRAPS_PER_FILL times (the first round starts at a random offset).
+            assert!(
+                at > (WRAPS_PER_FILL - 2) * POOL_BYTES,
+                "small {small}: at {at}"
+            );
+            assert!(
+                at <= (WRAPS_PER_FILL + 1) * POOL_BYTES,
+                "small {small}: at {at}"
+            );
         }
     }
 
