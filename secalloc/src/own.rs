@@ -243,34 +243,52 @@ unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
                 );
             }
         }
-        Found::Large { entry } => {
-            let Some(meta) = take_large(user, layout, &entry, hot) else {
-                return leave_if(entered);
-            };
-            let len = meta.size + slack_canary_len(meta.size, entry.body);
-            // SAFETY: the block is out of the table (no reader holds it) and still mapped
-            // until unmap_large; its pages past `len` were never written. Pages it never
-            // touched are discarded, not faulted in to be wiped.
-            unsafe { tracked::wipe_large(ts, user, len, mode) };
-            if meta.stack != INTERNAL {
-                // The entry leaves the table: a second free is named from the ring.
-                let how = Freed {
-                    wiped: mode != Wipe::Off,
-                    wiped_len: len,
-                    remember: true,
-                };
-                // SAFETY: `ts` is null or this thread's own state.
-                account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
-            }
-            // SAFETY: as above.
-            unsafe { ptr::read_volatile(user) };
-            wipe::barrier(user);
-            // Every wipe ends in zeros: the heap keeps the mapping for reuse, zero.
-            tracked::unmap_large(addr, if mode != Wipe::Off { len } else { 0 });
-        }
+        // SAFETY: forwarded contract; `ts` is null or this thread's own state.
+        Found::Large { entry } => unsafe { free_large_block(user, layout, entry, ts, hot) },
         Found::NotOurs => bad_free(user, layout),
     }
     leave_if(entered)
+}
+
+/// Frees a directly mapped block (out of line: its own wipe and unmapping cost far more than
+/// a call, and keeping it apart keeps the slot path's values in registers).
+///
+/// # Safety
+/// As for [`dealloc`]; `entry` is the block's table entry from `find`; `ts` is null or this
+/// thread's own state.
+#[inline(never)]
+unsafe fn free_large_block(
+    user: *mut u8,
+    layout: Layout,
+    entry: slots::LargeEntry,
+    ts: *mut thread::ThreadState,
+    hot: Hot,
+) {
+    let addr = user as usize;
+    let mode = hot.wipe();
+    let Some(meta) = take_large(user, layout, &entry, hot) else {
+        return;
+    };
+    let len = meta.size + slack_canary_len(meta.size, entry.body);
+    // SAFETY: the block is out of the table (no reader holds it) and still mapped until
+    // unmap_large; its pages past `len` were never written. Pages it never touched are
+    // discarded, not faulted in to be wiped.
+    unsafe { tracked::wipe_large(ts, user, len, mode) };
+    if meta.stack != INTERNAL {
+        // The entry leaves the table: a second free is named from the ring.
+        let how = Freed {
+            wiped: mode != Wipe::Off,
+            wiped_len: len,
+            remember: true,
+        };
+        // SAFETY: `ts` is null or this thread's own state.
+        account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
+    }
+    // SAFETY: the block is still mapped (until unmap_large below).
+    unsafe { ptr::read_volatile(user) };
+    wipe::barrier(user);
+    // Every wipe ends in zeros: the heap keeps the mapping for reuse, zero.
+    tracked::unmap_large(addr, if mode != Wipe::Off { len } else { 0 });
 }
 
 /// Reallocates a block of the own heap: in place within its class (or its mapping, for
