@@ -60,7 +60,7 @@ unsafe fn alloc_with(layout: Layout, zero: bool, hot: Hot) -> *mut u8 {
                 // (just taken, not yet handed out).
                 let first = unsafe { first_word_for_writing(p) };
                 if first != 0 && prev != LEAKED {
-                    free_slot_written(&t, first, meta);
+                    free_slot_written(t, first, meta);
                     continue;
                 }
             }
@@ -120,7 +120,7 @@ unsafe fn first_word_for_writing(p: *mut u8) -> u64 {
 /// Reports a slot written while free (found when handing it out again), and leaks it.
 #[cold]
 #[inline(never)]
-fn free_slot_written(t: &tracked::Taken, found: u64, meta: Meta) {
+fn free_slot_written(t: tracked::Taken, found: u64, meta: Meta) {
     let before = tracked::record_before(t.addr, t.cap);
     t.leak(&meta);
     let (stack, size) = match before {
