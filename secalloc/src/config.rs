@@ -477,6 +477,7 @@ impl Hot {
         Hot(self.0 & Self::DEPTH_MASK | Self::DEFAULT_FLAGS | Self::DEFAULTS)
     }
 
+    /// How freed blocks are wiped.
     #[inline(always)]
     pub(crate) fn wipe(self) -> Wipe {
         match (self.0 >> Self::WIPE_SHIFT) & 3 {
@@ -490,18 +491,22 @@ impl Hot {
     pub(crate) fn wiped(self) -> bool {
         self.wipe() != Wipe::Off
     }
+    /// Whether allocations are handed out zeroed.
     #[inline(always)]
     pub(crate) fn zero_on_alloc(self) -> bool {
         self.0 & Self::ZERO != 0
     }
+    /// Frames recorded per callsite stack (0: none).
     #[inline(always)]
     pub(crate) fn stack_depth(self) -> usize {
-        (self.0 & 0xFF) as usize
+        (self.0 & Self::DEPTH_MASK) as usize
     }
+    /// Whether blocks get a canary after their bytes.
     #[inline(always)]
     pub(crate) fn canaries(self) -> bool {
         self.0 & Self::CANARIES != 0
     }
+    /// Whether profile mode is on.
     #[inline(always)]
     pub(crate) fn profile(self) -> bool {
         self.0 & Self::PROFILE != 0

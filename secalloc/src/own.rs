@@ -216,22 +216,10 @@ unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
             // of the live set for every reader, and no other thread frees it (its record
             // said live, and a racing double free is caught by the bitmaps below).
             unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
-            if meta.stack != INTERNAL {
-                // The slot's record keeps the block's stack and says freed until the slot
-                // is handed out again: a second free is named from it, not the ring.
-                let how = Freed {
-                    wiped: mode != Wipe::Off,
-                    wiped_len: len,
-                    remember: false,
-                };
-                // SAFETY: `ts` is null or this thread's own state.
-                account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
-            }
-            // Keep the wipe: read the slot back through a volatile load and let the
-            // pointer escape, so no optimiser can treat the stores above as dead.
-            // SAFETY: the slot is mapped memory of the heap.
-            unsafe { ptr::read_volatile(user) };
-            wipe::barrier(user);
+            // The slot's record keeps the block's stack and says freed until the slot is
+            // handed out again: a second free is named from it, not the ring.
+            // SAFETY: the slot is mapped memory of the heap; `ts` as above.
+            unsafe { after_wipe(ts, user, &meta, len, false, hot) };
             // SAFETY: `at` comes from `find` and the record is marked freed.
             if !unsafe { tracked::give_back_slot(at, hot) } {
                 corruption::report(
@@ -248,6 +236,35 @@ unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
         Found::NotOurs => bad_free(user, layout),
     }
     leave_if(entered)
+}
+
+/// What follows the wipe of a freed block of `len` bytes at `user`: its accounting (unless
+/// it is the allocator's own; `remember`: in the ring of recent frees), then a volatile read
+/// of it and a barrier, so that no optimiser can treat the wipe's stores as dead.
+///
+/// # Safety
+/// `user` is mapped memory of the heap; `ts` is null or this thread's own state.
+#[inline(always)]
+unsafe fn after_wipe(
+    ts: *mut thread::ThreadState,
+    user: *mut u8,
+    meta: &Meta,
+    len: usize,
+    remember: bool,
+    hot: Hot,
+) {
+    if meta.stack != INTERNAL {
+        let how = Freed {
+            wiped: hot.wiped(),
+            wiped_len: len,
+            remember,
+        };
+        // SAFETY: per the contract.
+        account_free(unsafe { ts.as_mut() }, user as usize, meta, how, hot);
+    }
+    // SAFETY: per the contract.
+    unsafe { ptr::read_volatile(user) };
+    wipe::barrier(user);
 }
 
 /// Frees a directly mapped block (out of line: its own wipe and unmapping cost far more than
@@ -274,19 +291,9 @@ unsafe fn free_large_block(
     // unmap_large; its pages past `len` were never written. Pages it never touched are
     // discarded, not faulted in to be wiped.
     unsafe { tracked::wipe_large(ts, user, len, mode) };
-    if meta.stack != INTERNAL {
-        // The entry leaves the table: a second free is named from the ring.
-        let how = Freed {
-            wiped: mode != Wipe::Off,
-            wiped_len: len,
-            remember: true,
-        };
-        // SAFETY: `ts` is null or this thread's own state.
-        account_free(unsafe { ts.as_mut() }, addr, &meta, how, hot);
-    }
-    // SAFETY: the block is still mapped (until unmap_large below).
-    unsafe { ptr::read_volatile(user) };
-    wipe::barrier(user);
+    // The entry leaves the table: a second free is named from the ring.
+    // SAFETY: the block is still mapped (until unmap_large below); `ts` as above.
+    unsafe { after_wipe(ts, user, &meta, len, true, hot) };
     // Every wipe ends in zeros: the heap keeps the mapping for reuse, zero.
     tracked::unmap_large(addr, if mode != Wipe::Off { len } else { 0 });
 }
