@@ -403,6 +403,23 @@ pub(crate) struct Runtime {
     pub init_thread: AtomicUsize,
 }
 
+/// Evaluates `$body` with `$hot` bound to the settings in force, compiled twice: once for
+/// the default settings, where every flag is a constant and the code specialised on it has
+/// no tests of them left, and once for any settings. (A macro, not a function taking a
+/// closure: through a closure the compiler kept one copy, and every test of a flag.)
+macro_rules! with_hot_settings {
+    ($hot:ident => $body:expr) => {{
+        let $hot = crate::config::RUNTIME.hot();
+        if $hot.has_default_flags() {
+            let $hot = $hot.with_default_flags();
+            $body
+        } else {
+            $body
+        }
+    }};
+}
+pub(crate) use with_hot_settings;
+
 /// The settings the allocation and free paths read, packed in one word: bits 0..8 the
 /// stack depth, 8..10 the wipe mode, then one bit each for zeroing, canaries and profile
 /// mode. Read once per operation ([`Runtime::hot`]) and passed down as a value, so the
@@ -470,8 +487,7 @@ impl Hot {
     }
 
     /// The same settings (for a caller that checked [`has_default_flags`]), rebuilt from
-    /// constants so that the compiler knows every flag: code specialised on this value has
-    /// no tests of them left.
+    /// constants so that the compiler knows every flag.
     #[inline(always)]
     pub(crate) fn with_default_flags(self) -> Hot {
         Hot(self.0 & Self::DEPTH_MASK | Self::DEFAULT_FLAGS | Self::DEFAULTS)

@@ -14,7 +14,7 @@ use crate::alloc::{
     realloc_move, Freed,
 };
 use crate::block::{self, Meta};
-use crate::config::{Hot, Wipe, RUNTIME};
+use crate::config::{self, Hot, Wipe, RUNTIME};
 use crate::corruption::{self, Corruption};
 use crate::heap::slots::{self, FREED, LEAKED, LIVE};
 use crate::heap::tracked::{self, Found};
@@ -32,15 +32,8 @@ use crate::{thread, wipe};
 /// handed out again must still be zero, as the wipe left it, or something wrote to it
 /// while it was free (an overflow out of the block before it, or a write after free).
 pub(crate) unsafe fn alloc(layout: Layout, zero: bool) -> *mut u8 {
-    let hot = RUNTIME.hot();
-    // The default settings get a copy of their own, compiled with them known.
-    if hot.has_default_flags() {
-        // SAFETY: forwarded contract.
-        unsafe { alloc_with(layout, zero, hot.with_default_flags()) }
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { alloc_with(layout, zero, hot) }
-    }
+    // SAFETY: forwarded contract.
+    config::with_hot_settings!(hot => unsafe { alloc_with(layout, zero, hot) })
 }
 
 /// [`alloc`] under the settings `hot`.
@@ -179,15 +172,8 @@ fn validate(
 
 /// Frees a block of the own heap.
 pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
-    let hot = RUNTIME.hot();
-    // The default settings get a copy of their own, compiled with them known.
-    if hot.has_default_flags() {
-        // SAFETY: forwarded contract.
-        unsafe { dealloc_with(user, layout, hot.with_default_flags()) }
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { dealloc_with(user, layout, hot) }
-    }
+    // SAFETY: forwarded contract.
+    config::with_hot_settings!(hot => unsafe { dealloc_with(user, layout, hot) })
 }
 
 /// [`dealloc`] under the settings `hot`.

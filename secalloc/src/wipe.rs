@@ -282,25 +282,25 @@ unsafe fn four_pass_small(
     let src = pool.take_small(len);
     macro_rules! four {
         ($n:expr) => {{
+            // One pass of byte `$b` over the block, then its barrier.
+            macro_rules! set {
+                ($b:expr, $pass:expr) => {
+                    ptr::write_bytes(p, $b, $n);
+                    ptr::write_bytes(p.add(len - $n), $b, $n);
+                    barrier(p);
+                    after($pass, p, len);
+                };
+            }
             // SAFETY: $n <= len <= 2 * $n, so both $n-byte ranges lie within `p..p+len`
             // (and within the pool's `len` bytes at `src`), together covering all of it.
             unsafe {
-                ptr::write_bytes(p, 0x00, $n);
-                ptr::write_bytes(p.add(len - $n), 0x00, $n);
-                barrier(p);
-                after(Pass::Zero1, p, len);
-                ptr::write_bytes(p, 0xFF, $n);
-                ptr::write_bytes(p.add(len - $n), 0xFF, $n);
-                barrier(p);
-                after(Pass::Ones, p, len);
+                set!(0x00, Pass::Zero1);
+                set!(0xFF, Pass::Ones);
                 ptr::copy_nonoverlapping(src, p, $n);
                 ptr::copy_nonoverlapping(src.add(len - $n), p.add(len - $n), $n);
                 barrier(p);
                 after(Pass::Random, p, len);
-                ptr::write_bytes(p, 0x00, $n);
-                ptr::write_bytes(p.add(len - $n), 0x00, $n);
-                barrier(p);
-                after(Pass::Zero2, p, len);
+                set!(0x00, Pass::Zero2);
             }
         }};
     }
