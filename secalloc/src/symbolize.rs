@@ -230,6 +230,61 @@ fn is_allocator_frame(n: &str) -> bool {
         || n.starts_with("_RNv") // unmangled allocator shim symbols
 }
 
+/// Whether the frame's source file is one of this crate's (`secalloc/src/*.rs`, found from
+/// where this file was compiled, relative or absolute as the debug info has it). Catches
+/// the allocator's own functions whose debug info gives only short names (`realloc` for
+/// `secalloc::own::realloc`).
+fn in_own_sources(f: &Frame) -> bool {
+    let here = file!();
+    let dir = &here[..here.len() - "symbolize.rs".len()];
+    let dir = dir.strip_prefix("./").unwrap_or(dir);
+    f.file.as_deref().is_some_and(|p| {
+        let Some(at) = p.rfind('/') else {
+            return false;
+        };
+        let parent = &p[..=at];
+        // The file's folder is this crate's `src/` (not a folder below it: secalloc has no
+        // user code there either, but keep the rule exact).
+        parent == dir
+            || (!dir.starts_with('/')
+                && parent
+                    .strip_suffix(dir)
+                    .is_some_and(|above| above.ends_with('/')))
+    })
+}
+
+/// How many frames at the top of `frames` (innermost first) are the allocator's own. The
+/// frames of one return address are listed inlined ones first, then the function they are
+/// inlined into; those before an allocator entry point (`__rust_alloc`, a `secalloc::`
+/// function) in that list are code it calls, the allocator's too, whatever their names:
+/// debug info with line tables only names inlined frames short
+/// (`alloc_block<secalloc::heap::SecHeap>`, `alloc`), which the name rule cannot place, and
+/// with LTO `__rust_alloc` itself is often inlined into its caller.
+fn allocator_frames_on_top(frames: &[Frame]) -> usize {
+    let mut i = 0;
+    while i < frames.len() {
+        let ip = frames[i].ip;
+        // This return address's frames: up to and including the one not inlined.
+        let group = frames[i..]
+            .iter()
+            .position(|f| f.ip != ip || !f.inlined)
+            .map_or(frames.len() - i, |k| {
+                k + usize::from(frames[i + k].ip == ip)
+            });
+        let Some(last) = frames[i..i + group]
+            .iter()
+            .rposition(|f| is_allocator_frame(name(f)) || in_own_sources(f))
+        else {
+            break;
+        };
+        if last + 1 < group {
+            return i + last + 1;
+        }
+        i += group;
+    }
+    i
+}
+
 /// Standard-library code between the user's call and the allocator (`Vec::push`,
 /// `String::from`, `Box::new`, `format!`...).
 fn is_std_frame(n: &str) -> bool {
@@ -352,10 +407,7 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
     }
     // Top: the allocator itself always goes; std plumbing goes too, unless nothing else is left
     // (an allocation made by the standard library on its own behalf).
-    let alloc_end = frames
-        .iter()
-        .position(|f| !is_allocator_frame(name(f)))
-        .unwrap_or(frames.len());
+    let alloc_end = allocator_frames_on_top(frames);
     let user = frames[alloc_end..]
         .iter()
         .position(|f| !is_std_frame(name(f)) && !in_std_sources(f) && !is_allocator_frame(name(f)));
@@ -420,6 +472,114 @@ mod tests {
         trim(&mut v);
         let names: Vec<_> = v.iter().map(name).collect();
         assert_eq!(names, ["myapp::load", "myapp::main"]);
+    }
+
+    fn phys(ip: usize, n: &str, file: &str, inlined: bool) -> Frame {
+        Frame {
+            ip,
+            function: Some(n.to_string()),
+            file: Some(file.to_string()),
+            line: Some(1),
+            column: None,
+            inlined,
+        }
+    }
+
+    /// Debug info with line tables only (`debug = "line-tables-only"`, the bench profile's)
+    /// names inlined frames short: the frames inlined into `__rust_alloc` are trimmed by
+    /// where they sit, not by their names.
+    #[test]
+    fn trims_short_named_frames_inlined_into_the_allocator() {
+        let mut v = vec![
+            phys(
+                10,
+                "alloc_block<secalloc::heap::SecHeap>",
+                "secalloc/src/alloc.rs",
+                true,
+            ),
+            phys(10, "alloc", "secalloc/src/lib.rs", true),
+            phys(10, "__rust_alloc", "secalloc/src/lib.rs", false),
+            phys(20, "alloc", "/rustc/abc/library/alloc/src/alloc.rs", true),
+            phys(
+                20,
+                "finish_grow",
+                "/rustc/abc/library/alloc/src/raw_vec/mod.rs",
+                false,
+            ),
+            phys(30, "load", "src/main.rs", true),
+            phys(30, "myapp::main", "src/main.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["load", "myapp::main"]
+        );
+        // With LTO, `__rust_alloc` and the std path are inlined into the caller: one return
+        // address for all of them.
+        let mut v = vec![
+            phys(
+                10,
+                "alloc_block<secalloc::heap::SecHeap>",
+                "secalloc/src/alloc.rs",
+                true,
+            ),
+            phys(
+                10,
+                "alloc<secalloc::heap::SecHeap>",
+                "secalloc/src/alloc.rs",
+                true,
+            ),
+            phys(10, "__rust_alloc", "src/main.rs", true),
+            phys(10, "alloc", "/rustc/abc/library/alloc/src/alloc.rs", true),
+            phys(
+                10,
+                "new_leaf<K, V>",
+                "/rustc/abc/library/alloc/src/collections/btree/node.rs",
+                true,
+            ),
+            phys(10, "insert", "src/store.rs", false),
+            phys(30, "myapp::main", "src/main.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["insert", "myapp::main"]
+        );
+        // A reallocation that moves allocates from the allocator's own `realloc` (a physical
+        // frame, named short too): the allocator's by its source file.
+        let mut v = vec![
+            phys(10, "{closure#0}", "secalloc/src/own.rs", true),
+            phys(10, "realloc_move<F, G>", "secalloc/src/alloc.rs", true),
+            phys(10, "realloc", "/home/u/w/secalloc/src/own.rs", false),
+            phys(
+                20,
+                "realloc<secalloc::heap::SecHeap>",
+                "secalloc/src/alloc.rs",
+                true,
+            ),
+            phys(20, "__rust_realloc", "src/main.rs", true),
+            phys(
+                20,
+                "finish_grow<A>",
+                "/rustc/abc/library/alloc/src/raw_vec/mod.rs",
+                false,
+            ),
+            phys(30, "push_str", "src/text.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["push_str"]);
+        // A short-named frame that is not inside an allocator entry point stays: it is the
+        // user's (here a function of the program's own called `alloc`).
+        let mut v = vec![
+            phys(10, "__rust_alloc", "secalloc/src/lib.rs", false),
+            phys(30, "alloc", "src/pool.rs", true),
+            phys(30, "myapp::main", "src/main.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            ["alloc", "myapp::main"]
+        );
     }
 
     #[test]
