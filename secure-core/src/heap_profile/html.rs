@@ -12,6 +12,9 @@ use std::io::Write;
 use super::text::{one_decimal, percent};
 use super::{HeapProfile, Metric, ProfileError};
 
+/// The width the flame graphs are drawn at, in pixels (the page scales them to fit).
+const FLAME_WIDTH: usize = 1200;
+
 /// How many of the top program points by each metric the table lists.
 pub(super) const ROWS_PER_METRIC: usize = 50;
 
@@ -200,8 +203,12 @@ fn flame(p: &HeapProfile, metric: Metric, title: &str, h: &mut String) -> Result
         );
         return Ok(());
     }
+    // Drawn at a fixed width and scaled to the frame by its viewBox. A fluid graph (inferno's
+    // default) sizes itself from `svg.width.baseVal`, which for an `<svg>` inside an HTML
+    // document is 0 in Chromium: the script then sets a negative width (a console error in
+    // the browser check, scripts/browser-check.js) and truncates labels to nothing.
     let mut svg = Vec::new();
-    p.write_flamegraph(metric, title, &mut svg)?;
+    p.write_flamegraph_sized(metric, title, Some(FLAME_WIDTH), &mut svg)?;
     let svg = String::from_utf8_lossy(&svg);
     // The XML declaration and the SVG doctype are for a standalone file; in the frame's HTML
     // document the `<svg>` element stands alone.

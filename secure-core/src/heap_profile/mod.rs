@@ -430,6 +430,18 @@ impl HeapProfile {
         title: &str,
         w: &mut dyn Write,
     ) -> Result<(), ProfileError> {
+        self.write_flamegraph_sized(metric, title, None, w)
+    }
+
+    /// [`write_flamegraph`](Self::write_flamegraph) drawn `width` pixels wide (`None`:
+    /// fluid, as wide as the window that shows it).
+    pub(crate) fn write_flamegraph_sized(
+        &self,
+        metric: Metric,
+        title: &str,
+        width: Option<usize>,
+        w: &mut dyn Write,
+    ) -> Result<(), ProfileError> {
         let lines = self.folded(metric)?;
         if lines.is_empty() {
             return Err(ProfileError::NothingToDraw(metric));
@@ -445,6 +457,7 @@ impl HeapProfile {
             inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
         opts.hash = true;
         opts.deterministic = true;
+        opts.image_width = width;
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
             .map_err(ProfileError::Write)
     }
