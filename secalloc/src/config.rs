@@ -413,6 +413,9 @@ macro_rules! with_hot_settings {
         if $hot.has_default_flags() {
             let $hot = $hot.with_default_flags();
             $body
+        } else if $hot.is_default_profile() {
+            let $hot = $hot.with_default_profile_flags();
+            $body
         } else {
             $body
         }
@@ -439,6 +442,8 @@ impl Hot {
         let mut v = c.stack_depth as u32 | flags;
         if flags == Self::DEFAULT_FLAGS {
             v |= Self::DEFAULTS;
+        } else if flags == Self::DEFAULT_FLAGS | Self::PROFILE {
+            v |= Self::DEFAULT_PROFILE;
         }
         Hot(v)
     }
@@ -465,13 +470,16 @@ impl Hot {
     /// The tracker's freed slots go through a quarantine (`SECALLOC_QUARANTINE_BYTES`);
     /// never set with `DEFAULTS`.
     const QUARANTINE: u32 = 1 << 14;
+    /// Set by [`pack`](Self::pack) when the settings are the defaults with profile mode on
+    /// (`SECALLOC_PROFILE=1` alone): a third specialised copy, as for `DEFAULTS`.
+    const DEFAULT_PROFILE: u32 = 1 << 15;
     const DEPTH_MASK: u32 = 0xFF;
     /// The flag bits of the default settings (four-pass wipe, zeroing, canaries, no profile).
     const DEFAULT_FLAGS: u32 = Self::flags_of(&Config::DEFAULT);
 
     /// The same settings with the tracker's quarantine on (no longer the defaults).
     pub(crate) const fn with_quarantine(self) -> Hot {
-        Hot((self.0 | Self::QUARANTINE) & !Self::DEFAULTS)
+        Hot((self.0 | Self::QUARANTINE) & !(Self::DEFAULTS | Self::DEFAULT_PROFILE))
     }
 
     /// Whether the tracker's freed slots go through a quarantine.
@@ -484,6 +492,19 @@ impl Hot {
     #[inline(always)]
     pub(crate) fn has_default_flags(self) -> bool {
         self.0 & Self::DEFAULTS != 0
+    }
+
+    /// Whether the settings are the defaults but for profile mode, which is on.
+    #[inline(always)]
+    pub(crate) fn is_default_profile(self) -> bool {
+        self.0 & Self::DEFAULT_PROFILE != 0
+    }
+
+    /// The same settings (for a caller that checked [`is_default_profile`]), rebuilt from
+    /// constants, as [`with_default_flags`](Self::with_default_flags).
+    #[inline(always)]
+    pub(crate) fn with_default_profile_flags(self) -> Hot {
+        Hot(self.0 & Self::DEPTH_MASK | Self::DEFAULT_FLAGS | Self::PROFILE | Self::DEFAULT_PROFILE)
     }
 
     /// The same settings (for a caller that checked [`has_default_flags`]), rebuilt from
@@ -624,9 +645,14 @@ mod tests {
                     if default {
                         assert_eq!(h.with_default_flags(), h);
                     }
+                    let default_profile = wipe == Wipe::FourPass && bits == 7;
+                    assert_eq!(h.is_default_profile(), default_profile);
+                    if default_profile {
+                        assert_eq!(h.with_default_profile_flags(), h);
+                    }
                     assert!(!h.quarantine());
                     let q = h.with_quarantine();
-                    assert!(q.quarantine() && !q.has_default_flags());
+                    assert!(q.quarantine() && !q.has_default_flags() && !q.is_default_profile());
                     assert_eq!(
                         (q.wipe(), q.stack_depth(), q.canaries(), q.profile()),
                         (h.wipe(), h.stack_depth(), h.canaries(), h.profile())
