@@ -201,6 +201,70 @@ fn lifetimes_of_many_blocks() {
     );
 }
 
+#[inline(never)]
+fn old_block() -> Box<[u8; 1000]> {
+    black_box(Box::new([5u8; 1000]))
+}
+
+#[inline(never)]
+fn young_block() -> Box<[u8; 1000]> {
+    black_box(Box::new([6u8; 1000]))
+}
+
+/// Allocates `n` young blocks, then frees them.
+#[inline(never)]
+fn young_blocks(n: usize) {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(young_block());
+    }
+    drop(black_box(v));
+}
+
+fn average_lifetime_us(function: &str) -> (u64, u64) {
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    let s = p
+        .sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with(function))
+        })
+        .unwrap_or_else(|| panic!("a site for {function}"));
+    (s.total_blocks, s.average_lifetime_us())
+}
+
+/// A slot keeps no allocation time once its block is freed: a block handed the slot later,
+/// and not timed itself (most blocks of a callsite after its first 64), lives from its own
+/// allocation, not from the time the slot's earlier block was born.
+fn reused_slots_start_without_a_time() {
+    // A size class no other check uses; 600 blocks, the first 64 and one in 8 after timed.
+    let old: Vec<_> = (0..600).map(|_| old_block()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(old);
+    // The first 64 blocks of the young callsite are all timed: take them, so that the 600
+    // below are mostly untimed, in the old blocks' slots.
+    // One call site for both (the stack is the callsite; a loop the compiler cannot unroll).
+    for &n in black_box(&[64, 600][..]) {
+        young_blocks(n);
+    }
+    let (blocks, avg) = average_lifetime_us("old_block");
+    assert_eq!(blocks, 600);
+    assert!(
+        (200_000..2_000_000).contains(&avg),
+        "old blocks: average lifetime {avg} µs for blocks that lived 200 ms"
+    );
+    let (blocks, avg) = average_lifetime_us("young_block");
+    assert_eq!(blocks, 664);
+    assert!(
+        avg < 20_000,
+        "young blocks: average lifetime {avg} µs for blocks freed at once (an old block's \
+         time left in its slot?)"
+    );
+}
+
 fn testing_assertions() {
     // The panics below are expected: keep them off stderr.
     let hook = std::panic::take_hook();
@@ -421,6 +485,7 @@ fn main() {
     callsites_add_up();
     lifetimes();
     lifetimes_of_many_blocks();
+    reused_slots_start_without_a_time();
     testing_assertions();
     threads_totals_exact_after_join();
     many_callsites();
@@ -436,5 +501,5 @@ fn main() {
         "{json}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    println!("profile: 8 checks passed");
+    println!("profile: 9 checks passed");
 }
