@@ -5,16 +5,19 @@
 // error), and the same DHAT file loaded into Valgrind's own dh_view.html through its file
 // input and shown under every sort metric. Screenshots go to OUT.
 //
-// Usage: node scripts/browser-check.js REPORT.html DHAT.json DH_VIEW.html OUT
+// With LEAKS.svg, also the leak report's flame graph (`secure report convert --to svg`),
+// opened as a file of its own.
+//
+// Usage: node scripts/browser-check.js REPORT.html DHAT.json DH_VIEW.html OUT [LEAKS.svg]
 // (run by scripts/browser-check, which builds the inputs). Exits non-zero on the first
 // check that fails, naming it.
 'use strict';
 const path = require('path');
 const fs = require('fs');
 
-const [reportPath, dhatPath, dhViewPath, outDir] = process.argv.slice(2);
+const [reportPath, dhatPath, dhViewPath, outDir, leakSvgPath] = process.argv.slice(2);
 if (!outDir) {
-  console.error('usage: node browser-check.js REPORT.html DHAT.json DH_VIEW.html OUT');
+  console.error('usage: node browser-check.js REPORT.html DHAT.json DH_VIEW.html OUT [LEAKS.svg]');
   process.exit(2);
 }
 let playwright;
@@ -53,6 +56,88 @@ function isNonIncreasing(xs) {
   return true;
 }
 
+// One inferno flame graph in frame `f` (an iframe's document or a page): laid out with a
+// size, frames drawn with labels, a click on a frame narrower than the root zooms it, the
+// search marks frames. `name` prefixes the check lines; `shot`: an element to screenshot
+// after the zoom. Returns the graph's size.
+async function checkFlame(f, name, shot) {
+  const box = await f.$eval('svg', (s) => {
+    const r = s.getBoundingClientRect();
+    return { w: r.width, h: r.height };
+  });
+  const n = await f.$$eval('#frames > g rect', (rs) => rs.filter((r) => r.getBoundingClientRect().width > 0).length);
+  check(box.w > 600 && box.h > 60 && n >= 3,
+    `${name} drawn (${Math.round(box.w)}x${Math.round(box.h)} px, ${n} frames)`);
+  // Labels: the widest frames have theirs (a graph that truncates every label to nothing
+  // is drawn but unreadable).
+  const labels = await f.$$eval('#frames > g text', (ts) => ts.filter((t) => t.textContent.trim().length >= 3).length);
+  check(labels >= 2, `${name} shows frame labels (${labels})`);
+
+  // A click on a frame that is not the root zooms: the graph's "Reset Zoom" shows and
+  // the clicked frame widens to the full width.
+  const target = await f.evaluate(() => {
+    const gs = Array.from(document.querySelectorAll('#frames > g'));
+    const total = Math.max(...gs.map((g) => g.querySelector('rect').getBoundingClientRect().width));
+    const g = gs.find((g) => {
+      const w = g.querySelector('rect').getBoundingClientRect().width;
+      return w > 1 && w < 0.9 * total && g.querySelector('title');
+    });
+    return g ? g.querySelector('title').textContent : null;
+  });
+  if (!check(target !== null, `${name} has a frame narrower than the root`)) return box;
+  const widthOf = (t) => {
+    const g = Array.from(document.querySelectorAll('#frames > g')).find((g) => g.querySelector('title').textContent === t);
+    return g.querySelector('rect').getBoundingClientRect().width;
+  };
+  const before = await f.evaluate(widthOf, target);
+  await f.evaluate((t) => {
+    const g = Array.from(document.querySelectorAll('#frames > g')).find((g) => g.querySelector('title').textContent === t);
+    g.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+  }, target);
+  const after = await f.evaluate(widthOf, target);
+  const reset = await f.evaluate(() => {
+    const unzoom = document.getElementById('unzoom');
+    return !!unzoom && !unzoom.classList.contains('hide');
+  });
+  check(after > before * 1.05 && reset,
+    `${name}: a click zooms (frame ${Math.round(before)} -> ${Math.round(after)} px, reset shown: ${reset})`);
+  if (shot) await shot.screenshot({ path: path.join(outDir, 'report-flame-zoomed.png') });
+  // Search, zoomed out again (what the graph's Search button does after its prompt): frames
+  // matching get the search colour and the match line appears.
+  const found = await f.evaluate(() => {
+    unzoom();
+    // The first path segment of the widest frame's function ("alloc" of "alloc::vec::..").
+    const name = document.querySelector('#frames > g title').textContent.split(' (')[0];
+    const word = name.split('::')[0].replace(/[^A-Za-z0-9_]/g, '') || 'main';
+    search(word);
+    const marked = Array.from(document.querySelectorAll('#frames > g rect'))
+      .filter((r) => r.getAttribute('fill') === searchcolor).length;
+    const matched = document.getElementById('matched');
+    return { word, marked, matched: matched ? matched.textContent : '' };
+  });
+  check(found.marked >= 1 && /Matched/.test(found.matched),
+    `${name}: search "${found.word}" marks ${found.marked} frames ("${found.matched}")`);
+  return box;
+}
+
+// The leak report's flame graph (`secure report convert --to svg`), a standalone SVG
+// document: the same checks, at the window's width (fluid).
+async function checkLeakSvg(browser, svgPath) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 600 } });
+  const seen = watch(page, 'leak svg');
+  await page.goto('file://' + path.resolve(svgPath));
+  await page.waitForLoadState('load');
+  // The graph's init (on load) sizes it to the window in a zero timeout: wait for init,
+  // then for a zero timeout queued after its own.
+  await page.waitForFunction(() => typeof unzoombtn !== 'undefined' && !!unzoombtn);
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
+  await checkFlame(page.mainFrame(), 'leak svg: flame graph', null);
+  await page.screenshot({ path: path.join(outDir, 'leaks.png') });
+  check(seen.remote.length === 0, `leak svg: fetched nothing from the network (${seen.remote.join(' ') || 'none'})`);
+  check(seen.errors.length === 0, `leak svg: no script errors (${seen.errors.join('; ') || 'none'})`);
+  await page.close();
+}
+
 async function checkReport(browser) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const seen = watch(page, 'report');
@@ -74,64 +159,10 @@ async function checkReport(browser) {
   check(frames.length === 2, `report: two flame graphs (found ${frames.length})`);
   for (const [i, handle] of frames.entries()) {
     const f = await handle.contentFrame();
-    const box = await f.$eval('svg', (s) => {
-      const r = s.getBoundingClientRect();
-      return { w: r.width, h: r.height };
-    });
-    const n = await f.$$eval('#frames > g rect', (rs) => rs.filter((r) => r.getBoundingClientRect().width > 0).length);
+    const box = await checkFlame(f, `report: flame graph ${i + 1}`, i === 0 ? handle : null);
     const iframeBox = await handle.boundingBox();
-    check(box.w > 600 && box.h > 60 && n >= 3,
-      `report: flame graph ${i + 1} drawn (${Math.round(box.w)}x${Math.round(box.h)} px, ${n} frames)`);
-    // Labels: the widest frames have theirs (a graph that truncates every label to nothing
-    // is drawn but unreadable).
-    const labels = await f.$$eval('#frames > g text', (ts) => ts.filter((t) => t.textContent.trim().length >= 3).length);
-    check(labels >= 2, `report: flame graph ${i + 1} shows frame labels (${labels})`);
     check(iframeBox && iframeBox.height >= box.h,
       `report: flame graph ${i + 1} not clipped by its frame (${iframeBox && Math.round(iframeBox.height)} >= ${Math.round(box.h)})`);
-
-    // A click on a frame that is not the root zooms: the graph's "Reset Zoom" shows and
-    // the clicked frame widens to the full width.
-    const target = await f.evaluate(() => {
-      const gs = Array.from(document.querySelectorAll('#frames > g'));
-      const total = Math.max(...gs.map((g) => g.querySelector('rect').getBoundingClientRect().width));
-      const g = gs.find((g) => {
-        const w = g.querySelector('rect').getBoundingClientRect().width;
-        return w > 20 && w < 0.9 * total && g.querySelector('title');
-      });
-      return g ? g.querySelector('title').textContent : null;
-    });
-    if (check(target !== null, `report: flame graph ${i + 1} has a frame narrower than the root`)) {
-      const before = await f.evaluate((t) => {
-        const g = Array.from(document.querySelectorAll('#frames > g')).find((g) => g.querySelector('title').textContent === t);
-        return { w: g.querySelector('rect').getBoundingClientRect().width };
-      }, target);
-      await f.evaluate((t) => {
-        const g = Array.from(document.querySelectorAll('#frames > g')).find((g) => g.querySelector('title').textContent === t);
-        g.dispatchEvent(new MouseEvent('click', { bubbles: true }));
-      }, target);
-      const after = await f.evaluate((t) => {
-        const g = Array.from(document.querySelectorAll('#frames > g')).find((g) => g.querySelector('title').textContent === t);
-        const unzoom = document.getElementById('unzoom');
-        return { w: g.querySelector('rect').getBoundingClientRect().width, reset: unzoom && !unzoom.classList.contains('hide') };
-      }, target);
-      check(after.w > before.w * 1.05 && after.reset,
-        `report: click zooms flame graph ${i + 1} (frame ${Math.round(before.w)} -> ${Math.round(after.w)} px, reset shown: ${after.reset})`);
-      if (i === 0) await handle.screenshot({ path: path.join(outDir, 'report-flame-zoomed.png') });
-      // Search (what the graph's Search button does after its prompt): frames matching
-      // get the search colour and the match line appears.
-      const found = await f.evaluate(() => {
-        // The first path segment of the widest frame's function ("alloc" of "alloc::vec::..").
-        const name = document.querySelector('#frames > g title').textContent.split(' (')[0];
-        const word = name.split('::')[0].replace(/[^A-Za-z0-9_]/g, '') || 'main';
-        search(word);
-        const marked = Array.from(document.querySelectorAll('#frames > g rect'))
-          .filter((r) => r.getAttribute('fill') === searchcolor).length;
-        const matched = document.getElementById('matched');
-        return { word, marked, matched: matched ? matched.textContent : '' };
-      });
-      check(found.marked >= 1 && /Matched/.test(found.matched),
-        `report: search "${found.word}" in flame graph ${i + 1} marks ${found.marked} frames ("${found.matched}")`);
-    }
   }
 
   // The table: every sortable heading sorts its column, largest first.
@@ -194,6 +225,7 @@ async function checkDhView(browser) {
   try {
     await checkReport(browser);
     await checkDhView(browser);
+    if (leakSvgPath) await checkLeakSvg(browser, leakSvgPath);
   } finally {
     await browser.close();
   }
