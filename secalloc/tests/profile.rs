@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use secalloc::profile::{HeapStats, Metric};
+use secalloc::profile::{HeapStats, Metric, Profile, ProfileSite};
 
 #[global_allocator]
 static GLOBAL: secalloc::SecAlloc = secalloc::SecAlloc::new().profile(true);
@@ -24,6 +24,20 @@ fn delta(a: &HeapStats, b: &HeapStats) -> (u64, u64) {
         b.total_blocks - a.total_blocks,
         b.total_bytes - a.total_bytes,
     )
+}
+
+/// The callsite whose innermost frame is the function `function` (the first found, sites
+/// being ranked by total bytes).
+fn site_of<'a>(p: &'a Profile, function: &str) -> &'a ProfileSite {
+    p.sites
+        .iter()
+        .find(|s| {
+            s.frames
+                .first()
+                .and_then(|f| f.function.as_deref())
+                .is_some_and(|f| f.ends_with(function))
+        })
+        .unwrap_or_else(|| panic!("no site for {function}: {:#?}", p.sites.first()))
 }
 
 fn whole_heap_figures() {
@@ -71,7 +85,7 @@ fn callsites_add_up() {
     boxes.truncate(3);
     let p = secalloc::profile::snapshot().expect("profile mode");
     assert!(p.stacks_recorded, "this test builds with frame pointers");
-    let sum = |f: fn(&secalloc::profile::ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
     assert_eq!(sum(|s| s.total_bytes), p.stats.total_bytes);
     assert_eq!(sum(|s| s.total_blocks), p.stats.total_blocks);
     assert_eq!(
@@ -83,17 +97,7 @@ fn callsites_add_up() {
     assert_eq!(sum(|s| s.end_bytes), p.stats.curr_bytes);
     assert_eq!(sum(|s| s.end_blocks), p.stats.curr_blocks);
     assert!(p.peak_at_us <= p.end_at_us);
-    let site = |name: &str| {
-        p.sites
-            .iter()
-            .find(|s| {
-                s.frames
-                    .first()
-                    .and_then(|f| f.function.as_deref())
-                    .is_some_and(|f| f.ends_with(name))
-            })
-            .unwrap_or_else(|| panic!("no site for {name}: {:#?}", p.sites.first()))
-    };
+    let site = |name: &str| site_of(&p, name);
     let big = site("make_peak"); // the larger of its two callsites
     assert_eq!(big.total_blocks, 1);
     assert_eq!(big.total_bytes, 8 << 20);
@@ -152,16 +156,7 @@ fn lifetimes() {
     drop(large);
     let p = secalloc::profile::snapshot().expect("profile mode");
     for name in ["long_lived_small", "long_lived_large"] {
-        let s = p
-            .sites
-            .iter()
-            .find(|s| {
-                s.frames
-                    .first()
-                    .and_then(|f| f.function.as_deref())
-                    .is_some_and(|f| f.ends_with(name))
-            })
-            .unwrap_or_else(|| panic!("no site for {name}"));
+        let s = site_of(&p, name);
         let avg = s.average_lifetime_us();
         assert!(
             (40_000..250_000).contains(&avg),
@@ -183,16 +178,7 @@ fn lifetimes_of_many_blocks() {
     std::thread::sleep(std::time::Duration::from_millis(40));
     drop(blocks);
     let p = secalloc::profile::snapshot().expect("profile mode");
-    let s = p
-        .sites
-        .iter()
-        .find(|s| {
-            s.frames
-                .first()
-                .and_then(|f| f.function.as_deref())
-                .is_some_and(|f| f.ends_with("many_long_lived"))
-        })
-        .expect("a site for many_long_lived");
+    let s = site_of(&p, "many_long_lived");
     assert_eq!(s.total_blocks, 20_000);
     let avg = s.average_lifetime_us();
     assert!(
@@ -221,21 +207,6 @@ fn young_blocks(n: usize) {
     drop(black_box(v));
 }
 
-fn average_lifetime_us(function: &str) -> (u64, u64) {
-    let p = secalloc::profile::snapshot().expect("profile mode");
-    let s = p
-        .sites
-        .iter()
-        .find(|s| {
-            s.frames
-                .first()
-                .and_then(|f| f.function.as_deref())
-                .is_some_and(|f| f.ends_with(function))
-        })
-        .unwrap_or_else(|| panic!("a site for {function}"));
-    (s.total_blocks, s.average_lifetime_us())
-}
-
 /// A slot keeps no allocation time once its block is freed: a block handed the slot later,
 /// and not timed itself (most blocks of a callsite after its first 64), lives from its own
 /// allocation, not from the time the slot's earlier block was born.
@@ -250,13 +221,16 @@ fn reused_slots_start_without_a_time() {
     for &n in black_box(&[64, 600][..]) {
         young_blocks(n);
     }
-    let (blocks, avg) = average_lifetime_us("old_block");
+    let p = secalloc::profile::snapshot().expect("profile mode");
+    let old = site_of(&p, "old_block");
+    let (blocks, avg) = (old.total_blocks, old.average_lifetime_us());
     assert_eq!(blocks, 600);
     assert!(
         (200_000..2_000_000).contains(&avg),
         "old blocks: average lifetime {avg} µs for blocks that lived 200 ms"
     );
-    let (blocks, avg) = average_lifetime_us("young_block");
+    let young = site_of(&p, "young_block");
+    let (blocks, avg) = (young.total_blocks, young.average_lifetime_us());
     assert_eq!(blocks, 664);
     assert!(
         avg < 20_000,
@@ -338,7 +312,7 @@ fn many_callsites() {
     drop(make_peak(16 << 20));
     kept.truncate(sites.len()); // one box per site left (from the first round)
     let p = secalloc::profile::snapshot().expect("profile mode");
-    let sum = |f: fn(&secalloc::profile::ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&ProfileSite) -> u64| p.sites.iter().map(f).sum::<u64>();
     assert_eq!(sum(|s| s.total_bytes), p.stats.total_bytes);
     assert_eq!(sum(|s| s.total_blocks), p.stats.total_blocks);
     assert_eq!(sum(|s| s.peak_bytes), p.stats.max_bytes);
