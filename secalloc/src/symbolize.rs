@@ -207,12 +207,15 @@ fn name(f: &Frame) -> &str {
 }
 
 /// Whether the frame's source is the standard library's (the toolchain's `library/` tree,
-/// or the crates std vendors). Catches frames whose debug info gives only short names.
+/// or the crates std vendors: `/cargo/registry/` in older toolchains, `/rust/deps/` in newer
+/// ones, where std's own `hashbrown` lives). Catches frames whose debug info gives only short
+/// names.
 fn in_std_sources(f: &Frame) -> bool {
     f.file.as_deref().is_some_and(|p| {
         (p.starts_with("/rustc/") && p.contains("/library/"))
             || p.contains("/lib/rustlib/src/rust/library/")
             || p.starts_with("/cargo/registry/")
+            || p.starts_with("/rust/deps/")
     })
 }
 
@@ -568,6 +571,32 @@ mod tests {
         ];
         trim(&mut v);
         assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["push_str"]);
+        // std's own hashbrown (a `HashMap::with_capacity` in the program), vendored under
+        // `/rust/deps/` by newer toolchains, is std plumbing too.
+        let mut v = vec![
+            phys(10, "__rust_alloc", "src/main.rs", true),
+            phys(
+                10,
+                "do_alloc<A>",
+                "/rust/deps/hashbrown-0.16.1/src/raw/alloc.rs",
+                false,
+            ),
+            phys(
+                20,
+                "with_capacity_in<T, A>",
+                "/rust/deps/hashbrown-0.16.1/src/raw/mod.rs",
+                true,
+            ),
+            phys(
+                20,
+                "with_capacity_and_hasher<K, V, S>",
+                "/rustc/abc/library/std/src/collections/hash/map.rs",
+                true,
+            ),
+            phys(20, "new", "crates/core/flags/parse.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["new"]);
         // A short-named frame that is not inside an allocator entry point stays: it is the
         // user's (here a function of the program's own called `alloc`).
         let mut v = vec![
