@@ -256,13 +256,24 @@ fn in_own_sources(f: &Frame) -> bool {
     })
 }
 
+/// The global allocator's entry points: the `__rust_alloc` family and the shims that call
+/// it. Not every `secalloc::` function: some run the program's own code (`testing::measure`
+/// calls the closure it is given).
+fn is_allocator_entry(n: &str) -> bool {
+    n.starts_with("__rust_")
+        || n.starts_with("__rustc::")
+        || n.starts_with("__rg_")
+        || n.starts_with("__rdl_")
+        || n.starts_with("_RNv")
+}
+
 /// How many frames at the top of `frames` (innermost first) are the allocator's own. The
 /// frames of one return address are listed inlined ones first, then the function they are
-/// inlined into; those before an allocator entry point (`__rust_alloc`, a `secalloc::`
-/// function) in that list are code it calls, the allocator's too, whatever their names:
-/// debug info with line tables only names inlined frames short
-/// (`alloc_block<secalloc::heap::SecHeap>`, `alloc`), which the name rule cannot place, and
-/// with LTO `__rust_alloc` itself is often inlined into its caller.
+/// inlined into; those before an allocator entry point in that list are code it calls, the
+/// allocator's too, whatever their names: debug info with line tables only names inlined
+/// frames short (`alloc_block<secalloc::heap::SecHeap>`, `alloc`), which the name rule cannot
+/// place, and with LTO `__rust_alloc` itself is often inlined into its caller. Elsewhere a
+/// frame is the allocator's by its name or by its source (this crate's).
 fn allocator_frames_on_top(frames: &[Frame]) -> usize {
     let mut i = 0;
     while i < frames.len() {
@@ -274,16 +285,18 @@ fn allocator_frames_on_top(frames: &[Frame]) -> usize {
             .map_or(frames.len() - i, |k| {
                 k + usize::from(frames[i + k].ip == ip)
             });
-        let Some(last) = frames[i..i + group]
-            .iter()
-            .rposition(|f| is_allocator_frame(name(f)) || in_own_sources(f))
-        else {
-            break;
+        let here = &frames[i..i + group];
+        let end = match here.iter().rposition(|f| is_allocator_entry(name(f))) {
+            Some(entry) => entry + 1,
+            None => 0,
         };
-        if last + 1 < group {
-            return i + last + 1;
+        match here[end..]
+            .iter()
+            .position(|f| !is_allocator_frame(name(f)) && !in_own_sources(f))
+        {
+            Some(k) => return i + end + k,
+            None => i += group,
         }
-        i += group;
     }
     i
 }
@@ -597,6 +610,38 @@ mod tests {
         ];
         trim(&mut v);
         assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["new"]);
+        // The program's closure run by one of secalloc's functions (`testing::measure`) is
+        // the program's, also with the allocation inlined into it and the closure into
+        // secalloc's function (LTO): only frames before an allocator entry point go.
+        let mut v = vec![
+            phys(
+                10,
+                "alloc_block<secalloc::heap::SecHeap>",
+                "secalloc/src/alloc.rs",
+                true,
+            ),
+            phys(10, "__rust_alloc", "tests/budget.rs", true),
+            phys(10, "alloc", "/rustc/abc/library/alloc/src/alloc.rs", true),
+            phys(10, "{closure#0}", "tests/budget.rs", true),
+            phys(10, "measure_with<F, R>", "secalloc/src/testing.rs", true),
+            phys(
+                10,
+                "secalloc::testing::measure",
+                "secalloc/src/testing.rs",
+                false,
+            ),
+            phys(40, "budget::main", "tests/budget.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(
+            v.iter().map(name).collect::<Vec<_>>(),
+            [
+                "{closure#0}",
+                "measure_with<F, R>",
+                "secalloc::testing::measure",
+                "budget::main"
+            ]
+        );
         // A short-named frame that is not inside an allocator entry point stays: it is the
         // user's (here a function of the program's own called `alloc`).
         let mut v = vec![
