@@ -424,9 +424,14 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) {
     // Top: the allocator itself always goes; std plumbing goes too, unless nothing else is left
     // (an allocation made by the standard library on its own behalf).
     let alloc_end = allocator_frames_on_top(frames);
-    let user = frames[alloc_end..]
-        .iter()
-        .position(|f| !is_std_frame(name(f)) && !in_std_sources(f) && !is_allocator_frame(name(f)));
+    // (secalloc's functions count as the allocator here, also named short: `is_installed`
+    // allocates a probe on its caller's behalf.)
+    let user = frames[alloc_end..].iter().position(|f| {
+        !is_std_frame(name(f))
+            && !in_std_sources(f)
+            && !is_allocator_frame(name(f))
+            && !in_own_sources(f)
+    });
     let cut = match user {
         Some(u) => alloc_end + u,
         // All standard library: drop just the generic allocation plumbing.
@@ -642,6 +647,21 @@ mod tests {
                 "budget::main"
             ]
         );
+        // secalloc's own public function allocating on its caller's behalf, named short:
+        // the caller is the first frame, as with full names.
+        let mut v = vec![
+            phys(10, "__rust_alloc", "src/main.rs", true),
+            phys(
+                10,
+                "new<u64>",
+                "/rustc/abc/library/alloc/src/boxed.rs",
+                true,
+            ),
+            phys(10, "is_installed", "secalloc/src/lib.rs", true),
+            phys(10, "check_setup", "src/main.rs", false),
+        ];
+        trim(&mut v);
+        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["check_setup"]);
         // A short-named frame that is not inside an allocator entry point stays: it is the
         // user's (here a function of the program's own called `alloc`).
         let mut v = vec![
