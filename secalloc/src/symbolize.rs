@@ -226,11 +226,7 @@ fn is_allocator_frame(n: &str) -> bool {
     n.is_empty()
         || n.starts_with("secalloc::")
         || n.starts_with("<secalloc::")
-        || n.starts_with("__rust_")
-        || n.starts_with("__rustc::")
-        || n.starts_with("__rg_")
-        || n.starts_with("__rdl_")
-        || n.starts_with("_RNv") // unmangled allocator shim symbols
+        || is_allocator_entry(n)
 }
 
 /// Whether the frame's source file is one of this crate's (`secalloc/src/*.rs`, found from
@@ -264,7 +260,7 @@ fn is_allocator_entry(n: &str) -> bool {
         || n.starts_with("__rustc::")
         || n.starts_with("__rg_")
         || n.starts_with("__rdl_")
-        || n.starts_with("_RNv")
+        || n.starts_with("_RNv") // unmangled allocator shim symbols
 }
 
 /// How many frames at the top of `frames` (innermost first) are the allocator's own. The
@@ -495,6 +491,12 @@ mod tests {
         assert_eq!(names, ["myapp::load", "myapp::main"]);
     }
 
+    /// The names of `frames` once trimmed.
+    fn trimmed(mut frames: Vec<Frame>) -> Vec<String> {
+        trim(&mut frames);
+        frames.iter().map(|f| name(f).to_string()).collect()
+    }
+
     fn phys(ip: usize, n: &str, file: &str, inlined: bool) -> Frame {
         Frame {
             ip,
@@ -511,7 +513,7 @@ mod tests {
     /// where they sit, not by their names.
     #[test]
     fn trims_short_named_frames_inlined_into_the_allocator() {
-        let mut v = vec![
+        let v = vec![
             phys(
                 10,
                 "alloc_block<secalloc::heap::SecHeap>",
@@ -530,14 +532,10 @@ mod tests {
             phys(30, "load", "src/main.rs", true),
             phys(30, "myapp::main", "src/main.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(
-            v.iter().map(name).collect::<Vec<_>>(),
-            ["load", "myapp::main"]
-        );
+        assert_eq!(trimmed(v), ["load", "myapp::main"]);
         // With LTO, `__rust_alloc` and the std path are inlined into the caller: one return
         // address for all of them.
-        let mut v = vec![
+        let v = vec![
             phys(
                 10,
                 "alloc_block<secalloc::heap::SecHeap>",
@@ -561,14 +559,10 @@ mod tests {
             phys(10, "insert", "src/store.rs", false),
             phys(30, "myapp::main", "src/main.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(
-            v.iter().map(name).collect::<Vec<_>>(),
-            ["insert", "myapp::main"]
-        );
+        assert_eq!(trimmed(v), ["insert", "myapp::main"]);
         // A reallocation that moves allocates from the allocator's own `realloc` (a physical
         // frame, named short too): the allocator's by its source file.
-        let mut v = vec![
+        let v = vec![
             phys(10, "{closure#0}", "secalloc/src/own.rs", true),
             phys(10, "realloc_move<F, G>", "secalloc/src/alloc.rs", true),
             phys(10, "realloc", "/home/u/w/secalloc/src/own.rs", false),
@@ -587,11 +581,10 @@ mod tests {
             ),
             phys(30, "push_str", "src/text.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["push_str"]);
+        assert_eq!(trimmed(v), ["push_str"]);
         // std's own hashbrown (a `HashMap::with_capacity` in the program), vendored under
         // `/rust/deps/` by newer toolchains, is std plumbing too.
-        let mut v = vec![
+        let v = vec![
             phys(10, "__rust_alloc", "src/main.rs", true),
             phys(
                 10,
@@ -613,12 +606,11 @@ mod tests {
             ),
             phys(20, "new", "crates/core/flags/parse.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(trimmed(v), ["new"]);
         // The program's closure run by one of secalloc's functions (`testing::measure`) is
         // the program's, also with the allocation inlined into it and the closure into
         // secalloc's function (LTO): only frames before an allocator entry point go.
-        let mut v = vec![
+        let v = vec![
             phys(
                 10,
                 "alloc_block<secalloc::heap::SecHeap>",
@@ -637,9 +629,8 @@ mod tests {
             ),
             phys(40, "budget::main", "tests/budget.rs", false),
         ];
-        trim(&mut v);
         assert_eq!(
-            v.iter().map(name).collect::<Vec<_>>(),
+            trimmed(v),
             [
                 "{closure#0}",
                 "measure_with<F, R>",
@@ -649,7 +640,7 @@ mod tests {
         );
         // secalloc's own public function allocating on its caller's behalf, named short:
         // the caller is the first frame, as with full names.
-        let mut v = vec![
+        let v = vec![
             phys(10, "__rust_alloc", "src/main.rs", true),
             phys(
                 10,
@@ -660,20 +651,15 @@ mod tests {
             phys(10, "is_installed", "secalloc/src/lib.rs", true),
             phys(10, "check_setup", "src/main.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(v.iter().map(name).collect::<Vec<_>>(), ["check_setup"]);
+        assert_eq!(trimmed(v), ["check_setup"]);
         // A short-named frame that is not inside an allocator entry point stays: it is the
         // user's (here a function of the program's own called `alloc`).
-        let mut v = vec![
+        let v = vec![
             phys(10, "__rust_alloc", "secalloc/src/lib.rs", false),
             phys(30, "alloc", "src/pool.rs", true),
             phys(30, "myapp::main", "src/main.rs", false),
         ];
-        trim(&mut v);
-        assert_eq!(
-            v.iter().map(name).collect::<Vec<_>>(),
-            ["alloc", "myapp::main"]
-        );
+        assert_eq!(trimmed(v), ["alloc", "myapp::main"]);
     }
 
     #[test]
