@@ -36,9 +36,11 @@ function check(ok, what) {
   return ok;
 }
 
-// Every request a page makes must stay on this machine (the report promises to fetch
-// nothing); script errors and console errors fail the check.
-function watch(page, name) {
+// Opens `file` in a new page of `height` pixels (1280 wide), watching it: every request it
+// makes must stay on this machine (the report promises to fetch nothing); script errors and
+// console errors fail the check. Returns `{ page, seen }` for `closePage`.
+async function openPage(browser, name, file, height) {
+  const page = await browser.newPage({ viewport: { width: 1280, height } });
   const seen = { remote: [], errors: [] };
   page.on('request', (r) => {
     const u = r.url();
@@ -48,7 +50,18 @@ function watch(page, name) {
   page.on('console', (m) => {
     if (m.type() === 'error') seen.errors.push(name + ' console: ' + m.text());
   });
-  return seen;
+  await page.goto('file://' + path.resolve(file));
+  await page.waitForLoadState('load');
+  return { page, seen };
+}
+
+// Checks what `openPage` watched (`offline`: that nothing was fetched too) and closes the page.
+async function closePage({ page, seen }, name, offline) {
+  if (offline) {
+    check(seen.remote.length === 0, `${name}: fetched nothing from the network (${seen.remote.join(' ') || 'none'})`);
+  }
+  check(seen.errors.length === 0, `${name}: no script errors (${seen.errors.join('; ') || 'none'})`);
+  await page.close();
 }
 
 function isNonIncreasing(xs) {
@@ -123,26 +136,20 @@ async function checkFlame(f, name, shot) {
 // The leak report's flame graph (`secure report convert --to svg`), a standalone SVG
 // document: the same checks, at the window's width (fluid).
 async function checkLeakSvg(browser, svgPath) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 600 } });
-  const seen = watch(page, 'leak svg');
-  await page.goto('file://' + path.resolve(svgPath));
-  await page.waitForLoadState('load');
+  const opened = await openPage(browser, 'leak svg', svgPath, 600);
+  const { page } = opened;
   // The graph's init (on load) sizes it to the window in a zero timeout: wait for init,
   // then for a zero timeout queued after its own.
   await page.waitForFunction(() => typeof unzoombtn !== 'undefined' && !!unzoombtn);
   await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
   await checkFlame(page.mainFrame(), 'leak svg: flame graph', null);
   await page.screenshot({ path: path.join(outDir, 'leaks.png') });
-  check(seen.remote.length === 0, `leak svg: fetched nothing from the network (${seen.remote.join(' ') || 'none'})`);
-  check(seen.errors.length === 0, `leak svg: no script errors (${seen.errors.join('; ') || 'none'})`);
-  await page.close();
+  await closePage(opened, 'leak svg', true);
 }
 
 async function checkReport(browser) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const seen = watch(page, 'report');
-  await page.goto('file://' + path.resolve(reportPath));
-  await page.waitForLoadState('load');
+  const opened = await openPage(browser, 'report', reportPath, 900);
+  const { page } = opened;
 
   const title = await page.title();
   check(title.startsWith('Heap profile of '), `report: title "${title}"`);
@@ -181,16 +188,12 @@ async function checkReport(browser) {
       `report: click on "${h.text}" sorts it, largest first (top ${col.slice(0, 3).join(', ')})`);
   }
   await page.screenshot({ path: path.join(outDir, 'report.png'), fullPage: true });
-  check(seen.remote.length === 0, `report: fetched nothing from the network (${seen.remote.join(' ') || 'none'})`);
-  check(seen.errors.length === 0, `report: no script errors (${seen.errors.join('; ') || 'none'})`);
-  await page.close();
+  await closePage(opened, 'report', true);
 }
 
 async function checkDhView(browser) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const seen = watch(page, 'dh_view');
-  await page.goto('file://' + path.resolve(dhViewPath));
-  await page.waitForLoadState('load');
+  const opened = await openPage(browser, 'dh_view', dhViewPath, 900);
+  const { page } = opened;
   await page.setInputFiles('input[type=file]', path.resolve(dhatPath));
   // The viewer shows a file it rejects as one `span.error` with the exception's text.
   await page.waitForFunction(() => /Times \{/.test(document.body.innerText) || document.querySelector('span.error'), null, { timeout: 20000 });
@@ -212,8 +215,7 @@ async function checkDhView(browser) {
   }
   await page.selectOption('select', enabled[0].v);
   await page.screenshot({ path: path.join(outDir, 'dh_view.png'), fullPage: false });
-  check(seen.errors.length === 0, `dh_view: no script errors (${seen.errors.join('; ') || 'none'})`);
-  await page.close();
+  await closePage(opened, 'dh_view', false);
 }
 
 (async () => {
