@@ -156,7 +156,10 @@
 //!
 //! - Every block freed through the allocator is wiped before the inner allocator sees it,
 //!   including the tail released by a shrinking `realloc` and the old block of a moving one.
-//!   Each pass is followed by a compiler barrier, so the wipe survives fat LTO.
+//!   Each pass is followed by a compiler barrier, so the wipe survives fat LTO. Every byte
+//!   goes through the four passes in order; a large block is wiped 16 KiB at a time (all four
+//!   passes over one stretch, then the next), so the passes run in the cache and the block's
+//!   memory is written about once.
 //! - The allocator's own metadata lives in `mmap`ed memory, never in the heap it tracks.
 //! - Memory that never passes through the allocator (stack frames, registers, memory mapped
 //!   directly, copies the kernel made) is out of reach.
