@@ -527,9 +527,8 @@ unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
         // SAFETY: guaranteed by the caller.
         unsafe { block::write_canary(user, size) };
     } else if n > 0 {
-        let bytes = block::canary_value().to_le_bytes();
         // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), user.add(size), n) };
+        unsafe { write_short(user.add(size), n, block::canary_value()) };
     }
 }
 
@@ -546,9 +545,96 @@ unsafe fn read_slack_canary(user: *const u8, size: usize, cap: usize) -> (u64, u
             block::read_canary(user, size)
         });
     }
-    let mut found = [0u8; 8];
     // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
-    unsafe { ptr::copy_nonoverlapping(user.add(size), found.as_mut_ptr(), n) };
+    let found = unsafe { read_short(user.add(size), n) };
     let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
-    (block::canary_value() & mask, u64::from_le_bytes(found))
+    (block::canary_value() & mask, found)
+}
+
+/// The `n < 8` bytes at `p` as a little-endian number (the bytes past `n` zero), read with
+/// at most two overlapping loads of 4, 2 or 1 bytes: a slot's short slack canary is read on
+/// every free of a block that leaves less than 8 bytes of slack, and a `memcpy` call of a
+/// variable length cost more than the rest of the check.
+///
+/// # Safety
+/// `p .. p + n` is readable memory.
+#[inline(always)]
+unsafe fn read_short(p: *const u8, n: usize) -> u64 {
+    debug_assert!(n < 8);
+    // SAFETY: in all three arms both loads lie inside `p .. p + n` (for 4 <= n < 8 the
+    // second starts at n - 4 >= 0, and likewise for 2 and 1); unaligned reads.
+    unsafe {
+        if n >= 4 {
+            let lo = u32::from_le(p.cast::<u32>().read_unaligned()) as u64;
+            let hi = u32::from_le(p.add(n - 4).cast::<u32>().read_unaligned()) as u64;
+            lo | hi << (8 * (n - 4))
+        } else if n >= 2 {
+            let lo = u16::from_le(p.cast::<u16>().read_unaligned()) as u64;
+            let hi = u16::from_le(p.add(n - 2).cast::<u16>().read_unaligned()) as u64;
+            lo | hi << (8 * (n - 2))
+        } else if n == 1 {
+            u64::from(p.read())
+        } else {
+            0
+        }
+    }
+}
+
+/// Writes the low `n < 8` bytes of `v` (little-endian) at `p`, with at most two overlapping
+/// stores of 4, 2 or 1 bytes (see [`read_short`]).
+///
+/// # Safety
+/// `p .. p + n` is writable memory.
+#[inline(always)]
+unsafe fn write_short(p: *mut u8, n: usize, v: u64) {
+    debug_assert!(n < 8);
+    // SAFETY: in all arms both stores lie inside `p .. p + n`, as in `read_short`; the
+    // overlapping bytes get the same value from both; unaligned writes.
+    unsafe {
+        if n >= 4 {
+            p.cast::<u32>().write_unaligned((v as u32).to_le());
+            p.add(n - 4)
+                .cast::<u32>()
+                .write_unaligned(((v >> (8 * (n - 4))) as u32).to_le());
+        } else if n >= 2 {
+            p.cast::<u16>().write_unaligned((v as u16).to_le());
+            p.add(n - 2)
+                .cast::<u16>()
+                .write_unaligned(((v >> (8 * (n - 2))) as u16).to_le());
+        } else if n == 1 {
+            p.write(v as u8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_short, write_short};
+
+    /// Every length below 8 at every offset of a guarded buffer: exactly the low `n` bytes
+    /// are written, in little-endian order, nothing around them, and they read back masked.
+    #[test]
+    fn short_slack_bytes_round_trip_exactly() {
+        let v: u64 = 0x8877_6655_4433_2211;
+        for n in 0..8 {
+            for off in 0..8 {
+                let mut buf = [0xAAu8; 24];
+                // SAFETY: off + n <= 15 < 24 bytes of the buffer.
+                unsafe { write_short(buf.as_mut_ptr().add(off), n, v) };
+                let want = v.to_le_bytes();
+                for (i, b) in buf.iter().enumerate() {
+                    let expected = if i >= off && i < off + n {
+                        want[i - off]
+                    } else {
+                        0xAA
+                    };
+                    assert_eq!(*b, expected, "n {n}, offset {off}, byte {i}");
+                }
+                // SAFETY: as above.
+                let got = unsafe { read_short(buf.as_ptr().add(off), n) };
+                let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
+                assert_eq!(got, v & mask, "n {n}, offset {off}");
+            }
+        }
+    }
 }
