@@ -205,6 +205,9 @@ pub(crate) struct SiteCache {
     entries: [SiteShare; CACHE],
     /// State of the generator picking the blocks whose time is taken (0: not yet seeded).
     rng: AtomicU64,
+    /// Blocks past their callsite's first [`TIMED_FIRST`] still to go until the next one
+    /// timed, counting it (0 or 1: the next one is).
+    untimed_left: AtomicU64,
 }
 
 /// Blocks of a callsite's share timed before sampling starts (see [`SiteCache::times`]).
@@ -303,6 +306,10 @@ impl SiteCache {
     /// Whether a block about to be allocated from `stack` gets its allocation time, for its
     /// lifetime: the first [`TIMED_FIRST`] of the thread's share of the callsite do, then one
     /// in [`TIMED_ONE_IN`] at random (the clock read is most of what profile mode costs).
+    /// The thread counts down a random gap between timed blocks, drawn uniformly from 1 to
+    /// `2 * TIMED_ONE_IN - 1` (mean `TIMED_ONE_IN`) each time one is timed: a block not
+    /// timed costs a decrement, not a random number, and random gaps keep callsites whose
+    /// allocations alternate from being sampled in step.
     #[inline(always)]
     fn times(&self, stack: u32) -> bool {
         let e = &self.entries[stack as usize % CACHE];
@@ -311,7 +318,22 @@ impl SiteCache {
         {
             return true;
         }
-        // xorshift64, seeded from the cache's address.
+        let left = self.untimed_left.load(Ordering::Relaxed);
+        if left > 1 {
+            self.untimed_left.store(left - 1, Ordering::Relaxed);
+            return false;
+        }
+        self.untimed_left.store(
+            1 + self.next_random() % (2 * TIMED_ONE_IN - 1),
+            Ordering::Relaxed,
+        );
+        true
+    }
+
+    /// The next number of the thread's generator (xorshift64, seeded from the cache's
+    /// address).
+    #[inline]
+    fn next_random(&self) -> u64 {
         let mut x = self.rng.load(Ordering::Relaxed);
         if x == 0 {
             x = (self as *const SiteCache as u64) | 1;
@@ -320,7 +342,7 @@ impl SiteCache {
         x ^= x >> 7;
         x ^= x << 17;
         self.rng.store(x, Ordering::Relaxed);
-        x % TIMED_ONE_IN == 0
+        x
     }
 
     /// The entry of `stack`, publishing the one it replaces.
@@ -1523,6 +1545,21 @@ mod tests {
         assert!(
             (expected * 7 / 10..expected * 13 / 10).contains(&timed),
             "{timed} of {n} timed"
+        );
+        // The gaps between timed blocks are random, from 1 to 2 * TIMED_ONE_IN - 1.
+        let mut gaps = std::collections::BTreeSet::new();
+        let mut since = 0u64;
+        for _ in 0..n {
+            since += 1;
+            if cache.times(stack) {
+                gaps.insert(since);
+                since = 0;
+            }
+        }
+        assert!(gaps.len() > 4, "gaps {gaps:?}");
+        assert!(
+            gaps.iter().all(|g| (1..2 * TIMED_ONE_IN).contains(g)),
+            "gaps {gaps:?}"
         );
         // The estimate: exact when every block was timed, scaled up otherwise.
         assert_eq!(scaled_lifetime(1000, 10, 0), 1000);
