@@ -1218,7 +1218,7 @@ fn main() {
             });
         }
     }
-    for w in ["json", "maps", "text"] {
+    for w in ["json", "maps", "text", "ast"] {
         rows.push(Row {
             workload: w.into(),
             threads: 1,

@@ -177,6 +177,7 @@ pub fn run(name: &str, threads: usize, scale: u64) -> Result<Outcome, String> {
         "json" => Ok(json(scale)),
         "maps" => Ok(maps(scale)),
         "text" => Ok(text(scale)),
+        "ast" => Ok(ast(scale)),
         "exit-clean" => Ok(exit_case(false, scale)),
         "exit-leak" => Ok(exit_case(true, scale)),
         _ => Err(format!("unknown workload `{name}`")),
@@ -635,6 +636,272 @@ fn text(scale: u64) -> Outcome {
     Outcome {
         time: t.elapsed(),
         ops: words,
+        checksum: sum,
+    }
+}
+
+/// A token of the `ast` workload's little language.
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Num(i64),
+    Ident(String),
+    Op(char),
+    Open,
+    Close,
+    Comma,
+    Let,
+    Semi,
+}
+
+/// An expression tree: every node its own heap block, as a compiler's front end has them.
+#[derive(Clone, Debug)]
+enum Expr {
+    Num(i64),
+    Var(String),
+    Bin(char, Box<Expr>, Box<Expr>),
+    Call(String, Vec<Expr>),
+}
+
+fn ast_lex(src: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(Token::Num(src[start..i].parse().unwrap_or(0)));
+        } else if c.is_ascii_alphabetic() {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let word = &src[start..i];
+            out.push(if word == "let" {
+                Token::Let
+            } else {
+                Token::Ident(word.to_string())
+            });
+        } else {
+            out.push(match c {
+                b'(' => Token::Open,
+                b')' => Token::Close,
+                b',' => Token::Comma,
+                b';' => Token::Semi,
+                _ => Token::Op(c as char),
+            });
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Recursive descent over the tokens: `let x = expr;` statements.
+struct AstParser<'a> {
+    toks: &'a [Token],
+    pos: usize,
+}
+
+impl AstParser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.pos)
+    }
+    fn next(&mut self) -> Option<Token> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+    fn statement(&mut self) -> Option<(String, Expr)> {
+        if self.next()? != Token::Let {
+            return None;
+        }
+        let Some(Token::Ident(name)) = self.next() else {
+            return None;
+        };
+        if self.next()? != Token::Op('=') {
+            return None;
+        }
+        let e = self.expr(0)?;
+        (self.next()? == Token::Semi).then_some((name, e))
+    }
+    fn expr(&mut self, min_prec: u8) -> Option<Expr> {
+        let mut lhs = self.atom()?;
+        while let Some(Token::Op(op)) = self.peek() {
+            let op = *op;
+            let prec = match op {
+                '+' | '-' => 1,
+                '*' | '/' | '%' => 2,
+                _ => return None,
+            };
+            if prec < min_prec {
+                break;
+            }
+            self.pos += 1;
+            let rhs = self.expr(prec + 1)?;
+            lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+        Some(lhs)
+    }
+    fn atom(&mut self) -> Option<Expr> {
+        match self.next()? {
+            Token::Num(n) => Some(Expr::Num(n)),
+            Token::Open => {
+                let e = self.expr(0)?;
+                (self.next()? == Token::Close).then_some(e)
+            }
+            Token::Ident(name) => {
+                if self.peek() != Some(&Token::Open) {
+                    return Some(Expr::Var(name));
+                }
+                self.pos += 1;
+                let mut args = Vec::new();
+                if self.peek() == Some(&Token::Close) {
+                    self.pos += 1;
+                    return Some(Expr::Call(name, args));
+                }
+                loop {
+                    args.push(self.expr(0)?);
+                    match self.next()? {
+                        Token::Comma => {}
+                        Token::Close => return Some(Expr::Call(name, args)),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Constant folding into a new tree (the old one is dropped by the caller): known
+/// variables replaced by their values, operations on two numbers computed.
+fn ast_fold(e: &Expr, env: &BTreeMap<String, i64>) -> Expr {
+    match e {
+        Expr::Num(n) => Expr::Num(*n),
+        Expr::Var(v) => env.get(v).map_or_else(|| Expr::Var(v.clone()), |&n| Expr::Num(n)),
+        Expr::Bin(op, a, b) => match (ast_fold(a, env), ast_fold(b, env)) {
+            (Expr::Num(x), Expr::Num(y)) => Expr::Num(match op {
+                '+' => x.wrapping_add(y),
+                '-' => x.wrapping_sub(y),
+                '*' => x.wrapping_mul(y),
+                '/' if y != 0 => x / y,
+                '%' if y != 0 => x % y,
+                _ => 0,
+            }),
+            (a, b) => Expr::Bin(*op, Box::new(a), Box::new(b)),
+        },
+        Expr::Call(f, args) => Expr::Call(f.clone(), args.iter().map(|a| ast_fold(a, env)).collect()),
+    }
+}
+
+fn ast_render(e: &Expr, out: &mut String) {
+    match e {
+        Expr::Num(n) => out.push_str(&n.to_string()),
+        Expr::Var(v) => out.push_str(v),
+        Expr::Bin(op, a, b) => {
+            out.push('(');
+            ast_render(a, out);
+            out.push(' ');
+            out.push(*op);
+            out.push(' ');
+            ast_render(b, out);
+            out.push(')');
+        }
+        Expr::Call(f, args) => {
+            let parts: Vec<String> = args
+                .iter()
+                .map(|a| {
+                    let mut s = String::new();
+                    ast_render(a, &mut s);
+                    s
+                })
+                .collect();
+            out.push_str(&format!("{f}({})", parts.join(", ")));
+        }
+    }
+}
+
+/// Generates `n` statements: `let vN = <random expression over earlier names>;`.
+fn ast_source(n: usize, rng: &mut Rng) -> String {
+    fn gen(rng: &mut Rng, depth: u32, defined: usize, out: &mut String) {
+        let pick = if depth == 0 { rng.below(3) } else { rng.below(7) };
+        match pick {
+            0 => out.push_str(&rng.below(1000).to_string()),
+            1 if defined > 0 => out.push_str(&format!("v{}", rng.below(defined as u64))),
+            1 | 2 => out.push_str(&format!("input_{}", rng.below(50))),
+            3 => {
+                out.push_str(["max", "min", "clamp", "hash"][rng.below(4) as usize]);
+                out.push('(');
+                for k in 0..1 + rng.below(3) {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    gen(rng, depth - 1, defined, out);
+                }
+                out.push(')');
+            }
+            _ => {
+                out.push('(');
+                gen(rng, depth - 1, defined, out);
+                out.push_str([" + ", " - ", " * ", " / ", " % "][rng.below(5) as usize]);
+                gen(rng, depth - 1, defined, out);
+                out.push(')');
+            }
+        }
+    }
+    let mut src = String::new();
+    for i in 0..n {
+        src.push_str(&format!("let v{i} = "));
+        gen(rng, 5, i, &mut src);
+        src.push_str(";\n");
+    }
+    src
+}
+
+/// A compiler front end in miniature: lex generated source into tokens, parse it into
+/// boxed expression trees, fold constants into new trees, render them back to text.
+fn ast(scale: u64) -> Outcome {
+    let mut rng = Rng::new(23);
+    let src = ast_source(6_000, &mut rng);
+    let reps = 2 * scale;
+    let mut sum = 0u64;
+    let mut nodes = 0u64;
+    let t = Timer::start();
+    for _ in 0..reps {
+        let toks = ast_lex(&src);
+        nodes += toks.len() as u64;
+        let mut p = AstParser {
+            toks: &toks,
+            pos: 0,
+        };
+        let mut env: BTreeMap<String, i64> = BTreeMap::new();
+        let mut rendered = Vec::new();
+        while p.pos < toks.len() {
+            let Some((name, e)) = p.statement() else {
+                break;
+            };
+            let folded = ast_fold(&e, &env);
+            drop(e);
+            if let Expr::Num(n) = folded {
+                env.insert(name.clone(), n);
+            }
+            let mut line = format!("let {name} = ");
+            ast_render(&folded, &mut line);
+            rendered.push(line);
+        }
+        let out = rendered.join("\n");
+        sum = mix(sum, out.len() as u64);
+        sum = mix(sum, env.len() as u64);
+        sum = mix(sum, rendered.len() as u64);
+    }
+    Outcome {
+        time: t.elapsed(),
+        ops: nodes,
         checksum: sum,
     }
 }
