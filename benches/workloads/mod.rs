@@ -783,7 +783,9 @@ impl AstParser<'_> {
 fn ast_fold(e: &Expr, env: &BTreeMap<String, i64>) -> Expr {
     match e {
         Expr::Num(n) => Expr::Num(*n),
-        Expr::Var(v) => env.get(v).map_or_else(|| Expr::Var(v.clone()), |&n| Expr::Num(n)),
+        Expr::Var(v) => env
+            .get(v)
+            .map_or_else(|| Expr::Var(v.clone()), |&n| Expr::Num(n)),
         Expr::Bin(op, a, b) => match (ast_fold(a, env), ast_fold(b, env)) {
             (Expr::Num(x), Expr::Num(y)) => Expr::Num(match op {
                 '+' => x.wrapping_add(y),
@@ -795,7 +797,9 @@ fn ast_fold(e: &Expr, env: &BTreeMap<String, i64>) -> Expr {
             }),
             (a, b) => Expr::Bin(*op, Box::new(a), Box::new(b)),
         },
-        Expr::Call(f, args) => Expr::Call(f.clone(), args.iter().map(|a| ast_fold(a, env)).collect()),
+        Expr::Call(f, args) => {
+            Expr::Call(f.clone(), args.iter().map(|a| ast_fold(a, env)).collect())
+        }
     }
 }
 
@@ -829,7 +833,11 @@ fn ast_render(e: &Expr, out: &mut String) {
 /// Generates `n` statements: `let vN = <random expression over earlier names>;`.
 fn ast_source(n: usize, rng: &mut Rng) -> String {
     fn gen(rng: &mut Rng, depth: u32, defined: usize, out: &mut String) {
-        let pick = if depth == 0 { rng.below(3) } else { rng.below(7) };
+        let pick = if depth == 0 {
+            rng.below(3)
+        } else {
+            rng.below(7)
+        };
         match pick {
             0 => out.push_str(&rng.below(1000).to_string()),
             1 if defined > 0 => out.push_str(&format!("v{}", rng.below(defined as u64))),
@@ -1012,6 +1020,9 @@ pub fn check_secalloc_config() -> Result<(), String> {
     }
     if !env_is("SECALLOC_WIPE", "0") && s.wiped_bytes == 0 {
         return Err("the wipe is on but no byte was wiped".into());
+    }
+    if std::env::var_os("SUITE_STATS").is_some() {
+        eprintln!("{s:?}");
     }
     Ok(())
 }
