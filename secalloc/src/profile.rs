@@ -144,13 +144,16 @@ static WRITTEN: AtomicU64 = AtomicU64::new(0);
 const FLUSH_BYTES: i64 = 64 << 10;
 /// Unpublished live blocks a thread may hold before it publishes them.
 const FLUSH_BLOCKS: i64 = 1024;
-/// Entries of a thread's callsite cache (direct-mapped by stack id).
-const CACHE: usize = 64;
+/// Shares in one page of a thread's share table (352 KiB of address space, mapped when a
+/// stack id in its range is first used, resident only where touched).
+const SHARES_PER_PAGE: usize = 1 << 12;
+/// Pages of a thread's share table: one for every stack id up to the stack table's limit.
+const SHARE_PAGES: usize = (RECORDS_PER_CHUNK * RECORD_CHUNKS) / SHARES_PER_PAGE;
 
 /// A thread's unpublished share of one callsite's figures (see the module docs). Only the
 /// owning thread writes it (plain loads and stores, no read-modify-write); snapshots read
 /// it. Zeroed memory is an empty entry.
-#[repr(C, align(64))]
+#[repr(C)]
 struct SiteShare {
     /// Stack id + 1 (0: empty).
     tag: AtomicU64,
@@ -198,11 +201,19 @@ impl Share {
     }
 }
 
-/// A thread's shares of the callsites it works with most: direct-mapped by stack id, an
-/// entry published into the shared record when another stack takes its place.
+/// A thread's shares of the callsites it allocates from or frees to: one per stack id,
+/// in pages mapped on first use (so a program with thousands of callsites in rotation,
+/// such as a recursive-descent parser, keeps every share in place instead of publishing
+/// one at almost every operation, as a small cache of them did). A share is published
+/// into the shared record when its live figures reach [`FLUSH_BYTES`] or [`FLUSH_BLOCKS`]
+/// and when the thread exits; snapshots add those still held.
 #[repr(C)]
 pub(crate) struct SiteCache {
-    entries: [SiteShare; CACHE],
+    /// Page `i` holds the shares of stack ids `i * SHARES_PER_PAGE ..`; null until used.
+    /// Written by the owner only (release), read by snapshots (acquire).
+    pages: [AtomicPtr<SiteShare>; SHARE_PAGES],
+    /// One past the highest page index mapped (bounds the snapshots' scan).
+    pages_used: AtomicU64,
     /// State of the generator picking the blocks whose time is taken (0: not yet seeded).
     rng: AtomicU64,
     /// Blocks past their callsite's first [`TIMED_FIRST`] still to go until the next one
@@ -312,11 +323,9 @@ impl SiteCache {
     /// allocations alternate from being sampled in step.
     #[inline(always)]
     fn times(&self, stack: u32) -> bool {
-        let e = &self.entries[stack as usize % CACHE];
-        if e.tag.load(Ordering::Relaxed) != u64::from(stack) + 1
-            || e.total_blocks.load(Ordering::Relaxed) < TIMED_FIRST
-        {
-            return true;
+        match self.entry(stack) {
+            Some(e) if e.total_blocks.load(Ordering::Relaxed) >= TIMED_FIRST => {}
+            _ => return true,
         }
         let left = self.untimed_left.load(Ordering::Relaxed);
         if left > 1 {
@@ -345,25 +354,69 @@ impl SiteCache {
         x
     }
 
-    /// The entry of `stack`, publishing the one it replaces.
+    /// The share of `stack`, mapping its page on first use (owner only). `None` for an id
+    /// beyond the table or when the page cannot be mapped: the caller then counts into the
+    /// shared record directly.
     #[inline(always)]
-    fn entry(&self, stack: u32) -> &SiteShare {
-        let e = &self.entries[stack as usize % CACHE];
-        let tag = u64::from(stack) + 1;
-        if e.tag.load(Ordering::Relaxed) != tag {
-            e.publish();
-            e.tag.store(tag, Ordering::Relaxed);
-        }
-        e
+    fn entry(&self, stack: u32) -> Option<&SiteShare> {
+        let i = stack as usize;
+        let page = self.pages.get(i / SHARES_PER_PAGE)?.load(Ordering::Relaxed);
+        let page = if page.is_null() {
+            self.map_page(i / SHARES_PER_PAGE)?
+        } else {
+            page
+        };
+        // SAFETY: a page holds SHARES_PER_PAGE shares, zeroed (a valid empty share) and
+        // never unmapped while the thread slot exists (slots are never unmapped).
+        let e = unsafe { &*page.add(i % SHARES_PER_PAGE) };
+        // Marks the share in use for the snapshots (a store of what is there after the
+        // first use: cheaper than testing it).
+        e.tag.store(u64::from(stack) + 1, Ordering::Relaxed);
+        Some(e)
     }
 
-    /// What the cache holds, per entry in use: `(stack, share)`, the share at peak
-    /// `version` taken as the entry's figures at the latest peak.
+    /// Maps page `pi` of the table (owner only: no other thread writes `pages`).
+    #[cold]
+    #[inline(never)]
+    fn map_page(&self, pi: usize) -> Option<*mut SiteShare> {
+        let bytes = SHARES_PER_PAGE * core::mem::size_of::<SiteShare>();
+        let page = map_zeroed(bytes).cast::<SiteShare>();
+        if page.is_null() {
+            return None;
+        }
+        PROFILE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.pages[pi].store(page, Ordering::Release);
+        if self.pages_used.load(Ordering::Relaxed) <= pi as u64 {
+            self.pages_used.store(pi as u64 + 1, Ordering::Release);
+        }
+        Some(page)
+    }
+
+    /// Calls `f` with every share in use (any thread; the owner may be changing them).
+    fn for_each_share(&self, mut f: impl FnMut(&SiteShare)) {
+        let used = (self.pages_used.load(Ordering::Acquire) as usize).min(SHARE_PAGES);
+        for slot in &self.pages[..used] {
+            let page = slot.load(Ordering::Acquire);
+            if page.is_null() {
+                continue;
+            }
+            // SAFETY: as in `entry`: a mapped page of SHARES_PER_PAGE shares.
+            let shares = unsafe { core::slice::from_raw_parts(page, SHARES_PER_PAGE) };
+            for e in shares {
+                if e.tag.load(Ordering::Relaxed) != 0 {
+                    f(e);
+                }
+            }
+        }
+    }
+
+    /// What the table holds, per share in use: `(stack, share)`, the share at peak
+    /// `version` taken as the share's figures at the latest peak.
     fn for_each(&self, version: u64, mut f: impl FnMut(u32, Share)) {
-        for e in &self.entries {
+        self.for_each_share(|e| {
             let tag = e.tag.load(Ordering::Relaxed);
             if tag == 0 {
-                continue;
+                return;
             }
             let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
             let load_signed = |c: &AtomicI64| c.load(Ordering::Relaxed);
@@ -388,7 +441,7 @@ impl SiteCache {
                     peak_blocks,
                 },
             );
-        }
+        });
     }
 }
 
@@ -596,9 +649,8 @@ fn declare_peak(live: u64, blocks: u64, now: u64) {
 fn enter_site(ts: Option<&ThreadState>, stack: u32, size: usize, allocated: bool, timed: bool) {
     let bytes = size as i64;
     let v = PEAK_VERSION.load(Ordering::Relaxed);
-    match ts {
-        Some(ts) => {
-            let e = ts.prof_cache.entry(stack);
+    match ts.and_then(|t| Some((t, t.prof_cache.entry(stack)?))) {
+        Some((ts, e)) => {
             e.touch(v);
             let lb = add_signed(&e.live_bytes, bytes);
             let lk = add_signed(&e.live_blocks, 1);
@@ -659,9 +711,7 @@ pub(crate) fn publish_thread(ts: &mut ThreadState) {
         to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
         from.store(0, Ordering::Relaxed);
     }
-    for e in &ts.prof_cache.entries {
-        e.publish();
-    }
+    ts.prof_cache.for_each_share(|e| e.publish());
 }
 
 /// The allocation time of a block about to be allocated from `stack` (the block's `born`,
@@ -699,9 +749,8 @@ fn lifetime(born: u64) -> u64 {
 fn on_free_at(ts: Option<&mut ThreadState>, stack: u32, size: usize, life: u64) {
     let bytes = size as i64;
     let v = PEAK_VERSION.load(Ordering::Relaxed);
-    match ts.as_deref() {
-        Some(t) => {
-            let e = t.prof_cache.entry(stack);
+    match ts.as_deref().and_then(|t| t.prof_cache.entry(stack)) {
+        Some(e) => {
             e.touch(v);
             let lb = add_signed(&e.live_bytes, -bytes);
             let lk = add_signed(&e.live_blocks, -1);
@@ -1115,14 +1164,13 @@ fn take() -> Profile {
     }
     let per_us = ticks_per_us();
     let stacks_recorded = RUNTIME.stack_depth() > 0 && crate::stats().frame_pointers;
-    let no_stack = if stacks_recorded {
-        "[no stack recorded]"
-    } else {
-        "[no callsite stacks: build with -C force-frame-pointers=yes]"
-    };
     let shares = thread_shares(version);
     let mut sym: Option<Symbolizer> = None;
-    let mut by_frames: HashMap<Vec<String>, usize> = HashMap::new();
+    // Sites are merged by their symbolised frames, compared as ids of distinct frames (a
+    // program with thousands of stacks has few distinct frames: keys of strings cost
+    // tens of MB there).
+    let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
+    let mut by_frames: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut sites: Vec<ProfileSite> = Vec::new();
     let mut lifetimes: Vec<u64> = Vec::new();
     for_each_record(|id, r| {
@@ -1136,11 +1184,17 @@ fn take() -> Profile {
         } else {
             Vec::new()
         };
-        let key: Vec<String> = if frames.is_empty() {
-            vec![no_stack.to_string()]
-        } else {
-            frames.iter().map(crate::report::dhat_frame).collect()
-        };
+        let key: Vec<u32> = frames
+            .iter()
+            .map(|f| match frame_ids.get(f) {
+                Some(&id) => id,
+                None => {
+                    let id = frame_ids.len() as u32;
+                    frame_ids.insert(f.clone(), id);
+                    id
+                }
+            })
+            .collect();
         let ticks = scaled_lifetime(
             now_figures.lifetime + live_ticks.get(&id).copied().unwrap_or(0),
             now_figures.timed_blocks,
@@ -1530,9 +1584,12 @@ mod tests {
         // SAFETY: zeroed memory is a valid ThreadState, mapped for this test alone.
         let cache = unsafe { &(*p).prof_cache };
         let stack = 7u32;
-        assert!(cache.times(stack), "a stack not in the cache is timed");
-        let e = &cache.entries[stack as usize % CACHE];
-        e.tag.store(u64::from(stack) + 1, Ordering::Relaxed);
+        assert!(
+            cache.times(stack),
+            "a stack the thread has no blocks of is timed"
+        );
+        let e = cache.entry(stack).expect("a share");
+        assert_eq!(e.tag.load(Ordering::Relaxed), u64::from(stack) + 1);
         e.total_blocks.store(TIMED_FIRST - 1, Ordering::Relaxed);
         assert!(
             (0..100).all(|_| cache.times(stack)),
@@ -1629,12 +1686,13 @@ mod tests {
         assert_eq!((fb.live_bytes, fb.live_blocks), (0, 0));
     }
 
-    /// A thread's shares: its figures stay in its cache, move into the records when another
-    /// stack takes the entry, and the sums (at the peak, live, totals) stay exact throughout.
+    /// A thread's shares: its figures stay in its table, each callsite's in its own share
+    /// (other callsites do not move them), go into the records at 64 KiB and at thread
+    /// exit, and the sums (at the peak, live, totals) stay exact throughout.
     fn with_thread_shares() {
-        // Two stacks of the same cache entry, far above any the test binary interns.
+        // Two stacks in different pages of the table, far above any the test binary interns.
         let c = 3_000_003u32;
-        let d = c + CACHE as u32;
+        let d = c + SHARES_PER_PAGE as u32 + 1;
         let bytes = core::mem::size_of::<ThreadState>();
         let p = map_zeroed(bytes).cast::<ThreadState>();
         assert!(!p.is_null());
@@ -1664,18 +1722,18 @@ mod tests {
         assert_eq!((fc.peak_bytes, fc.peak_blocks), (lift as i64 + 110, 2));
         assert_eq!((fc.live_bytes, fc.live_blocks), (lift as i64 + 100, 1));
         assert_eq!((fc.total_bytes, fc.total_blocks), (lift as u64 + 110, 2));
-        // d takes the entry: c's share is published, nothing changes in the sums.
+        // d gets a share of its own: c's stays where it is, unpublished.
         let t2 = alloc(ts, d, 5);
         let rc = existing_record(c).unwrap();
-        assert_eq!(rc.live_bytes.load(Ordering::Relaxed), lift as i64 + 100);
-        assert_eq!(rc.total_blocks.load(Ordering::Relaxed), 2);
+        assert_eq!(rc.live_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(rc.total_blocks.load(Ordering::Relaxed), 0);
         let fc2 = figures(c, Some(ts));
         assert_eq!(
             (fc2.peak_bytes, fc2.live_bytes, fc2.total_bytes),
             (fc.peak_bytes, fc.live_bytes, fc.total_bytes)
         );
         assert_eq!(figures(d, Some(ts)).peak_bytes, 0, "d came after the peak");
-        // c's block freed: d's share is published, c's new share is negative.
+        // c's block freed: d's share is not touched.
         on_free(Some(&mut *ts), user, c, lift + 100, t0);
         let fc = figures(c, Some(ts));
         assert_eq!((fc.live_bytes, fc.live_blocks), (0, 0));
@@ -1685,8 +1743,9 @@ mod tests {
                 .unwrap()
                 .live_bytes
                 .load(Ordering::Relaxed),
-            5
+            0
         );
+        assert_eq!(figures(d, Some(ts)).live_bytes, 5);
         // A new peak: d = lift+205 in 2 blocks, c = 0.
         let t3 = alloc(ts, d, lift + 200);
         let (fc, fd) = (figures(c, Some(ts)), figures(d, Some(ts)));
@@ -1730,6 +1789,34 @@ mod tests {
         assert_eq!(rc.live_bytes.load(Ordering::Relaxed), 0);
         let fc = figures(c, Some(ts));
         assert_eq!((fc.live_bytes, fc.peak_bytes), (0, FLUSH_BYTES));
+        // The thread exits: everything it holds goes into the records, the sums unchanged.
+        let t5 = alloc(ts, d, 7);
+        let before = [figures(c, Some(ts)), figures(d, Some(ts))];
+        assert_eq!(
+            existing_record(d)
+                .unwrap()
+                .total_blocks
+                .load(Ordering::Relaxed),
+            0
+        );
+        publish_thread(ts);
+        let mut held = 0;
+        ts.prof_cache.for_each(0, |_, _| held += 1);
+        assert_eq!(held, 0, "no share left in use");
+        for (id, b) in [c, d].into_iter().zip(before) {
+            let a = figures(id, None);
+            assert_eq!(
+                (a.total_bytes, a.total_blocks, a.live_bytes, a.live_blocks),
+                (b.total_bytes, b.total_blocks, b.live_bytes, b.live_blocks),
+                "stack {id}"
+            );
+            assert_eq!((a.peak_bytes, a.peak_blocks), (b.peak_bytes, b.peak_blocks));
+            assert_eq!(
+                (a.timed_blocks, a.untimed_blocks),
+                (b.timed_blocks, b.untimed_blocks)
+            );
+        }
+        on_free(Some(&mut *ts), user, d, 7, t5);
         // Leave the published live figures as they were.
         LIVE_BYTES.fetch_add(
             ts.prof_live_bytes.load(Ordering::Relaxed),
