@@ -36,7 +36,7 @@ fn frames_of(mut cmd: Command, name: &str, bytes: u64, depth: Option<&str>) -> V
         .unwrap_or_else(|| panic!("no callsite of {bytes} bytes in {text}"));
     c.frames
         .iter()
-        .map(|f| f.function.clone().unwrap_or_default())
+        .map(|f| f.function.as_deref().unwrap_or_default().to_string())
         .collect()
 }
 

@@ -1355,8 +1355,8 @@ impl Profile {
                 .rev()
                 .map(|f| {
                     f.function
-                        .clone()
-                        .unwrap_or_else(|| format!("{:#x}", f.ip))
+                        .as_deref()
+                        .map_or_else(|| format!("{:#x}", f.ip), str::to_string)
                         .replace(';', ",")
                         .replace('\n', " ")
                 })

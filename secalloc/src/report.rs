@@ -485,8 +485,8 @@ impl LeakReport {
                 .rev()
                 .map(|f| {
                     f.function
-                        .clone()
-                        .unwrap_or_else(|| format!("{:#x}", f.ip))
+                        .as_deref()
+                        .map_or_else(|| format!("{:#x}", f.ip), str::to_string)
                         // `;` separates frames; everything else (spaces in
                         // `<Vec<T> as FromIterator<T>>`) stays: the count is after the
                         // last space.
@@ -680,7 +680,11 @@ pub(crate) fn build(
     });
     let mut sym = None;
     // Stacks that differ only in trimmed frames merge into one callsite.
-    type Key = (Option<LeakKind>, Vec<(usize, Option<String>)>, u32);
+    type Key = (
+        Option<LeakKind>,
+        Vec<(usize, Option<std::sync::Arc<str>>)>,
+        u32,
+    );
     let mut merged: HashMap<Key, Callsite> = HashMap::new();
     for ((stack, kind), (bytes, nblocks, largest, scopes)) in groups {
         // Past `top` distinct callsites (and as many stacks again, which may still merge
@@ -936,7 +940,7 @@ mod tests {
     fn frame(ip: usize, name: &str) -> Frame {
         Frame {
             ip,
-            function: Some(name.to_string()),
+            function: Some(name.into()),
             file: None,
             line: None,
             column: None,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::sys::SpinLock;
 
@@ -89,10 +90,12 @@ pub(crate) static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
 pub struct Frame {
     /// The return address (the instruction after the call).
     pub ip: usize,
-    /// The demangled function name, without the hash suffix.
-    pub function: Option<String>,
+    /// The demangled function name, without the hash suffix. (Shared: every stack that
+    /// passes through a return address holds the same strings, so a profile of thousands
+    /// of stacks costs a pointer per frame, not a copy.)
+    pub function: Option<Arc<str>>,
     /// The source file, relative to the working directory when it lies below it.
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
     /// The source line.
     pub line: Option<u32>,
     /// The source column.
@@ -104,7 +107,7 @@ pub struct Frame {
 impl Frame {
     /// `function file:line:col` (what the text report prints after the address).
     pub fn location(&self) -> String {
-        let mut s = self.function.clone().unwrap_or_else(|| "??".to_string());
+        let mut s = self.function.as_deref().unwrap_or("??").to_string();
         if let Some(f) = &self.file {
             s.push(' ');
             s.push_str(f);
@@ -146,13 +149,13 @@ impl Symbolizer {
         let lookup = ip.saturating_sub(1);
         with_backtrace_lock(|| {
             backtrace::resolve(lookup as *mut core::ffi::c_void, |sym| {
-                let function = sym.name().map(|n| format!("{n:#}"));
+                let function = sym.name().map(|n| Arc::from(format!("{n:#}")));
                 let file = sym.filename().map(|p| {
                     let s = p.to_string_lossy().into_owned();
-                    match &self.cwd {
-                        Some(cwd) if s.starts_with(cwd.as_str()) => s[cwd.len()..].to_string(),
-                        _ => s,
-                    }
+                    Arc::<str>::from(match &self.cwd {
+                        Some(cwd) if s.starts_with(cwd.as_str()) => &s[cwd.len()..],
+                        _ => s.as_str(),
+                    })
                 });
                 out.push(Frame {
                     ip,
@@ -464,7 +467,7 @@ mod tests {
     fn f(n: &str) -> Frame {
         Frame {
             ip: 1,
-            function: Some(n.to_string()),
+            function: Some(n.into()),
             file: None,
             line: None,
             column: None,
@@ -500,8 +503,8 @@ mod tests {
     fn phys(ip: usize, n: &str, file: &str, inlined: bool) -> Frame {
         Frame {
             ip,
-            function: Some(n.to_string()),
-            file: Some(file.to_string()),
+            function: Some(n.into()),
+            file: Some(file.into()),
             line: Some(1),
             column: None,
             inlined,
@@ -685,7 +688,7 @@ mod tests {
 
     fn at(n: &str, file: Option<&str>) -> Frame {
         Frame {
-            file: file.map(str::to_string),
+            file: file.map(Into::into),
             ..f(n)
         }
     }

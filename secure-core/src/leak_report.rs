@@ -254,8 +254,8 @@ impl From<CallsiteDe> for Callsite {
                 .into_iter()
                 .map(|f| Frame {
                     ip: f.ip,
-                    function: f.function,
-                    file: f.file,
+                    function: f.function.map(Into::into),
+                    file: f.file.map(Into::into),
                     line: f.line,
                     column: f.column,
                     inlined: f.inlined,

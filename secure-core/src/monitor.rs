@@ -145,7 +145,7 @@ impl crate::Sanitize for CallsiteSummary {
 
 fn frame_string(f: &secalloc::Frame) -> String {
     let mut s = match &f.function {
-        Some(func) => func.clone(),
+        Some(func) => func.to_string(),
         None => format!("{:#x}", f.ip),
     };
     if let Some(file) = &f.file {
