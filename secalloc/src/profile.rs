@@ -78,7 +78,7 @@
 //! the last realloc) to free; blocks live at the end count until then.
 
 use core::ptr;
-use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -150,27 +150,30 @@ const SHARES_PER_PAGE: usize = 1 << 12;
 /// Pages of a thread's share table: one for every stack id up to the stack table's limit.
 const SHARE_PAGES: usize = (RECORDS_PER_CHUNK * RECORD_CHUNKS) / SHARES_PER_PAGE;
 
-/// A thread's unpublished share of one callsite's figures (see the module docs). Only the
-/// owning thread writes it (plain loads and stores, no read-modify-write); snapshots read
-/// it. Zeroed memory is an empty entry.
-#[repr(C)]
+/// A thread's unpublished share of one callsite's figures (see the module docs), one cache
+/// line. Only the owning thread writes it (plain loads and stores, no read-modify-write);
+/// snapshots read it. Zeroed memory is an empty share (and an all-zero share adds nothing
+/// to any sum, so snapshots skip it). Its stack id is its place in the thread's table.
+#[repr(C, align(64))]
 struct SiteShare {
-    /// Stack id + 1 (0: empty).
-    tag: AtomicU64,
     /// The peak version whose figures `peak_*` hold.
     version: AtomicU64,
-    /// This thread's net change of the callsite's live bytes and blocks.
+    /// This thread's net change of the callsite's live bytes and blocks. The share is
+    /// published when either reaches [`FLUSH_BYTES`] or [`FLUSH_BLOCKS`] (either way), so
+    /// block counts stay far inside 32 bits.
     live_bytes: AtomicI64,
-    live_blocks: AtomicI64,
     /// `live_*` as they were at peak `version`.
     peak_bytes: AtomicI64,
-    peak_blocks: AtomicI64,
+    live_blocks: AtomicI32,
+    peak_blocks: AtomicI32,
     total_bytes: AtomicU64,
     total_blocks: AtomicU64,
     lifetime: AtomicU64,
+    /// Of `total_blocks`, those allocated with their time (the rest have none).
     timed_blocks: AtomicU64,
-    untimed_blocks: AtomicU64,
 }
+
+const _: () = assert!(core::mem::size_of::<SiteShare>() == 64);
 
 /// What a thread holds of one callsite: see [`SiteCache::for_each`].
 #[derive(Clone, Copy, Default)]
@@ -231,6 +234,14 @@ fn add(c: &AtomicU64, v: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
 }
 
+/// Adds to a share's block count; returns the new count, widened.
+#[inline(always)]
+fn add_blocks(c: &AtomicI32, v: i32) -> i64 {
+    let n = c.load(Ordering::Relaxed).wrapping_add(v);
+    c.store(n, Ordering::Relaxed);
+    i64::from(n)
+}
+
 #[inline(always)]
 fn add_signed(c: &AtomicI64, v: i64) -> i64 {
     let n = c.load(Ordering::Relaxed).wrapping_add(v);
@@ -239,16 +250,31 @@ fn add_signed(c: &AtomicI64, v: i64) -> i64 {
 }
 
 impl SiteShare {
+    /// Whether every figure is zero (never used, or published and not used since).
+    fn is_empty(&self) -> bool {
+        let z = |c: &AtomicU64| c.load(Ordering::Relaxed) == 0;
+        let zs = |c: &AtomicI64| c.load(Ordering::Relaxed) == 0;
+        let zb = |c: &AtomicI32| c.load(Ordering::Relaxed) == 0;
+        z(&self.total_blocks)
+            && zs(&self.live_bytes)
+            && zs(&self.peak_bytes)
+            && zb(&self.live_blocks)
+            && zb(&self.peak_blocks)
+            && z(&self.lifetime)
+            && z(&self.total_bytes)
+    }
+
     /// First touch since peak `v`: the live share is its share at that peak (nothing
     /// changed it since), kept before this operation changes it.
     #[inline(always)]
     fn touch(&self, v: u64) {
-        keep_at_peak(
-            &self.version,
-            v,
-            [&self.live_bytes, &self.live_blocks],
-            [&self.peak_bytes, &self.peak_blocks],
-        );
+        if self.version.load(Ordering::Relaxed) != v {
+            self.peak_bytes
+                .store(self.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.peak_blocks
+                .store(self.live_blocks.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.version.store(v, Ordering::Relaxed);
+        }
     }
 
     /// Publishes the live share into the record (the share at the peak with it, so both
@@ -261,53 +287,50 @@ impl SiteShare {
         self.touch(v);
         for (from, to) in [
             (&self.peak_bytes, &r.peak_bytes),
-            (&self.peak_blocks, &r.peak_blocks),
             (&self.live_bytes, &r.live_bytes),
-            (&self.live_blocks, &r.live_blocks),
         ] {
             to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
             from.store(0, Ordering::Relaxed);
         }
+        for (from, to) in [
+            (&self.peak_blocks, &r.peak_blocks),
+            (&self.live_blocks, &r.live_blocks),
+        ] {
+            to.fetch_add(i64::from(from.load(Ordering::Relaxed)), Ordering::Relaxed);
+            from.store(0, Ordering::Relaxed);
+        }
     }
 
-    /// Publishes the entry into its record and empties it.
+    /// Publishes the share of stack `stack` into its record and empties it.
     #[cold]
     #[inline(never)]
-    fn publish(&self) {
-        let tag = self.tag.load(Ordering::Relaxed);
-        if tag != 0 {
-            if let Some(r) = record((tag - 1) as u32) {
-                self.publish_live(r);
-                let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-                r.total_bytes
-                    .fetch_add(load(&self.total_bytes), Ordering::Relaxed);
-                r.total_blocks
-                    .fetch_add(load(&self.total_blocks), Ordering::Relaxed);
-                r.lifetime_ticks
-                    .fetch_add(load(&self.lifetime), Ordering::Relaxed);
-                r.timed_blocks
-                    .fetch_add(load(&self.timed_blocks), Ordering::Relaxed);
-                r.untimed_blocks
-                    .fetch_add(load(&self.untimed_blocks), Ordering::Relaxed);
-            }
+    fn publish(&self, stack: u32) {
+        if let Some(r) = record(stack) {
+            self.publish_live(r);
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let (total, timed) = (load(&self.total_blocks), load(&self.timed_blocks));
+            r.total_bytes
+                .fetch_add(load(&self.total_bytes), Ordering::Relaxed);
+            r.total_blocks.fetch_add(total, Ordering::Relaxed);
+            r.lifetime_ticks
+                .fetch_add(load(&self.lifetime), Ordering::Relaxed);
+            r.timed_blocks.fetch_add(timed, Ordering::Relaxed);
+            r.untimed_blocks
+                .fetch_add(total.saturating_sub(timed), Ordering::Relaxed);
         }
         for c in [
-            &self.tag,
             &self.version,
             &self.total_bytes,
             &self.total_blocks,
             &self.lifetime,
             &self.timed_blocks,
-            &self.untimed_blocks,
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        for c in [
-            &self.live_bytes,
-            &self.live_blocks,
-            &self.peak_bytes,
-            &self.peak_blocks,
-        ] {
+        for c in [&self.live_bytes, &self.peak_bytes] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for c in [&self.live_blocks, &self.peak_blocks] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -368,11 +391,7 @@ impl SiteCache {
         };
         // SAFETY: a page holds SHARES_PER_PAGE shares, zeroed (a valid empty share) and
         // never unmapped while the thread slot exists (slots are never unmapped).
-        let e = unsafe { &*page.add(i % SHARES_PER_PAGE) };
-        // Marks the share in use for the snapshots (a store of what is there after the
-        // first use: cheaper than testing it).
-        e.tag.store(u64::from(stack) + 1, Ordering::Relaxed);
-        Some(e)
+        Some(unsafe { &*page.add(i % SHARES_PER_PAGE) })
     }
 
     /// Maps page `pi` of the table (owner only: no other thread writes `pages`).
@@ -392,19 +411,20 @@ impl SiteCache {
         Some(page)
     }
 
-    /// Calls `f` with every share in use (any thread; the owner may be changing them).
-    fn for_each_share(&self, mut f: impl FnMut(&SiteShare)) {
+    /// Calls `f` with `(stack, share)` for every share that is not all zero (any thread;
+    /// the owner may be changing them).
+    fn for_each_share(&self, mut f: impl FnMut(u32, &SiteShare)) {
         let used = (self.pages_used.load(Ordering::Acquire) as usize).min(SHARE_PAGES);
-        for slot in &self.pages[..used] {
+        for (pi, slot) in self.pages[..used].iter().enumerate() {
             let page = slot.load(Ordering::Acquire);
             if page.is_null() {
                 continue;
             }
             // SAFETY: as in `entry`: a mapped page of SHARES_PER_PAGE shares.
             let shares = unsafe { core::slice::from_raw_parts(page, SHARES_PER_PAGE) };
-            for e in shares {
-                if e.tag.load(Ordering::Relaxed) != 0 {
-                    f(e);
+            for (i, e) in shares.iter().enumerate() {
+                if !e.is_empty() {
+                    f((pi * SHARES_PER_PAGE + i) as u32, e);
                 }
             }
         }
@@ -413,28 +433,26 @@ impl SiteCache {
     /// What the table holds, per share in use: `(stack, share)`, the share at peak
     /// `version` taken as the share's figures at the latest peak.
     fn for_each(&self, version: u64, mut f: impl FnMut(u32, Share)) {
-        self.for_each_share(|e| {
-            let tag = e.tag.load(Ordering::Relaxed);
-            if tag == 0 {
-                return;
-            }
+        self.for_each_share(|stack, e| {
             let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
             let load_signed = |c: &AtomicI64| c.load(Ordering::Relaxed);
+            let load_blocks = |c: &AtomicI32| i64::from(c.load(Ordering::Relaxed));
             let live_bytes = load_signed(&e.live_bytes);
-            let live_blocks = load_signed(&e.live_blocks);
+            let live_blocks = load_blocks(&e.live_blocks);
             let (peak_bytes, peak_blocks) = if load(&e.version) == version {
-                (load_signed(&e.peak_bytes), load_signed(&e.peak_blocks))
+                (load_signed(&e.peak_bytes), load_blocks(&e.peak_blocks))
             } else {
                 (live_bytes, live_blocks)
             };
+            let (total_blocks, timed_blocks) = (load(&e.total_blocks), load(&e.timed_blocks));
             f(
-                (tag - 1) as u32,
+                stack,
                 Share {
                     total_bytes: load(&e.total_bytes),
-                    total_blocks: load(&e.total_blocks),
+                    total_blocks,
                     lifetime: load(&e.lifetime),
-                    timed_blocks: load(&e.timed_blocks),
-                    untimed_blocks: load(&e.untimed_blocks),
+                    timed_blocks,
+                    untimed_blocks: total_blocks.saturating_sub(timed_blocks),
                     live_bytes,
                     live_blocks,
                     peak_bytes,
@@ -653,18 +671,13 @@ fn enter_site(ts: Option<&ThreadState>, stack: u32, size: usize, allocated: bool
         Some((ts, e)) => {
             e.touch(v);
             let lb = add_signed(&e.live_bytes, bytes);
-            let lk = add_signed(&e.live_blocks, 1);
+            let lk = add_blocks(&e.live_blocks, 1);
             if allocated {
                 add(&e.total_bytes, size as u64);
                 add(&e.total_blocks, 1);
-                add(
-                    if timed {
-                        &e.timed_blocks
-                    } else {
-                        &e.untimed_blocks
-                    },
-                    1,
-                );
+                if timed {
+                    add(&e.timed_blocks, 1);
+                }
             }
             if let Some(r) = record(stack) {
                 // The callsite's live figures as this thread sees them: published plus its
@@ -711,7 +724,7 @@ pub(crate) fn publish_thread(ts: &mut ThreadState) {
         to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
         from.store(0, Ordering::Relaxed);
     }
-    ts.prof_cache.for_each_share(|e| e.publish());
+    ts.prof_cache.for_each_share(|stack, e| e.publish(stack));
 }
 
 /// The allocation time of a block about to be allocated from `stack` (the block's `born`,
@@ -753,7 +766,7 @@ fn on_free_at(ts: Option<&mut ThreadState>, stack: u32, size: usize, life: u64) 
         Some(e) => {
             e.touch(v);
             let lb = add_signed(&e.live_bytes, -bytes);
-            let lk = add_signed(&e.live_blocks, -1);
+            let lk = add_blocks(&e.live_blocks, -1);
             add(&e.lifetime, life);
             if lb <= -FLUSH_BYTES || lk <= -FLUSH_BLOCKS {
                 if let Some(r) = record(stack) {
@@ -1589,7 +1602,6 @@ mod tests {
             "a stack the thread has no blocks of is timed"
         );
         let e = cache.entry(stack).expect("a share");
-        assert_eq!(e.tag.load(Ordering::Relaxed), u64::from(stack) + 1);
         e.total_blocks.store(TIMED_FIRST - 1, Ordering::Relaxed);
         assert!(
             (0..100).all(|_| cache.times(stack)),
