@@ -23,7 +23,10 @@
 //!   thread allocated next to the others' and then allocates, writes and frees small blocks;
 //! - `json`: serde_json parse + serialize of a generated multi-MB document;
 //! - `maps`: build, query and drop a large `HashMap<String, Vec<u64>>` and `BTreeMap`;
-//! - `text`: string-heavy text processing (split, lowercase, count, format, sort, join).
+//! - `text`: string-heavy text processing (split, lowercase, count, format, sort, join);
+//! - `ast`: a compiler front end in miniature: lex generated source, parse it by recursive
+//!   descent into boxed expression trees, fold constants into new trees, render them (deep
+//!   and varied stacks: thousands of distinct callsite stacks).
 //! - `exit-clean` / `exit-leak`: for `benches/exit_cost.rs`, what the exit handler costs: 20 000
 //!   small blocks (times `scale`) left live at exit and reachable from a static, of which
 //!   `exit-leak` loses 100. With `EXIT_COST_SCAN` set, each also prints `scan <bytes> <ns>`:
