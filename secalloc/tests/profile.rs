@@ -283,8 +283,8 @@ fn site<const N: u8>() -> Box<[u8; 24]> {
     black_box(Box::new([N; 24]))
 }
 
-/// 80 callsite stacks, one function each (more than a thread's 64 cached callsite shares,
-/// so entries are handed from stack to stack and published as the sites take turns).
+/// 80 callsite stacks, one function each (more than the 64 a thread's shares once held
+/// before they were handed from stack to stack: each now keeps its own share).
 macro_rules! sites {
     ($($n:literal)*) => {
         [$(site::<$n> as fn() -> Box<[u8; 24]>,)*]
