@@ -144,9 +144,11 @@ static WRITTEN: AtomicU64 = AtomicU64::new(0);
 const FLUSH_BYTES: i64 = 64 << 10;
 /// Unpublished live blocks a thread may hold before it publishes them.
 const FLUSH_BLOCKS: i64 = 1024;
-/// Shares in one page of a thread's share table (352 KiB of address space, mapped when a
-/// stack id in its range is first used, resident only where touched).
-const SHARES_PER_PAGE: usize = 1 << 12;
+/// Shares in one page of a thread's share table (64 KiB, mapped when a stack id in its
+/// range is first used, resident only where touched). Snapshots and a thread's exit read
+/// every mapped page whole, so pages are kept small; the directory of pages (128 KiB of
+/// address space in each thread slot) is read only as far as pages were mapped.
+const SHARES_PER_PAGE: usize = 1 << 10;
 /// Pages of a thread's share table: one for every stack id up to the stack table's limit.
 const SHARE_PAGES: usize = (RECORDS_PER_CHUNK * RECORD_CHUNKS) / SHARES_PER_PAGE;
 
