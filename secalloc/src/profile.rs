@@ -27,11 +27,12 @@
 //!
 //! Profile mode adds one record per interned callsite stack, in `mmap`ed chunks (never the
 //! heap it profiles), and no lock on the hot path. Each thread keeps its own share of the
-//! figures of the 64 callsites it works with most (a direct-mapped cache by stack id, plain
-//! loads and stores): the net change it made to the callsite's live bytes and blocks, its
-//! totals (`tb`, `tbk`) and lifetimes (`tl`). A share is published into the record (atomic
-//! adds) when another stack takes its entry, its live part also when it reaches 64 KiB or
-//! 1024 blocks either way; snapshots add the shares still held. So an
+//! figures of every callsite it allocates from or frees to (one 64-byte line per callsite,
+//! in a table indexed by stack id whose pages are mapped on first use; plain loads and
+//! stores): the net change it made to the callsite's live bytes and blocks, its totals
+//! (`tb`, `tbk`) and lifetimes (`tl`). A share's live part is published into the record
+//! (atomic adds) when it reaches 64 KiB or 1024 blocks either way, the whole share when the
+//! thread exits; snapshots add the shares still held. So an
 //! allocation or free makes no atomic read-modify-write of its own; the only shared access
 //! is an allocation reading its record, to keep the callsite's maximum (`mb`, with the
 //! blocks live then, `mbk`) as its live figures reach it: the record's published live
