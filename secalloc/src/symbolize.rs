@@ -201,6 +201,9 @@ impl Symbolizer {
             }
         }
         trim(&mut frames);
+        // Trimming drops most of what a return address resolves to (the allocator's and
+        // the standard library's inlined frames): a profile keeps thousands of these.
+        frames.shrink_to_fit();
         frames
     }
 }
