@@ -670,7 +670,7 @@ fn declare_peak(live: u64, blocks: u64, now: u64) {
 fn enter_site(ts: Option<&ThreadState>, stack: u32, size: usize, allocated: bool, timed: bool) {
     let bytes = size as i64;
     let v = PEAK_VERSION.load(Ordering::Relaxed);
-    match ts.and_then(|t| Some((t, t.prof_cache.entry(stack)?))) {
+    match ts.and_then(|t| t.prof_cache.entry(stack).map(|e| (t, e))) {
         Some((ts, e)) => {
             e.touch(v);
             let lb = add_signed(&e.live_bytes, bytes);
