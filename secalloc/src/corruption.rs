@@ -151,7 +151,7 @@ pub(crate) fn report(kind: Corruption, addr: usize) {
         match alloc_stack {
             Some(id) if !crate::stack::frames(id).is_empty() => {
                 out.push_str("  allocated at:\n");
-                push_frames(&mut out, &sym.stack(crate::stack::frames(id)));
+                push_frames(&mut out, &sym.stack(&crate::stack::frames(id)));
             }
             Some(_) => out.push_str("  allocated at: (no stack recorded)\n"),
             None => {}

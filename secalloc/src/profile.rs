@@ -1196,7 +1196,7 @@ fn take() -> Profile {
         }
         let frames = if stacks_recorded && id != NO_STACK {
             sym.get_or_insert_with(Symbolizer::new)
-                .stack(crate::stack::frames(id))
+                .stack(&crate::stack::frames(id))
         } else {
             Vec::new()
         };

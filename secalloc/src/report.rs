@@ -692,7 +692,7 @@ pub(crate) fn build(
         let symbolise = merged.len() < listing.top.saturating_mul(2);
         let (frames, unsymbolised) = if symbolise {
             let s = sym.get_or_insert_with(Symbolizer::new);
-            (s.stack(crate::stack::frames(stack)), 0)
+            (s.stack(&crate::stack::frames(stack)), 0)
         } else {
             (Vec::new(), stack)
         };

@@ -11,6 +11,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::config::MAX_STACK_DEPTH;
 use crate::sys::{map_zeroed, SpinLock};
 
 /// Id of "no stack recorded" (depth 0, or a stack that could not be stored).
@@ -301,9 +302,11 @@ const RECORDS_PER_CHUNK: usize = 1 << 16;
 const RECORD_CHUNKS: usize = 256;
 const FRAME_CHUNK_BYTES: usize = 4 << 20;
 
+/// Where an interned stack's frames are: `len` bytes at `frames`, in the compact form of
+/// [`encode_frames`].
 #[repr(C)]
 struct Record {
-    frames: AtomicPtr<usize>,
+    frames: AtomicPtr<u8>,
     len: AtomicU32,
 }
 
@@ -449,10 +452,14 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
             }
         }
         TABLE.store(bigger, Ordering::Release);
+        if !t.is_null() {
+            release_table(t);
+        }
         t = bigger;
     }
     // Store the frames.
-    let bytes = core::mem::size_of_val(frames);
+    let mut packed = [0u8; MAX_PACKED];
+    let bytes = encode_frames(frames, &mut packed);
     if arena.chunk.is_null() || arena.used + bytes > FRAME_CHUNK_BYTES {
         let c = map_zeroed(FRAME_CHUNK_BYTES);
         if c.is_null() {
@@ -463,9 +470,9 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
         arena.used = 0;
     }
     // SAFETY: `used + bytes <= FRAME_CHUNK_BYTES`, inside the mapped chunk.
-    let dst = unsafe { arena.chunk.add(arena.used) }.cast::<usize>();
-    // SAFETY: dst has room for frames.len() words (checked above) and does not overlap frames.
-    unsafe { ptr::copy_nonoverlapping(frames.as_ptr(), dst, frames.len()) };
+    let dst = unsafe { arena.chunk.add(arena.used) };
+    // SAFETY: dst has room for `bytes` bytes (checked above) and does not overlap `packed`.
+    unsafe { ptr::copy_nonoverlapping(packed.as_ptr(), dst, bytes) };
     arena.used += bytes;
     // Publish the record, then the hash.
     let ci = next as usize / RECORDS_PER_CHUNK;
@@ -479,7 +486,7 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
         RECORDS[ci].store(c, Ordering::Release);
     }
     let rec = record(next).expect("record chunk was just mapped");
-    rec.len.store(frames.len() as u32, Ordering::Relaxed);
+    rec.len.store(bytes as u32, Ordering::Relaxed);
     rec.frames.store(dst, Ordering::Release);
     COUNT.store(next, Ordering::Release);
     place(t, hash, next);
@@ -487,21 +494,120 @@ fn intern_slow(frames: &[usize], hash: u64) -> u32 {
 }
 
 /// The return addresses of an interned stack (empty for `NO_STACK`, `INTERNAL` or unknown ids).
-pub(crate) fn frames(id: u32) -> &'static [usize] {
+pub(crate) fn frames(id: u32) -> Frames {
+    let mut out = Frames {
+        ips: [0; MAX_STACK_DEPTH],
+        len: 0,
+    };
     if id == NO_STACK || id == INTERNAL {
-        return &[];
+        return out;
     }
-    match record(id) {
-        Some(r) => {
-            let p = r.frames.load(Ordering::Acquire);
-            if p.is_null() {
-                return &[];
-            }
+    if let Some(r) = record(id) {
+        let p = r.frames.load(Ordering::Acquire);
+        if !p.is_null() {
             // SAFETY: published frames are immutable and never unmapped; len was stored
             // before the pointer was published with Release.
-            unsafe { core::slice::from_raw_parts(p, r.len.load(Ordering::Relaxed) as usize) }
+            let bytes =
+                unsafe { core::slice::from_raw_parts(p, r.len.load(Ordering::Relaxed) as usize) };
+            out.len = decode_frames(bytes, &mut out.ips);
         }
-        None => &[],
+    }
+    out
+}
+
+/// An interned stack's return addresses, innermost first (see [`frames`]); derefs to the
+/// slice of them.
+pub(crate) struct Frames {
+    ips: [usize; MAX_STACK_DEPTH],
+    len: usize,
+}
+
+impl core::ops::Deref for Frames {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        &self.ips[..self.len]
+    }
+}
+
+/// Most bytes [`encode_frames`] writes: ten a frame (a 64-bit LEB128 number).
+const MAX_PACKED: usize = MAX_STACK_DEPTH * 10;
+
+/// Writes `frames` (at most [`MAX_STACK_DEPTH`]) into `out` compactly and returns the bytes
+/// written: each frame as its difference from the frame before it (the first from 0),
+/// zigzag-mapped and written in LEB128 (seven bits a byte). Return addresses of one binary
+/// lie within a few megabytes of each other, so most frames take 3 or 4 bytes instead of
+/// 8; in a program with thousands of callsites the frames are most of the stack table's
+/// memory (BENCHMARKS.md).
+fn encode_frames(frames: &[usize], out: &mut [u8; MAX_PACKED]) -> usize {
+    let mut n = 0;
+    let mut prev = 0usize;
+    for &f in frames.iter().take(MAX_STACK_DEPTH) {
+        let d = f.wrapping_sub(prev) as i64;
+        let mut z = ((d << 1) ^ (d >> 63)) as u64;
+        prev = f;
+        loop {
+            let byte = (z & 0x7F) as u8;
+            z >>= 7;
+            if z == 0 {
+                out[n] = byte;
+                n += 1;
+                break;
+            }
+            out[n] = byte | 0x80;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Reads frames written by [`encode_frames`] into `out`; returns how many. Stops at the end
+/// of `bytes` or when `out` is full (a truncated last number is dropped).
+fn decode_frames(bytes: &[u8], out: &mut [usize]) -> usize {
+    let mut n = 0;
+    let mut prev = 0usize;
+    let mut z: u64 = 0;
+    let mut shift = 0;
+    for &b in bytes {
+        if shift < 64 {
+            z |= u64::from(b & 0x7F) << shift;
+        }
+        shift += 7;
+        if b & 0x80 != 0 {
+            continue;
+        }
+        if n == out.len() {
+            break;
+        }
+        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        prev = prev.wrapping_add(d as usize);
+        out[n] = prev;
+        n += 1;
+        z = 0;
+        shift = 0;
+    }
+    n
+}
+
+/// Gives the pages of a table that has been replaced back to the kernel, all but the
+/// first (which holds its `cap`): a reader still probing it then reads zeros, an empty
+/// slot or a zero id, both "not found", and takes the insert path, which looks in the
+/// current table under the lock.
+fn release_table(t: *mut Table) {
+    let (_, cap) = slots(t);
+    let bytes = core::mem::size_of::<Table>() + cap * core::mem::size_of::<Slot>();
+    let start = 4096;
+    let end = bytes & !4095;
+    if end > start {
+        // SAFETY: `t..t + bytes` is one mapping of `new_table`, never unmapped; the range
+        // lies inside it, page-aligned, past its first page. MADV_DONTNEED on private
+        // anonymous memory only replaces the pages with zero-filled ones.
+        unsafe {
+            libc::madvise(
+                t.cast::<u8>().add(start).cast(),
+                end - start,
+                libc::MADV_DONTNEED,
+            )
+        };
     }
 }
 
@@ -642,8 +748,8 @@ mod tests {
             ia,
             "global table finds it"
         );
-        assert_eq!(frames(ia), &a);
-        assert_eq!(frames(ib), &b);
+        assert_eq!(*frames(ia), a);
+        assert_eq!(*frames(ib), b);
     }
 
     #[test]
@@ -660,8 +766,87 @@ mod tests {
             })
             .collect();
         for (i, &id) in ids.iter().enumerate() {
-            assert_eq!(frames(id), &[i + 1]);
+            assert_eq!(*frames(id), [i + 1]);
         }
+        // Found again with an empty thread cache: through the current table, the ones it
+        // replaced having been given back.
+        // SAFETY: as above.
+        let mut fresh: Box<StackCache> = unsafe { Box::new(core::mem::zeroed()) };
+        for (i, &id) in ids.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(
+                intern(
+                    &[i as usize + 1],
+                    0x5555_0000_0000 + i * 7919 + 1,
+                    &mut fresh
+                ),
+                id
+            );
+        }
+    }
+
+    /// Stacks of every shape round-trip through the compact form exactly: near and far
+    /// neighbours, addresses at both ends of the range, repeats, the full depth; and near
+    /// frames take far fewer bytes than eight.
+    #[test]
+    fn frames_round_trip_through_the_compact_form() {
+        let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        let mut cases: Vec<Vec<usize>> = vec![
+            vec![],
+            vec![0],
+            vec![usize::MAX],
+            vec![0, usize::MAX, 0, usize::MAX],
+            vec![1, 2, 3, 2, 1],
+            vec![0x5555_5555_8000; MAX_STACK_DEPTH],
+            vec![0x5555_5555_8000, 0x7fff_f7c0_1234, 0x5555_5555_9000, 0x10],
+        ];
+        for len in [1, 2, 15, 16, 17, MAX_STACK_DEPTH] {
+            // One binary's code: within 16 MiB of a base.
+            let base = 0x5555_5550_0000usize;
+            cases.push((0..len).map(|_| base + next() % (16 << 20)).collect());
+            // Anywhere at all.
+            cases.push((0..len).map(|_| next()).collect());
+        }
+        for frames in &cases {
+            let mut packed = [0u8; MAX_PACKED];
+            let n = encode_frames(frames, &mut packed);
+            let mut out = [0usize; MAX_STACK_DEPTH];
+            let got = decode_frames(&packed[..n], &mut out);
+            assert_eq!(&out[..got], &frames[..], "{frames:x?}");
+        }
+        let near: Vec<usize> = (0..16).map(|i| 0x5555_5555_0000 + i * 0x1234).collect();
+        let mut packed = [0u8; MAX_PACKED];
+        let n = encode_frames(&near, &mut packed);
+        assert!(n <= 7 + 15 * 3, "{n} bytes for 16 near frames");
+        // A number cut short is dropped; a full buffer stops the decoding.
+        let mut out = [0usize; 4];
+        assert_eq!(decode_frames(&packed[..n - 1], &mut out), 15.min(out.len()));
+        assert_eq!(out, near[..4]);
+        assert_eq!(decode_frames(&[0x80, 0x80], &mut out), 0);
+    }
+
+    /// A replaced table's pages past its first are given back: what they held reads as
+    /// "not found", what the first holds is still found.
+    #[test]
+    fn a_replaced_table_is_given_back_past_its_first_page() {
+        let t = new_table(4096);
+        assert!(!t.is_null());
+        // Slot 1 lies in the first page, slot 4000 in the last (16-byte slots after an
+        // 8-byte header).
+        place(t, 1, 7);
+        place(t, 4000, 9);
+        assert_eq!(find(t, 1), 7);
+        assert_eq!(find(t, 4000), 9);
+        release_table(t);
+        assert_eq!(slots(t).1, 4096);
+        assert_eq!(find(t, 1), 7);
+        assert_eq!(find(t, 4000), NO_STACK);
     }
 
     #[inline(never)]
