@@ -1591,6 +1591,56 @@ mod tests {
     fn peak_figures_are_those_of_the_last_maximum() {
         without_thread_state();
         with_thread_shares();
+        callsite_maximum_is_exact_on_one_thread();
+    }
+
+    /// On one thread a callsite's maximum (and the blocks live at it) is exact: random
+    /// allocations and frees, some large enough to publish the thread's share, some of no
+    /// bytes, against a model.
+    fn callsite_maximum_is_exact_on_one_thread() {
+        let p = map_zeroed(core::mem::size_of::<ThreadState>()).cast::<ThreadState>();
+        assert!(!p.is_null());
+        // SAFETY: zeroed memory is a valid ThreadState, mapped for this test alone.
+        let ts = unsafe { &mut *p };
+        // A stack far above any the test binary interns, and the others of this module.
+        let stack = 3_100_001u32;
+        let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut live: Vec<usize> = Vec::new();
+        let (mut model_max, mut model_blocks) = (0u64, 0u64);
+        for step in 0..20_000 {
+            if live.is_empty() || next(100) < 55 {
+                let size = match next(100) {
+                    0 => (FLUSH_BYTES as usize) + next(1 << 16) as usize,
+                    1..=4 => 0,
+                    _ => next(3000) as usize,
+                };
+                on_alloc(Some(&mut *ts), stack, size, 0);
+                live.push(size);
+                let now: u64 = live.iter().map(|&s| s as u64).sum();
+                if now >= model_max {
+                    (model_max, model_blocks) = (now, live.len() as u64);
+                }
+            } else {
+                let i = next(live.len() as u64) as usize;
+                let size = live.swap_remove(i);
+                on_free(Some(&mut *ts), 16, stack, size, 0);
+            }
+            let r = existing_record(stack).unwrap();
+            assert_eq!(
+                (
+                    r.max_bytes.load(Ordering::Relaxed),
+                    r.max_blocks.load(Ordering::Relaxed)
+                ),
+                (model_max, model_blocks),
+                "step {step}"
+            );
+        }
     }
 
     #[test]
