@@ -522,13 +522,23 @@ fn slack_canary_len(size: usize, cap: usize) -> usize {
 /// `user .. user + cap` is writable memory of the block's slot.
 #[inline(always)]
 unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { put_slack_canary(user, size, cap, block::canary_value()) }
+}
+
+/// [`write_slack_canary`] with the canary `value`.
+///
+/// # Safety
+/// As for [`write_slack_canary`].
+#[inline(always)]
+unsafe fn put_slack_canary(user: *mut u8, size: usize, cap: usize, value: u64) {
     let n = slack_canary_len(size, cap);
     if n == block::CANARY {
-        // SAFETY: guaranteed by the caller.
-        unsafe { block::write_canary(user, size) };
+        // SAFETY: guaranteed by the caller: 8 bytes of slack after the block.
+        unsafe { user.add(size).cast::<u64>().write_unaligned(value) };
     } else if n > 0 {
         // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
-        unsafe { write_short(user.add(size), n, block::canary_value()) };
+        unsafe { write_short(user.add(size), n, value) };
     }
 }
 
@@ -538,17 +548,27 @@ unsafe fn write_slack_canary(user: *mut u8, size: usize, cap: usize) {
 /// `user .. user + cap` is readable memory of the block's slot.
 #[inline(always)]
 unsafe fn read_slack_canary(user: *const u8, size: usize, cap: usize) -> (u64, u64) {
+    // SAFETY: forwarded contract.
+    unsafe { slack_canary_against(user, size, cap, block::canary_value()) }
+}
+
+/// [`read_slack_canary`] against the canary `value`.
+///
+/// # Safety
+/// As for [`read_slack_canary`].
+#[inline(always)]
+unsafe fn slack_canary_against(user: *const u8, size: usize, cap: usize, value: u64) -> (u64, u64) {
     let n = slack_canary_len(size, cap);
     if n == block::CANARY {
-        // SAFETY: guaranteed by the caller.
-        return (block::canary_value(), unsafe {
-            block::read_canary(user, size)
+        // SAFETY: guaranteed by the caller: 8 bytes of slack after the block.
+        return (value, unsafe {
+            user.add(size).cast::<u64>().read_unaligned()
         });
     }
     // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
     let found = unsafe { read_short(user.add(size), n) };
     let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
-    (block::canary_value() & mask, found)
+    (value & mask, found)
 }
 
 /// The `n < 8` bytes at `p` as a little-endian number (the bytes past `n` zero), read with
@@ -609,7 +629,9 @@ unsafe fn write_short(p: *mut u8, n: usize, v: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_short, write_short};
+    use super::{
+        put_slack_canary, read_short, slack_canary_against, slack_canary_len, write_short,
+    };
 
     /// Every length below 8 at every offset of a guarded buffer: exactly the low `n` bytes
     /// are written, in little-endian order, nothing around them, and they read back masked.
@@ -634,6 +656,59 @@ mod tests {
                 let got = unsafe { read_short(buf.as_ptr().add(off), n) };
                 let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
                 assert_eq!(got, v & mask, "n {n}, offset {off}");
+            }
+        }
+    }
+
+    /// Every block size in slots of several sizes: the canary takes exactly the slack's
+    /// first bytes (up to 8), the block's bytes and the rest of the slot are left as they
+    /// were, a check finds it intact, and a change to any of its bytes, and to no other
+    /// byte, is found.
+    #[test]
+    fn slack_canary_takes_the_bytes_after_the_block_and_only_them() {
+        // As the process-wide canary: random, its first byte zero.
+        let value: u64 = 0x8877_6655_4433_2200;
+        let canary = value.to_le_bytes();
+        for cap in [16usize, 32, 48, 64, 4096] {
+            // In the large slot, the sizes near either end (the rest are alike).
+            let sizes = (0..=cap).filter(|&s| cap <= 64 || s < 64 || s > cap - 64);
+            for size in sizes {
+                let mut slot = vec![0u8; cap];
+                for (i, b) in slot.iter_mut().enumerate() {
+                    *b = (i as u8).wrapping_mul(7) | 1;
+                }
+                let before = slot.clone();
+                // SAFETY: `slot` holds `cap >= 8` bytes, exclusively borrowed.
+                unsafe { put_slack_canary(slot.as_mut_ptr(), size, cap, value) };
+                let n = slack_canary_len(size, cap);
+                for (i, (&now, &was)) in slot.iter().zip(&before).enumerate() {
+                    let want = if (size..size + n).contains(&i) {
+                        canary[i - size]
+                    } else {
+                        was
+                    };
+                    assert_eq!(now, want, "cap {cap}, size {size}, byte {i}");
+                }
+                // SAFETY: as above.
+                let (expected, found) =
+                    unsafe { slack_canary_against(slot.as_ptr(), size, cap, value) };
+                assert_eq!(expected, found, "cap {cap}, size {size}");
+                let mask = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
+                assert_eq!(expected, value & mask);
+                // Every byte from 16 before the block's end to 16 after, and the slot's first
+                // and last.
+                let near = size.saturating_sub(16)..(size + 16).min(cap);
+                for i in near.chain([0, cap - 1]) {
+                    let mut bad = slot.clone();
+                    bad[i] ^= 0x40;
+                    // SAFETY: as above.
+                    let (e, f) = unsafe { slack_canary_against(bad.as_ptr(), size, cap, value) };
+                    assert_eq!(
+                        e != f,
+                        (size..size + n).contains(&i),
+                        "cap {cap}, size {size}, byte {i} changed"
+                    );
+                }
             }
         }
     }
