@@ -148,10 +148,10 @@ pub(crate) fn report(kind: Corruption, addr: usize) {
     crate::thread::untracked(|| {
         let mut sym = crate::symbolize::Symbolizer::new();
         let mut out = String::new();
-        match alloc_stack {
-            Some(id) if !crate::stack::frames(id).is_empty() => {
+        match alloc_stack.map(crate::stack::frames) {
+            Some(frames) if !frames.is_empty() => {
                 out.push_str("  allocated at:\n");
-                push_frames(&mut out, &sym.stack(&crate::stack::frames(id)));
+                push_frames(&mut out, &sym.stack(&frames));
             }
             Some(_) => out.push_str("  allocated at: (no stack recorded)\n"),
             None => {}
