@@ -151,8 +151,18 @@ pub(crate) fn canary_value() -> u64 {
 /// `user + size .. + 8` must be writable.
 #[inline(always)]
 pub(crate) unsafe fn write_canary(user: *mut u8, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { write_canary_value(user, size, canary_value()) };
+}
+
+/// [`write_canary`] with the canary `value`.
+///
+/// # Safety
+/// `user + size .. + 8` must be writable.
+#[inline(always)]
+pub(crate) unsafe fn write_canary_value(user: *mut u8, size: usize, value: u64) {
     // SAFETY: guaranteed by the caller; unaligned write.
-    unsafe { user.add(size).cast::<u64>().write_unaligned(canary_value()) };
+    unsafe { user.add(size).cast::<u64>().write_unaligned(value) };
 }
 
 /// # Safety

@@ -535,7 +535,7 @@ unsafe fn put_slack_canary(user: *mut u8, size: usize, cap: usize, value: u64) {
     let n = slack_canary_len(size, cap);
     if n == block::CANARY {
         // SAFETY: guaranteed by the caller: 8 bytes of slack after the block.
-        unsafe { user.add(size).cast::<u64>().write_unaligned(value) };
+        unsafe { block::write_canary_value(user, size, value) };
     } else if n > 0 {
         // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
         unsafe { write_short(user.add(size), n, value) };
@@ -561,9 +561,7 @@ unsafe fn slack_canary_against(user: *const u8, size: usize, cap: usize, value: 
     let n = slack_canary_len(size, cap);
     if n == block::CANARY {
         // SAFETY: guaranteed by the caller: 8 bytes of slack after the block.
-        return (value, unsafe {
-            user.add(size).cast::<u64>().read_unaligned()
-        });
+        return (value, unsafe { block::read_canary(user, size) });
     }
     // SAFETY: guaranteed by the caller; n < 8 bytes inside the slot.
     let found = unsafe { read_short(user.add(size), n) };
