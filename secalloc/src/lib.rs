@@ -33,8 +33,9 @@
 //! inner of [`SecAlloc::new`], which keeps nothing next to user data either:
 //!
 //! - each block's record (requested size, alignment, stack id, scope, state) lives in an
-//!   array beside the span metadata, in a mapping of its own (8 bytes a slot, backed only
-//!   where slots are in use); a directly mapped block keeps its record in a table;
+//!   array beside the span metadata, in a mapping of its own (4 bytes a slot for most
+//!   blocks, 8 with a scope or an unusual layout; backed only where slots are in use); a
+//!   directly mapped block keeps its record in a table;
 //! - the live set is the spans' bitmaps: freeing a free slot is a double free, detected
 //!   exactly and reported with the block's allocation stack;
 //! - the canary goes in the slot's slack after the block (up to 8 bytes, free of cost). A

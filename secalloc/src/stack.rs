@@ -18,10 +18,10 @@ use crate::sys::{map_zeroed, SpinLock};
 pub(crate) const NO_STACK: u32 = 0;
 /// Id marking the allocator's own (untracked) blocks.
 pub(crate) const INTERNAL: u32 = u32::MAX;
-/// The largest id a stack gets: ids fit in 24 bits, as the own heap's 8-byte slot records
-/// keep them (`heap::slots`), with room for `INTERNAL`'s stand-in. Past it, stacks are
-/// recorded as `NO_STACK`.
-pub(crate) const MAX_ID: u32 = (1 << 24) - 2;
+/// The largest id a stack gets: ids fit in 23 bits, as the own heap's slot records keep
+/// them (`heap::slots`), with room for `INTERNAL`'s stand-in (8 million stacks, most of a
+/// gigabyte of stack table). Past it, stacks are recorded as `NO_STACK`.
+pub(crate) const MAX_ID: u32 = (1 << 23) - 2;
 
 /// The frame pointer and stack pointer registers (0 and `usize::MAX` on architectures the
 /// walk does not support, so that no walk starts).

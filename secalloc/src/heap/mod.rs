@@ -164,7 +164,10 @@ struct Span {
     /// Owner: whether the span last served an untracked class (whose freed slots are not
     /// wiped), so a tracked class taking it must zero what was used.
     untracked_dirty: AtomicBool,
-    _fixed_end: [u8; 64 - 45],
+    /// Owner: the tracked class the span last served, + 1 (0: none yet), whose high
+    /// halves of records may still be in its share (`slots::forget_high_halves`).
+    last_tracked: AtomicU8,
+    _fixed_end: [u8; 64 - 46],
 
     // Written by the owner on every allocation and free of its own.
     /// Owner: set bits in `free`.
@@ -641,13 +644,22 @@ unsafe fn assign(h: &Heap, s: *mut Span, idx: usize) {
     let size = class::size_of(idx % NCLASSES);
     // SAFETY: per the contract; metadata fields are atomics.
     let sp = unsafe { &*s };
+    // SAFETY: `s` belongs to a set-up segment, whose shift is published.
+    let shift = span_shift(sp.base.load(Relaxed));
     if idx >= NCLASSES {
         tracked::on_assign(sp.base.load(Relaxed), &sp.dirty, &sp.untracked_dirty);
+        let now = (idx - NCLASSES + 1) as u8;
+        let was = sp.last_tracked.load(Relaxed);
+        if was != now {
+            if was != 0 {
+                let cap = class::size_of(was as usize - 1);
+                slots::forget_high_halves(sp.base.load(Relaxed), cap);
+            }
+            sp.last_tracked.store(now, Relaxed);
+        }
     } else {
         sp.untracked_dirty.store(true, Relaxed);
     }
-    // SAFETY: `s` belongs to a set-up segment, whose shift is published.
-    let shift = span_shift(sp.base.load(Relaxed));
     let cap = (1usize << shift) / size;
     let words = cap.div_ceil(64);
     for w in 0..WORDS {

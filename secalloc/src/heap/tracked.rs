@@ -97,9 +97,10 @@ pub(crate) fn take(size: usize, align: usize, zero: bool) -> Option<Taken> {
         if !p.is_null() {
             // SAFETY: `span` is the assigned span the slot came from.
             let first = unsafe { (*span).records.load(Relaxed) };
+            let cap = class::size_of_class(idx - NCLASSES);
             return Some(Taken {
                 addr: p as usize,
-                cap: class::size_of_class(idx - NCLASSES),
+                cap,
                 rec: slots::record_from(first, slot),
             });
         }
@@ -184,10 +185,11 @@ pub(crate) fn find(addr: usize) -> Found {
             if class <= NCLASSES {
                 return Found::NotOurs;
             }
+            let cap = sp.size.load(Relaxed) as usize;
             Found::Slot {
                 at: SlotRef { span, slot },
                 rec: slots::record_from(sp.records.load(Relaxed), slot),
-                cap: sp.size.load(Relaxed) as usize,
+                cap,
             }
         }
         Located::Outside => find_large(addr),
@@ -542,5 +544,62 @@ mod tests {
                 "size {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_span_taken_by_another_class_reads_no_old_record_as_live() {
+        init_before_tracker();
+        // A thread of its own, so that the spans freed here are the first its heap reuses.
+        std::thread::spawn(|| {
+            // Records of 160 KiB slots (25 to a 4 MiB span) whose high halves, kept after
+            // the span's 25 words, read as words of live blocks: 23,840 bytes of slack.
+            let (size, cap) = (140_000, 160 << 10);
+            let meta = Meta {
+                size,
+                align_log2: 3,
+                stack: 5,
+                scope: 0,
+                born: 0,
+            };
+            let hot = crate::config::RUNTIME.hot();
+            let mut spans = Vec::new();
+            let mut blocks = Vec::new();
+            for _ in 0..100 {
+                let t = take(size, 8, false).expect("a tracked slot");
+                assert_eq!(t.cap, cap);
+                assert!(t.publish(&meta, hot));
+                blocks.push(t.addr);
+            }
+            for addr in blocks {
+                let Found::Slot { at, rec, .. } = find(addr) else {
+                    panic!("not a slot");
+                };
+                // SAFETY: `find` returned an assigned span in mapped metadata.
+                spans.push(unsafe { (*at.span).base.load(Relaxed) });
+                rec.set_state(slots::FREED);
+                // SAFETY: `at` is from `find` for a block whose record was marked freed.
+                assert!(unsafe { give_back_slot(at, hot) });
+            }
+            spans.dedup();
+            // 80 KiB slots (51 to a span of the same size) until those spans serve them.
+            let mut reused = Vec::new();
+            for _ in 0..4 * 51 {
+                let t = take(80_000, 8, false).expect("a tracked slot");
+                assert_eq!(t.cap, 80 << 10);
+                let base = t.addr & !((4 << 20) - 1);
+                if spans.contains(&base) && !reused.contains(&base) {
+                    reused.push(base);
+                }
+            }
+            assert!(!reused.is_empty(), "no span came back");
+            for base in reused {
+                for slot in 0..51 {
+                    let (state, _) = slots::record(base, slot).stamp();
+                    assert_ne!(state, LIVE, "span {base:#x} slot {slot}");
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
