@@ -464,10 +464,10 @@ pub(crate) fn record_from(first: usize, slot: usize) -> &'static Record {
 // ---------------------------------------------------------------------------------------
 // Large blocks
 
-/// Entries of the table of large tracked blocks (a power of two).
+/// Most entries the table of large tracked blocks grows to (a power of two).
 const LARGE_ENTRIES: usize = 1 << 20;
-const ENTRIES_PER_PAGE: usize = 4096 / core::mem::size_of::<LargeEntry>();
-const SUMMARY_WORDS: usize = LARGE_ENTRIES / ENTRIES_PER_PAGE / 64;
+/// Entries of the table when first mapped: one page.
+const LARGE_FIRST: usize = 4096 / core::mem::size_of::<LargeEntry>();
 
 /// A large tracked block: address (0: an empty entry), exact size, record word (encoded
 /// with no slack: the size is here), generation, pins.
@@ -497,41 +497,50 @@ impl LargeEntry {
     }
 }
 
+/// An open-addressing table (linear probing, backward-shift deletion) of the large tracked
+/// blocks, kept at most half full: it starts at one page and doubles, so that its memory
+/// follows the number of large blocks live at once (a fixed table of a million entries
+/// hashed by address put every large block ever allocated on a page of its own: 300 KB on
+/// a compiler-like workload, BENCHMARKS.md session 11).
 pub(crate) struct LargeTable {
     entries: *mut LargeEntry,
-    /// A bit per page of entries that was ever written (scans skip the others).
-    summary: [u64; SUMMARY_WORDS],
+    /// Entries mapped at `entries` (a power of two; 0 before the first insert).
+    cap: usize,
     pub count: usize,
 }
 
 // SAFETY: the table is only reached through its SpinLock; its entries live in an mmap'd
-// region that is never unmapped.
+// region owned by the table.
 unsafe impl Send for LargeTable {}
 
 /// The large tracked blocks.
-pub(crate) static LARGE: SpinLock<LargeTable> = SpinLock::new(LargeTable {
-    entries: core::ptr::null_mut(),
-    summary: [0; SUMMARY_WORDS],
-    count: 0,
-});
-
-fn home(addr: usize) -> usize {
-    (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> (usize::BITS - LARGE_ENTRIES.trailing_zeros())
-}
+pub(crate) static LARGE: SpinLock<LargeTable> = SpinLock::new(LargeTable::new());
 
 impl LargeTable {
+    const fn new() -> Self {
+        LargeTable {
+            entries: core::ptr::null_mut(),
+            cap: 0,
+            count: 0,
+        }
+    }
+
+    /// The home entry of `addr` in a table of `cap` entries.
+    fn home(addr: usize, cap: usize) -> usize {
+        (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - cap.trailing_zeros())
+    }
+
     fn entry(&mut self, i: usize) -> &mut LargeEntry {
-        // SAFETY: callers pass i < LARGE_ENTRIES; the table is mapped (checked by callers)
-        // and reached only under the lock, which `&mut self` stands for.
+        // SAFETY: callers pass i < cap, entries of the table's own mapping; it is reached
+        // only under the lock, which `&mut self` stands for.
         unsafe { &mut *self.entries.add(i) }
     }
 
     fn find(&mut self, addr: usize) -> Option<usize> {
-        if self.entries.is_null() {
+        if self.cap == 0 {
             return None;
         }
-        let mut i = home(addr);
+        let mut i = Self::home(addr, self.cap);
         loop {
             let e = self.entry(i);
             if e.addr == addr {
@@ -540,11 +549,45 @@ impl LargeTable {
             if e.addr == 0 {
                 return None;
             }
-            i = (i + 1) & (LARGE_ENTRIES - 1);
+            i = (i + 1) & (self.cap - 1);
         }
     }
 
-    /// Adds the block at `addr`; false when no table can be mapped or it is full.
+    /// Puts `e` in a free entry of its probe chain (the table has one).
+    fn place(&mut self, e: LargeEntry) {
+        let mut i = Self::home(e.addr, self.cap);
+        while self.entry(i).addr != 0 {
+            i = (i + 1) & (self.cap - 1);
+        }
+        *self.entry(i) = e;
+    }
+
+    /// Moves the entries to a table of `cap` entries; false (nothing changed) if it cannot
+    /// be mapped.
+    fn grow(&mut self, cap: usize) -> bool {
+        let p = sys::map_zeroed(cap * core::mem::size_of::<LargeEntry>());
+        if p.is_null() {
+            return false;
+        }
+        let (old, old_cap) = (self.entries, self.cap);
+        self.entries = p.cast();
+        self.cap = cap;
+        for i in 0..old_cap {
+            // SAFETY: i < old_cap: an entry of the old mapping, still mapped.
+            let e = unsafe { *old.add(i) };
+            if e.addr != 0 {
+                self.place(e);
+            }
+        }
+        if !old.is_null() {
+            // SAFETY: the old mapping is the one `grow` mapped before for `old_cap` entries;
+            // its entries were moved and nothing else points into it.
+            unsafe { sys::unmap(old.cast(), old_cap * core::mem::size_of::<LargeEntry>()) };
+        }
+        true
+    }
+
+    /// Adds the block at `addr`; false when the table cannot grow to hold it.
     pub(crate) fn insert(
         &mut self,
         addr: usize,
@@ -554,21 +597,13 @@ impl LargeTable {
         w: u64,
         gen: u64,
     ) -> bool {
-        if self.entries.is_null() {
-            let p = sys::map_zeroed(LARGE_ENTRIES * core::mem::size_of::<LargeEntry>());
-            if p.is_null() {
+        if 2 * (self.count + 1) > self.cap {
+            let cap = (2 * self.cap).max(LARGE_FIRST);
+            if cap > LARGE_ENTRIES || !self.grow(cap) {
                 return false;
             }
-            self.entries = p.cast();
         }
-        if self.count + 1 >= LARGE_ENTRIES {
-            return false;
-        }
-        let mut i = home(addr);
-        while self.entry(i).addr != 0 {
-            i = (i + 1) & (LARGE_ENTRIES - 1);
-        }
-        *self.entry(i) = LargeEntry {
+        self.place(LargeEntry {
             addr,
             size,
             w,
@@ -577,9 +612,7 @@ impl LargeTable {
             body,
             born,
             _pad: 0,
-        };
-        let page = i / ENTRIES_PER_PAGE;
-        self.summary[page / 64] |= 1 << (page % 64);
+        });
         self.count += 1;
         true
     }
@@ -595,17 +628,18 @@ impl LargeTable {
         let Some(i) = self.find(addr) else {
             return false;
         };
+        let mask = self.cap - 1;
         let mut hole = i;
         let mut j = i;
         loop {
-            j = (j + 1) & (LARGE_ENTRIES - 1);
+            j = (j + 1) & mask;
             let e = *self.entry(j);
             if e.addr == 0 {
                 break;
             }
-            let h = home(e.addr);
-            let dist_j = j.wrapping_sub(h) & (LARGE_ENTRIES - 1);
-            let dist_hole = hole.wrapping_sub(h) & (LARGE_ENTRIES - 1);
+            let h = Self::home(e.addr, self.cap);
+            let dist_j = j.wrapping_sub(h) & mask;
+            let dist_hole = hole.wrapping_sub(h) & mask;
             if dist_hole < dist_j {
                 *self.entry(hole) = e;
                 hole = j;
@@ -618,20 +652,13 @@ impl LargeTable {
 
     /// Calls `f` with every entry in use.
     pub(crate) fn for_each(&mut self, mut f: impl FnMut(&LargeEntry)) {
-        if self.entries.is_null() || self.count == 0 {
+        if self.count == 0 {
             return;
         }
-        for w in 0..SUMMARY_WORDS {
-            let mut bits = self.summary[w];
-            while bits != 0 {
-                let page = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                for i in page * ENTRIES_PER_PAGE..(page + 1) * ENTRIES_PER_PAGE {
-                    let e = *self.entry(i);
-                    if e.addr != 0 {
-                        f(&e);
-                    }
-                }
+        for i in 0..self.cap {
+            let e = *self.entry(i);
+            if e.addr != 0 {
+                f(&e);
             }
         }
     }
@@ -810,23 +837,26 @@ mod tests {
     }
 
     #[test]
-    fn large_table_finds_removes_and_keeps_probe_chains() {
-        let mut t = LargeTable {
-            entries: core::ptr::null_mut(),
-            summary: [0; SUMMARY_WORDS],
-            count: 0,
-        };
-        // Addresses colliding on their home entry, and others.
+    fn large_table_finds_removes_grows_and_keeps_probe_chains() {
+        let mut t = LargeTable::new();
+        // Addresses colliding on their home entry, and others: the table grows from one
+        // page to 512 entries on the way.
         let addrs: Vec<usize> = (1..200).map(|k| 0x7000_0000_0000 + k * 0x1000).collect();
-        for &a in &addrs {
+        for (k, &a) in addrs.iter().enumerate() {
             assert!(t.insert(a, a & 0xFFFF, 4096, 0, a as u64, 0));
+            assert!(t.cap >= 2 * t.count, "at most half full");
+            assert!(t.get(addrs[k / 2]).is_some(), "found again after growing");
         }
+        assert_eq!(t.cap, 512);
         for &a in addrs.iter().step_by(3) {
             assert!(t.remove(a));
             assert!(!t.remove(a));
         }
         for (k, &a) in addrs.iter().enumerate() {
             assert_eq!(t.get(a).is_some(), k % 3 != 0, "{a:#x}");
+            if let Some(e) = t.get(a) {
+                assert_eq!((e.size, e.w), (a & 0xFFFF, a as u64));
+            }
         }
         let mut n = 0;
         t.for_each(|e| {
@@ -835,5 +865,22 @@ mod tests {
         });
         assert_eq!(n, t.count);
         assert_eq!(n, addrs.len() - addrs.len().div_ceil(3));
+    }
+
+    #[test]
+    fn large_table_stays_within_a_page_for_a_few_blocks() {
+        let mut t = LargeTable::new();
+        // Blocks come and go; never more than 20 live at once.
+        for round in 0..100usize {
+            for k in 0..20 {
+                let a = 0x7100_0000_0000 + (round * 20 + k) * 0x5000;
+                assert!(t.insert(a, 1 << 20, 1 << 20, 0, 0, 0));
+            }
+            for k in 0..20 {
+                assert!(t.remove(0x7100_0000_0000 + (round * 20 + k) * 0x5000));
+            }
+        }
+        assert_eq!(t.count, 0);
+        assert_eq!(t.cap, LARGE_FIRST, "one page");
     }
 }
