@@ -588,6 +588,7 @@ impl LargeTable {
     }
 
     /// Adds the block at `addr`; false when the table cannot grow to hold it.
+    #[inline(never)]
     pub(crate) fn insert(
         &mut self,
         addr: usize,

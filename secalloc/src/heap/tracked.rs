@@ -143,6 +143,13 @@ impl Taken {
             rec.write_in(meta, LIVE, self.cap, hot.profile());
             return true;
         }
+        self.publish_large(meta)
+    }
+
+    /// [`publish`](Self::publish) of a directly mapped block: its entry in the large table.
+    #[cold]
+    #[inline(never)]
+    fn publish_large(&self, meta: &Meta) -> bool {
         let gen = LARGE_GEN.fetch_add(1, Relaxed);
         let w = slots::encode(meta, LIVE, meta.size, 0);
         if LARGE
