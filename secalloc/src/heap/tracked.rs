@@ -416,9 +416,58 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
             }
         }
     }
+    for_each_live_large(&mut f);
+}
+
+/// The directly mapped part of [`for_each_live`]. The table is copied in one go, under its
+/// lock, into a mapping of our own, and `f` runs on the copy: `f` may allocate, which may
+/// take the lock, and an insert meanwhile may grow the table, which places every entry
+/// anew (copying a few entries at a time, by their order in the table, would then skip
+/// some blocks and repeat others). Without memory for the copy, the copying goes a few
+/// entries at a time after all.
+fn for_each_live_large(f: &mut impl FnMut(LiveBlock)) {
+    type Copied = (usize, slots::Decoded);
+    let mut t = LARGE.lock();
+    let n = t.count;
+    if n == 0 {
+        return;
+    }
+    let bytes = n * core::mem::size_of::<Copied>();
+    let buf = crate::sys::map_zeroed(bytes).cast::<Copied>();
+    if buf.is_null() {
+        drop(t);
+        return for_each_live_large_in_steps(f);
+    }
+    let mut k = 0;
+    t.for_each(|e| {
+        if k < n {
+            // SAFETY: k < n: inside the mapping of n entries, aligned (mmap'd).
+            unsafe { buf.add(k).write((e.addr, e.decoded())) };
+            k += 1;
+        }
+    });
+    drop(t);
+    for i in 0..k {
+        // SAFETY: entries 0..k were written above; the mapping is ours alone.
+        let (addr, d) = unsafe { buf.add(i).read() };
+        if d.state == LIVE {
+            f(LiveBlock {
+                addr,
+                meta: d.meta,
+                gen: d.gen,
+                large: true,
+            });
+        }
+    }
+    // SAFETY: the mapping `map_zeroed` made above for `bytes`, used by nothing else now.
+    unsafe { crate::sys::unmap(buf.cast(), bytes) };
+}
+
+/// [`for_each_live_large`] without memory for a copy: 64 entries at a time.
+#[cold]
+fn for_each_live_large_in_steps(f: &mut impl FnMut(LiveBlock)) {
     let mut large: [Option<slots::Decoded>; 64] = [None; 64];
     let mut addrs = [0usize; 64];
-    // Copy the entries out a few at a time: `f` may allocate, which may take the lock.
     let mut skip = 0;
     loop {
         let mut n = 0;
@@ -608,5 +657,44 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn large_blocks_are_each_seen_once_while_the_scan_grows_the_table() {
+        init_before_tracker();
+        let hot = crate::config::RUNTIME.hot();
+        let meta = |size| Meta {
+            size,
+            align_log2: 3,
+            stack: 9,
+            scope: 0,
+            born: 0,
+        };
+        let size = class::MAX_CLASS_SIZE + 1;
+        let take_published = || {
+            let t = take(size, 8, false).expect("a large block");
+            assert!(t.publish(&meta(size), hot));
+            t.addr
+        };
+        let kept: Vec<usize> = (0..100).map(|_| take_published()).collect();
+        // The scan's callback allocates 300 more large blocks the first time it runs: the
+        // table grows (and places its entries anew) in the middle of the scan.
+        let mut more = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for_each_live(|b| {
+            if b.large {
+                if more.is_empty() {
+                    more.extend((0..300).map(|_| take_published()));
+                }
+                *seen.entry(b.addr).or_insert(0) += 1;
+            }
+        });
+        for a in &kept {
+            assert_eq!(seen.get(a), Some(&1), "block {a:#x}");
+        }
+        for a in kept.into_iter().chain(more) {
+            assert!(remove_large(a));
+            unmap_large(a, 0);
+        }
     }
 }
