@@ -426,7 +426,6 @@ pub(crate) fn for_each_live(mut f: impl FnMut(LiveBlock)) {
 /// some blocks and repeat others). Without memory for the copy, the copying goes a few
 /// entries at a time after all.
 fn for_each_live_large(f: &mut impl FnMut(LiveBlock)) {
-    type Copied = (usize, slots::Decoded);
     let mut t = LARGE.lock();
     let n = t.count;
     if n == 0 {
@@ -447,9 +446,18 @@ fn for_each_live_large(f: &mut impl FnMut(LiveBlock)) {
         }
     });
     drop(t);
-    for i in 0..k {
-        // SAFETY: entries 0..k were written above; the mapping is ours alone.
-        let (addr, d) = unsafe { buf.add(i).read() };
+    // SAFETY: entries 0..k were written above; the mapping is ours alone.
+    deliver((0..k).map(|i| unsafe { buf.add(i).read() }), f);
+    // SAFETY: the mapping `map_zeroed` made above for `bytes`, used by nothing else now.
+    unsafe { crate::sys::unmap(buf.cast(), bytes) };
+}
+
+/// A large-table entry copied out: the block's address and its record.
+type Copied = (usize, slots::Decoded);
+
+/// Calls `f` with each live block of the copied entries.
+fn deliver(copied: impl Iterator<Item = Copied>, f: &mut impl FnMut(LiveBlock)) {
+    for (addr, d) in copied {
         if d.state == LIVE {
             f(LiveBlock {
                 addr,
@@ -459,39 +467,26 @@ fn for_each_live_large(f: &mut impl FnMut(LiveBlock)) {
             });
         }
     }
-    // SAFETY: the mapping `map_zeroed` made above for `bytes`, used by nothing else now.
-    unsafe { crate::sys::unmap(buf.cast(), bytes) };
 }
 
 /// [`for_each_live_large`] without memory for a copy: 64 entries at a time.
 #[cold]
 fn for_each_live_large_in_steps(f: &mut impl FnMut(LiveBlock)) {
-    let mut large: [Option<slots::Decoded>; 64] = [None; 64];
-    let mut addrs = [0usize; 64];
+    let mut copied: [Option<Copied>; 64] = [None; 64];
     let mut skip = 0;
     loop {
         let mut n = 0;
         let mut seen = 0;
         LARGE.lock().for_each(|e| {
-            if seen >= skip && n < large.len() {
-                large[n] = Some(e.decoded());
-                addrs[n] = e.addr;
+            if seen >= skip && n < copied.len() {
+                copied[n] = Some((e.addr, e.decoded()));
                 n += 1;
             }
             seen += 1;
         });
-        for (d, &addr) in large[..n].iter().flatten().zip(&addrs[..n]) {
-            if d.state == LIVE {
-                f(LiveBlock {
-                    addr,
-                    meta: d.meta,
-                    gen: d.gen,
-                    large: true,
-                });
-            }
-        }
+        deliver(copied[..n].iter().flatten().copied(), f);
         skip += n;
-        if n < large.len() {
+        if n < copied.len() {
             break;
         }
     }
