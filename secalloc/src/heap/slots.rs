@@ -802,6 +802,10 @@ mod tests {
                 panic!("size {size}: not a slot");
             };
             assert_eq!(cap, size);
+            // High halves of larger slots sit `capacity_of` entries past their words: it
+            // is the number of slots the span really has.
+            let span_bytes = 1usize << super::super::span_shift(t.addr);
+            assert_eq!(capacity_of(cap), span_bytes / cap, "size {size}");
             let cases = cases_for(cap);
             let step = (cases.len() / 500).max(1);
             for meta in cases
