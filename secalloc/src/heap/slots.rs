@@ -193,24 +193,11 @@ pub(crate) fn decode(w: u64, cap: usize) -> Decoded {
     }
 }
 
-/// The contents of record word `w` of a slot of `cap` bytes whose high half is 0 (as
-/// [`decode`], without the high half's fields).
+/// The contents of record word `w` of a slot of `cap` bytes whose high half is 0: [`decode`]
+/// of the word alone (the high half's fields then fold away).
 #[inline(always)]
 fn decode_word(w: u32, cap: usize) -> Decoded {
-    let w = u64::from(w);
-    Decoded {
-        meta: Meta {
-            // Saturating: as in `decode`.
-            size: cap.saturating_sub(((w >> SLACK_SHIFT) & low(LOW_SLACK)) as usize),
-            align_log2: ((w >> ALIGN_SHIFT) & low(LOW_ALIGN)) as u32,
-            // Below 2^20: never `INTERNAL`'s stand-in.
-            stack: (w & low(LOW_STACK)) as u32,
-            scope: 0,
-            born: 0,
-        },
-        state: (w >> STATE_SHIFT) & 3,
-        gen: w,
-    }
+    decode(u64::from(w), cap)
 }
 
 /// The word for `meta` in `state` in a slot of `cap` bytes (`meta.size <= cap`), with
@@ -588,7 +575,6 @@ impl LargeTable {
     }
 
     /// Adds the block at `addr`; false when the table cannot grow to hold it.
-    #[inline(never)]
     pub(crate) fn insert(
         &mut self,
         addr: usize,

@@ -97,10 +97,9 @@ pub(crate) fn take(size: usize, align: usize, zero: bool) -> Option<Taken> {
         if !p.is_null() {
             // SAFETY: `span` is the assigned span the slot came from.
             let first = unsafe { (*span).records.load(Relaxed) };
-            let cap = class::size_of_class(idx - NCLASSES);
             return Some(Taken {
                 addr: p as usize,
-                cap,
+                cap: class::size_of_class(idx - NCLASSES),
                 rec: slots::record_from(first, slot),
             });
         }
@@ -192,11 +191,10 @@ pub(crate) fn find(addr: usize) -> Found {
             if class <= NCLASSES {
                 return Found::NotOurs;
             }
-            let cap = sp.size.load(Relaxed) as usize;
             Found::Slot {
                 at: SlotRef { span, slot },
                 rec: slots::record_from(sp.records.load(Relaxed), slot),
-                cap,
+                cap: sp.size.load(Relaxed) as usize,
             }
         }
         Located::Outside => find_large(addr),
