@@ -266,8 +266,8 @@ pub(crate) fn walks_break_off(short: u64, walks: u64) -> bool {
 
 /// Entries in each thread's stack cache (direct-mapped): 32 KiB a thread, of which a
 /// thread's memory holds only the pages its stacks' entries fall in. Enough for thousands
-/// of distinct stacks in a working set (ast: 6,832 stacks, 512 entries missed 40% of
-/// lookups, each a probe of the global table).
+/// of distinct stacks in a working set (ast: 6,832 stacks; 512 entries missed 43% of
+/// lookups, each a probe of the global table; 4,096 miss 13%).
 pub(crate) const CACHE_ENTRIES: usize = 4096;
 
 /// A thread's cache of recently seen stack hashes: one 8-byte key an entry, a check of the
