@@ -181,47 +181,91 @@ pub(crate) unsafe fn dealloc(user: *mut u8, layout: Layout) {
 unsafe fn dealloc_with(user: *mut u8, layout: Layout, hot: Hot) {
     let entered = thread::enter();
     let ts = thread::for_free(entered);
-    let addr = user as usize;
-    let mode = hot.wipe();
-    match tracked::find(addr) {
-        Found::Slot { at, rec, cap } => {
-            let d = rec.read_in(cap, hot.profile());
-            let Some(meta) = validate(user, layout, d, cap, hot) else {
-                if d.state == LIVE {
-                    rec.set_state(LEAKED);
-                }
-                return leave_if(entered);
-            };
-            // Readers that noted the record as it was drop what they read from now on.
-            rec.set_state(FREED);
-            // What the block may have written: its bytes and the canary after them. The
-            // rest of the slot is still zero (never written since the slot was last wiped
-            // or fresh), and wiping it would only bring in pages the block never used.
-            let len = meta.size + slack_canary_len(meta.size, cap);
-            // SAFETY: the slot (cap >= len bytes) is ours until given back below: it is out
-            // of the live set for every reader, and no other thread frees it (its record
-            // said live, and a racing double free is caught by the bitmaps below).
-            unsafe { wipe::wipe_on_thread(ts, user, len, mode) };
-            // The slot's record keeps the block's stack and says freed until the slot is
-            // handed out again: a second free is named from it, not the ring.
-            // SAFETY: the slot is mapped memory of the heap; `ts` as above.
-            unsafe { after_wipe(ts, user, &meta, len, false, hot) };
-            // SAFETY: `at` comes from `find` and the record is marked freed.
-            if !unsafe { tracked::give_back_slot(at, hot) } {
-                corruption::report(
-                    Corruption::DoubleFree {
-                        alloc_stack: meta.stack,
-                        size: meta.size,
-                    },
-                    addr,
-                );
-            }
-        }
+    match tracked::find(user as usize) {
+        Found::Slot { at, rec, cap } => match rec.read_compact(cap, hot.profile()) {
+            // SAFETY: forwarded contract; `ts` is null or this thread's own state.
+            Some(d) => unsafe { free_slot(user, layout, at, rec, cap, d, ts, hot) },
+            // SAFETY: as above.
+            None => unsafe { free_slot_with_high(user, layout, at, rec, cap, ts, hot) },
+        },
         // SAFETY: forwarded contract; `ts` is null or this thread's own state.
         Found::Large { entry } => unsafe { free_large_block(user, layout, entry, ts, hot) },
         Found::NotOurs => bad_free(user, layout),
     }
     leave_if(entered)
+}
+
+/// [`free_slot`] of a block whose record has a high half (a scope, a stack id of 2^20 or
+/// more, an unusual layout): read and freed out of line, so that the common path's record
+/// stays in registers.
+///
+/// # Safety
+/// As for [`free_slot`].
+#[cold]
+#[inline(never)]
+unsafe fn free_slot_with_high(
+    user: *mut u8,
+    layout: Layout,
+    at: tracked::SlotRef,
+    rec: &slots::Record,
+    cap: usize,
+    ts: *mut thread::ThreadState,
+    hot: Hot,
+) {
+    let d = rec.read_in(cap, hot.profile());
+    // SAFETY: forwarded contract.
+    unsafe { free_slot(user, layout, at, rec, cap, d, ts, hot) }
+}
+
+/// Frees the block at `user`, in the slot `at` of `cap` bytes whose record `rec` reads `d`:
+/// checked (live, its layout, its canary), wiped, counted and given back to the heap; or,
+/// when a check fails, reported and (if it was live) leaked.
+///
+/// # Safety
+/// As for [`dealloc`]; `at`, `rec` and `cap` come from `find` for `user`; `ts` is null or
+/// this thread's own state.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn free_slot(
+    user: *mut u8,
+    layout: Layout,
+    at: tracked::SlotRef,
+    rec: &slots::Record,
+    cap: usize,
+    d: slots::Decoded,
+    ts: *mut thread::ThreadState,
+    hot: Hot,
+) {
+    let Some(meta) = validate(user, layout, d, cap, hot) else {
+        if d.state == LIVE {
+            rec.set_state(LEAKED);
+        }
+        return;
+    };
+    // Readers that noted the record as it was drop what they read from now on.
+    rec.set_state(FREED);
+    // What the block may have written: its bytes and the canary after them. The rest of
+    // the slot is still zero (never written since the slot was last wiped or fresh), and
+    // wiping it would only bring in pages the block never used.
+    let len = meta.size + slack_canary_len(meta.size, cap);
+    // SAFETY: the slot (cap >= len bytes) is ours until given back below: it is out of the
+    // live set for every reader, and no other thread frees it (its record said live, and a
+    // racing double free is caught by the bitmaps below).
+    unsafe { wipe::wipe_on_thread(ts, user, len, hot.wipe()) };
+    // The slot's record keeps the block's stack and says freed until the slot is handed
+    // out again: a second free is named from it, not the ring.
+    // SAFETY: the slot is mapped memory of the heap; `ts` as above.
+    unsafe { after_wipe(ts, user, &meta, len, false, hot) };
+    // SAFETY: `at` comes from `find` and the record is marked freed.
+    if !unsafe { tracked::give_back_slot(at, hot) } {
+        corruption::report(
+            Corruption::DoubleFree {
+                alloc_stack: meta.stack,
+                size: meta.size,
+            },
+            user as usize,
+        );
+    }
 }
 
 /// What follows the wipe of a freed block of `len` bytes at `user`: its accounting (unless

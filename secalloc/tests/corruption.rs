@@ -44,6 +44,25 @@ fn double_free() {
     black_box(());
 }
 
+/// The same double free of a block allocated inside a scope: its record keeps the scope
+/// in its high half, which the free path reads out of line.
+#[inline(never)]
+fn scoped_double_free_victim() -> *mut [u8; 32] {
+    let _tag = secalloc::scope("scoped-victim");
+    Box::into_raw(black_box(Box::new([7u8; 32])))
+}
+
+#[inline(never)]
+fn scoped_double_free() {
+    let p = scoped_double_free_victim();
+    // SAFETY: as in `double_free`: the second free is the bug under test.
+    unsafe {
+        drop(Box::from_raw(p));
+        drop(Box::from_raw(p));
+    }
+    black_box(());
+}
+
 #[inline(never)]
 fn invalid_free() {
     let v = black_box(vec![0u8; 64]);
@@ -62,6 +81,7 @@ fn child_main() -> bool {
     match std::env::var("CORRUPTION_TEST_CHILD").as_deref() {
         Ok("overflow") => overflow_by_one(),
         Ok("double-free") => double_free(),
+        Ok("scoped-double-free") => scoped_double_free(),
         Ok("invalid-free") => invalid_free(),
         Ok("overflow-continue") => {
             overflow_by_one();
@@ -182,6 +202,29 @@ fn double_free_aborts_with_both_callsites() {
     assert_eq!(
         l.last().unwrap(),
         "secalloc: aborting (SECALLOC_ON_CORRUPTION=continue leaks the damaged block and goes on)"
+    );
+}
+
+#[test]
+fn double_free_of_a_scoped_block_aborts_with_both_callsites() {
+    let (code, signal, _, stderr) = run("scoped-double-free", &[]);
+    assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
+    let l = normalise(&stderr);
+    assert_eq!(
+        l[0],
+        "secalloc: heap corruption: double free of a 32-byte block at ADDR"
+    );
+    let a = section(&l, "  allocated at:");
+    assert!(
+        l[a + 1].starts_with(
+            "    #0 ADDR in corruption::scoped_double_free_victim tests/corruption.rs:"
+        ),
+        "{l:#?}"
+    );
+    let b = section(&l, "  bad free at:");
+    assert!(
+        l[b + 1].contains("in corruption::scoped_double_free tests/corruption.rs:"),
+        "{l:#?}"
     );
 }
 

@@ -274,6 +274,23 @@ impl Record {
         d
     }
 
+    /// [`read_in`](Self::read_in) of a record without a high half (most blocks'), `None`
+    /// for one with a high half, to be read with `read_in` out of line: the caller then
+    /// keeps the fast path's decoded record in registers, where a merge with the cold
+    /// read's result would put it in memory (the free path stored and reloaded it).
+    #[inline(always)]
+    pub(crate) fn read_compact(&self, cap: usize, profile: bool) -> Option<Decoded> {
+        let w = self.w.load(Acquire);
+        if u64::from(w) & HIGH != 0 {
+            return None;
+        }
+        let mut d = decode_word(w, cap);
+        if profile {
+            d.meta.born = self.born().load(Relaxed);
+        }
+        Some(d)
+    }
+
     /// [`read_in`](Self::read_in) of a record whose word `w` says it has a high half.
     #[cold]
     #[inline(never)]
@@ -311,16 +328,18 @@ impl Record {
         let parity = u64::from(!self.w.load(Relaxed)) & PARITY;
         match compact_word(meta, state, cap, parity) {
             Some(w) => self.w.store(w, Release),
-            None => self.write_with_high(meta, state, cap, parity),
+            None => self.write_with_high(*meta, state, cap, parity),
         }
     }
 
     /// [`write_in`](Self::write_in) of a record whose high half is not 0: the high half
-    /// first, so that a reader seeing the word's flag sees it.
+    /// first, so that a reader seeing the word's flag sees it. (`meta` by value: a copy
+    /// made on this cold path, where a reference would keep the caller's `Meta` in memory
+    /// on the hot one.)
     #[cold]
     #[inline(never)]
-    fn write_with_high(&self, meta: &Meta, state: u64, cap: usize, parity: u64) {
-        let w = encode(meta, state, cap, parity);
+    fn write_with_high(&self, meta: Meta, state: u64, cap: usize, parity: u64) {
+        let w = encode(&meta, state, cap, parity);
         self.high(cap).store((w >> 32) as u32, Relaxed);
         self.w.store(w as u32, Release);
     }

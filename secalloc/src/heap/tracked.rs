@@ -142,15 +142,16 @@ impl Taken {
             rec.write_in(meta, LIVE, self.cap, hot.profile());
             return true;
         }
-        self.publish_large(meta)
+        self.publish_large(*meta)
     }
 
     /// [`publish`](Self::publish) of a directly mapped block: its entry in the large table.
+    /// (`meta` by value, as for the record's cold write.)
     #[cold]
     #[inline(never)]
-    fn publish_large(&self, meta: &Meta) -> bool {
+    fn publish_large(&self, meta: Meta) -> bool {
         let gen = LARGE_GEN.fetch_add(1, Relaxed);
-        let w = slots::encode(meta, LIVE, meta.size, 0);
+        let w = slots::encode(&meta, LIVE, meta.size, 0);
         if LARGE
             .lock()
             .insert(self.addr, meta.size, self.cap, meta.born, w, gen)
