@@ -262,12 +262,11 @@ impl Record {
     /// settings at hand already).
     #[inline(always)]
     pub(crate) fn read_in(&self, cap: usize, profile: bool) -> Decoded {
-        let w = self.w.load(Acquire);
-        let mut d = if u64::from(w) & HIGH == 0 {
-            decode_word(w, cap)
-        } else {
-            self.read_with_high(w, cap)
-        };
+        if let Some(d) = self.read_compact(cap, profile) {
+            return d;
+        }
+        // The word again: a newer one (a racing reader's) comes with its high half too.
+        let mut d = self.read_with_high(self.w.load(Acquire), cap);
         if profile {
             d.meta.born = self.born().load(Relaxed);
         }
