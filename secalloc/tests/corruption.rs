@@ -30,18 +30,26 @@ fn double_free_victim() -> *mut [u8; 32] {
     Box::into_raw(black_box(Box::new([7u8; 32])))
 }
 
+/// Frees the block `p` twice, in the calling function (a macro, so that the second free's
+/// callsite is the caller's own frame).
+macro_rules! free_twice {
+    ($p:expr) => {{
+        let p: *mut [u8; 32] = $p;
+        // SAFETY: the first drop is a valid free; the second is the double free under
+        // test, which the allocator must catch before it reaches the inner allocator.
+        unsafe {
+            drop(Box::from_raw(p));
+            drop(Box::from_raw(p));
+        }
+        // Keep the second free from becoming a tail call (this test crate is optimised),
+        // so the caller's frame is on the stack when the allocator reports.
+        black_box(());
+    }};
+}
+
 #[inline(never)]
 fn double_free() {
-    let p = double_free_victim();
-    // SAFETY: the first drop is a valid free; the second is the double free under test,
-    // which the allocator must catch before it reaches the inner allocator.
-    unsafe {
-        drop(Box::from_raw(p));
-        drop(Box::from_raw(p));
-    }
-    // Keep the second free from becoming a tail call (this test crate is optimised), so
-    // this function's frame is on the stack when the allocator reports.
-    black_box(());
+    free_twice!(double_free_victim());
 }
 
 /// The same double free of a block allocated inside a scope: its record keeps the scope
@@ -54,13 +62,7 @@ fn scoped_double_free_victim() -> *mut [u8; 32] {
 
 #[inline(never)]
 fn scoped_double_free() {
-    let p = scoped_double_free_victim();
-    // SAFETY: as in `double_free`: the second free is the bug under test.
-    unsafe {
-        drop(Box::from_raw(p));
-        drop(Box::from_raw(p));
-    }
-    black_box(());
+    free_twice!(scoped_double_free_victim());
 }
 
 #[inline(never)]
@@ -180,9 +182,11 @@ fn overflow_by_one_byte_aborts_with_both_callsites() {
     );
 }
 
-#[test]
-fn double_free_aborts_with_both_callsites() {
-    let (code, signal, _, stderr) = run("double-free", &[]);
+/// Runs the double-free case `case` and checks its report: it aborts, names the 32-byte
+/// block, and gives the allocation's callsite in `victim` and the second free's in `freer`.
+/// Returns the report's lines.
+fn double_free_report(case: &str, victim: &str, freer: &str) -> Vec<String> {
+    let (code, signal, _, stderr) = run(case, &[]);
     assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
     let l = normalise(&stderr);
     assert_eq!(
@@ -191,14 +195,22 @@ fn double_free_aborts_with_both_callsites() {
     );
     let a = section(&l, "  allocated at:");
     assert!(
-        l[a + 1].starts_with("    #0 ADDR in corruption::double_free_victim tests/corruption.rs:"),
+        l[a + 1].starts_with(&format!(
+            "    #0 ADDR in corruption::{victim} tests/corruption.rs:"
+        )),
         "{l:#?}"
     );
     let b = section(&l, "  bad free at:");
     assert!(
-        l[b + 1].contains("in corruption::double_free tests/corruption.rs:"),
+        l[b + 1].contains(&format!("in corruption::{freer} tests/corruption.rs:")),
         "{l:#?}"
     );
+    l
+}
+
+#[test]
+fn double_free_aborts_with_both_callsites() {
+    let l = double_free_report("double-free", "double_free_victim", "double_free");
     assert_eq!(
         l.last().unwrap(),
         "secalloc: aborting (SECALLOC_ON_CORRUPTION=continue leaks the damaged block and goes on)"
@@ -207,24 +219,10 @@ fn double_free_aborts_with_both_callsites() {
 
 #[test]
 fn double_free_of_a_scoped_block_aborts_with_both_callsites() {
-    let (code, signal, _, stderr) = run("scoped-double-free", &[]);
-    assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
-    let l = normalise(&stderr);
-    assert_eq!(
-        l[0],
-        "secalloc: heap corruption: double free of a 32-byte block at ADDR"
-    );
-    let a = section(&l, "  allocated at:");
-    assert!(
-        l[a + 1].starts_with(
-            "    #0 ADDR in corruption::scoped_double_free_victim tests/corruption.rs:"
-        ),
-        "{l:#?}"
-    );
-    let b = section(&l, "  bad free at:");
-    assert!(
-        l[b + 1].contains("in corruption::scoped_double_free tests/corruption.rs:"),
-        "{l:#?}"
+    double_free_report(
+        "scoped-double-free",
+        "scoped_double_free_victim",
+        "scoped_double_free",
     );
 }
 
