@@ -266,11 +266,7 @@ impl Record {
             return d;
         }
         // The word again: a newer one (a racing reader's) comes with its high half too.
-        let mut d = self.read_with_high(self.w.load(Acquire), cap);
-        if profile {
-            d.meta.born = self.born().load(Relaxed);
-        }
-        d
+        self.with_born(self.read_with_high(self.w.load(Acquire), cap), profile)
     }
 
     /// [`read_in`](Self::read_in) of a record without a high half (most blocks'), `None`
@@ -283,11 +279,16 @@ impl Record {
         if u64::from(w) & HIGH != 0 {
             return None;
         }
-        let mut d = decode_word(w, cap);
+        Some(self.with_born(decode_word(w, cap), profile))
+    }
+
+    /// `d` with the slot's allocation time when `profile` is on (it is 0 otherwise).
+    #[inline(always)]
+    fn with_born(&self, mut d: Decoded, profile: bool) -> Decoded {
         if profile {
             d.meta.born = self.born().load(Relaxed);
         }
-        Some(d)
+        d
     }
 
     /// [`read_in`](Self::read_in) of a record whose word `w` says it has a high half.
